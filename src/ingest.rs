@@ -1,0 +1,170 @@
+//! `shoplake ingest`: one date's export through every stage, source → read
+//! → transform → validate → write → report, with the counts that must add
+//! up (`rows_read = filtered + rejected + duplicate + valid`).
+
+use std::time::Instant;
+
+use chrono::NaiveDate;
+use serde_json::json;
+
+use crate::definition::TableDefinition;
+use crate::error::{Error, Result, Stage};
+use crate::read::{self, Reject};
+use crate::report::{RunReport, Status};
+use crate::storage::{Location, Storage};
+use crate::{rejects, source, transform, validate, write};
+
+#[derive(Debug, Clone)]
+pub struct IngestConfig {
+    pub date: NaiveDate,
+    pub source: Location,
+    pub table: Location,
+    pub rejects_table: Location,
+    /// Highest share of rejected lines a load accepts (0.01 = 1%).
+    pub max_reject_ratio: f64,
+    /// Let a day without rows empty a partition that has rows.
+    pub allow_empty: bool,
+}
+
+/// Runs one ingest. The report is returned even when the run fails, with
+/// what was known when it stopped.
+pub async fn run(storage: &Storage, config: &IngestConfig, run_id: &str) -> (RunReport, Result<()>) {
+    let started = Instant::now();
+    let def = TableDefinition::shopify_configuration();
+    let expected_file = config.source.join(&source::file_name(config.date));
+    let mut report = RunReport::new(
+        config.date.to_string(),
+        expected_file.to_string(),
+        config.table.to_string(),
+        run_id.to_string(),
+    );
+    let result = run_stages(storage, config, def, run_id, &mut report).await;
+    report.duration_ms = started.elapsed().as_millis() as u64;
+    if let Err(error) = &result {
+        // A rejects-table failure after the main commit keeps "committed":
+        // the table did change, and a re-run converges the rejects.
+        if report.status != Status::Committed {
+            report.status = Status::Failed;
+        }
+        tracing::debug!(date = %config.date, kind = ?error.kind, "ingest failed");
+    }
+    (report, result)
+}
+
+async fn run_stages(
+    storage: &Storage,
+    config: &IngestConfig,
+    def: &'static TableDefinition,
+    run_id: &str,
+    report: &mut RunReport,
+) -> Result<()> {
+    let date = config.date;
+    let file = source::locate(storage, &config.source, date).await?;
+    let uri = file.uri();
+    report.source = uri.clone();
+    tracing::info!(date = %date, source = %uri, bytes = file.size, "reading export");
+
+    let input = source::open(storage, &file).await?;
+    let (batches, reader) = read::start(def, date, uri.clone(), input);
+    let validated = match transform::run(def, batches, &uri).await {
+        Ok(rows) => validate::run(def, rows, &uri).await,
+        Err(error) => Err(error),
+    };
+    // The reader's own failure (a bad header, say) explains the rest.
+    let summary = reader.await.map_err(|e| Error::internal(Stage::Read, &uri, e))??;
+    let validated = validated?;
+
+    let line_rejects = summary.line_rejects.len() as u64;
+    let rows_rejected = line_rejects + validated.value_rejects.len() as u64;
+    report.rows_read = summary.rows_read;
+    report.rows_filtered = summary.rows_read - line_rejects - validated.rows_transformed;
+    report.rows_rejected = rows_rejected;
+    report.rows_duplicate = validated.rows_duplicate;
+    report.rows_valid = validated.rows_valid;
+    let accounted = report.rows_filtered + report.rows_rejected + report.rows_duplicate + report.rows_valid;
+    if accounted != report.rows_read {
+        return Err(Error::internal(
+            Stage::Validate,
+            &uri,
+            format!("{} lines read but {accounted} accounted for", report.rows_read),
+        ));
+    }
+    let mut all_rejects: Vec<Reject> = summary.line_rejects;
+    all_rejects.extend(validated.value_rejects);
+    all_rejects.sort();
+    tracing::info!(
+        rows_read = report.rows_read,
+        rows_valid = report.rows_valid,
+        rows_filtered = report.rows_filtered,
+        rows_rejected = report.rows_rejected,
+        rows_duplicate = report.rows_duplicate,
+        "export validated"
+    );
+    check_reject_ratio(&uri, report.rows_read, &all_rejects, config.max_reject_ratio)?;
+
+    let commit_info = json!({
+        "run_id": run_id,
+        "export_date": date.to_string(),
+        "source": uri,
+        "rows_read": report.rows_read,
+        "rows_filtered": report.rows_filtered,
+        "rows_rejected": report.rows_rejected,
+        "rows_duplicate": report.rows_duplicate,
+        "rows_valid": report.rows_valid,
+        "shoplake_version": env!("CARGO_PKG_VERSION"),
+    });
+    let request = write::LoadRequest {
+        def,
+        location: &config.table,
+        date,
+        rows: &validated.batches,
+        allow_empty: config.allow_empty,
+        commit_info,
+    };
+    let outcome = write::load_day(storage, &request).await?;
+    report.status = if outcome.committed { Status::Committed } else { Status::Unchanged };
+    report.table_version = Some(outcome.table_version);
+    report.rows_inserted = outcome.inserted;
+    report.rows_updated = outcome.updated;
+    report.rows_deleted = outcome.deleted;
+    report.rows_unchanged = outcome.unchanged;
+    report.files_added = outcome.files_added;
+    report.files_removed = outcome.files_removed;
+    tracing::info!(version = outcome.table_version, committed = outcome.committed, "table loaded");
+
+    rejects::replace_for_day(storage, &config.rejects_table, def, date, &uri, run_id, &all_rejects).await.map_err(
+        |e| {
+            Error::new(
+                e.stage,
+                e.kind,
+                &e.subject,
+                format!(
+                    "{} (the table itself is loaded at version {}; run the same ingest again to update the rejects)",
+                    e.message, outcome.table_version
+                ),
+            )
+        },
+    )?;
+    Ok(())
+}
+
+fn check_reject_ratio(uri: &str, rows_read: u64, rejects: &[Reject], max_ratio: f64) -> Result<()> {
+    if rows_read == 0 || rejects.is_empty() {
+        return Ok(());
+    }
+    let ratio = rejects.len() as f64 / rows_read as f64;
+    if ratio <= max_ratio {
+        return Ok(());
+    }
+    let examples: Vec<String> = rejects.iter().take(3).map(|r| format!("line {}: {}", r.line, r.reason)).collect();
+    Err(Error::rejected(
+        Stage::Validate,
+        uri,
+        format!(
+            "{} of {rows_read} lines rejected ({:.2}%), more than --max-reject-ratio {max_ratio} allows; first: {}",
+            rejects.len(),
+            ratio * 100.0,
+            examples.join(" | ")
+        ),
+    ))
+}

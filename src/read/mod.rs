@@ -1,0 +1,390 @@
+//! Stage 2, read: streams a day's export into typed Arrow batches by the
+//! table definition. It checks the header, rejects lines whose fields cannot
+//! be told apart (wrong count, broken quoting, bad UTF-8), and reads every
+//! other line's values by their column's kind. A value that breaks its rule
+//! does not reject the line here: it is recorded in `_reject`, because the
+//! transform's filter comes first (PRODUCT.md, "What happens to each input line").
+
+mod records;
+pub mod values;
+
+use std::io::{BufReader, Read};
+use std::sync::Arc;
+
+use chrono::NaiveDate;
+use datafusion::arrow::array::{
+    ArrayBuilder, ArrayRef, BooleanBuilder, Date32Builder, Int64Builder, ListBuilder, StringBuilder, UInt64Builder,
+};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::record_batch::RecordBatch;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::definition::{Kind, TableDefinition, LIST_ITEM};
+use crate::error::{Error, Result, Stage};
+use records::{Fields, RecordReader};
+
+/// Bookkeeping columns carried beside the table's columns until validation.
+pub const LINE: &str = "_line";
+pub const REJECT: &str = "_reject";
+pub const RAW: &str = "_raw";
+
+const BATCH_ROWS: usize = 32 * 1024;
+const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// A line that is refused, kept in the rejects table.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Reject {
+    pub line: u64,
+    pub raw: String,
+    pub reason: String,
+}
+
+/// What the reader knows once it has reached the end of the file.
+#[derive(Debug, Default)]
+pub struct ReadSummary {
+    /// Data lines (records) after the header.
+    pub rows_read: u64,
+    /// Lines refused before their values could be read.
+    pub line_rejects: Vec<Reject>,
+}
+
+pub type BatchReceiver = mpsc::Receiver<RecordBatch>;
+
+/// The schema of the batches the reader produces: every column read from
+/// the export (nullable: a bad value is null), then `_line`, `_reject`, `_raw`.
+pub fn export_schema(def: &TableDefinition) -> SchemaRef {
+    let mut fields: Vec<Field> = def.export_columns().map(|c| Field::new(&c.name, c.data_type.clone(), true)).collect();
+    fields.push(Field::new(LINE, DataType::UInt64, false));
+    fields.push(Field::new(REJECT, DataType::Utf8, true));
+    fields.push(Field::new(RAW, DataType::Utf8, true));
+    Arc::new(Schema::new(fields))
+}
+
+/// Starts reading `input` on a blocking thread. Batches arrive on the
+/// receiver in file order; the handle gives the summary (or the error that
+/// stopped the read) once the receiver has been drained.
+pub fn start(
+    def: &'static TableDefinition,
+    date: NaiveDate,
+    source_uri: String,
+    input: Box<dyn Read + Send>,
+) -> (BatchReceiver, JoinHandle<Result<ReadSummary>>) {
+    let (tx, rx) = mpsc::channel(2);
+    let handle = tokio::task::spawn_blocking(move || read_export(def, date, &source_uri, input, &tx));
+    (rx, handle)
+}
+
+fn read_export(
+    def: &'static TableDefinition,
+    date: NaiveDate,
+    source_uri: &str,
+    input: Box<dyn Read + Send>,
+    tx: &mpsc::Sender<RecordBatch>,
+) -> Result<ReadSummary> {
+    let io_error = |e: std::io::Error| {
+        // Corrupt compressed data is a bad file; anything else is the store.
+        if matches!(e.kind(), std::io::ErrorKind::InvalidData | std::io::ErrorKind::InvalidInput) {
+            Error::rejected(Stage::Read, source_uri, format!("the file cannot be read: {e}"))
+        } else {
+            Error::unavailable(Stage::Read, source_uri, format!("reading failed: {e}"))
+        }
+    };
+    let mut reader = RecordReader::new(BufReader::with_capacity(1 << 20, input));
+    let mut fields = Fields::default();
+
+    let header = reader
+        .next_record()
+        .map_err(io_error)?
+        .ok_or_else(|| Error::rejected(Stage::Read, source_uri, "the file is empty: no header line"))?;
+    let header_bytes = header.bytes.strip_prefix(UTF8_BOM).unwrap_or(header.bytes);
+    fields.split(header_bytes).map_err(|e| Error::rejected(Stage::Read, source_uri, format!("header line: {e}")))?;
+    let header_names = (0..fields.len())
+        .map(|i| std::str::from_utf8(fields.get(i)).map(|s| s.trim().to_string()))
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|_| Error::rejected(Stage::Read, source_uri, "header line is not valid UTF-8"))?;
+    let layout = HeaderLayout::match_definition(def, &header_names)
+        .map_err(|message| Error::rejected(Stage::Read, source_uri, message))?;
+
+    let schema = export_schema(def);
+    let mut batch = BatchBuilder::new(def, schema.clone());
+    let mut summary = ReadSummary::default();
+    let mut reasons: Vec<String> = Vec::new();
+
+    while let Some(record) = reader.next_record().map_err(io_error)? {
+        summary.rows_read += 1;
+        let line_reject = |reason: String| Reject {
+            line: record.line,
+            raw: String::from_utf8_lossy(record.bytes).into_owned(),
+            reason,
+        };
+        if !record.complete {
+            summary.line_rejects.push(line_reject("the file ends inside a quoted field (truncated?)".into()));
+            continue;
+        }
+        if record.bytes.is_empty() {
+            summary.line_rejects.push(line_reject("empty line".into()));
+            continue;
+        }
+        if let Err(reason) = fields.split(record.bytes) {
+            summary.line_rejects.push(line_reject(reason));
+            continue;
+        }
+        if fields.len() != layout.field_count {
+            summary.line_rejects.push(line_reject(format!(
+                "expected {} fields, found {}",
+                layout.field_count,
+                fields.len()
+            )));
+            continue;
+        }
+        if let Err(e) = std::str::from_utf8(fields.all_bytes()) {
+            summary.line_rejects.push(line_reject(format!("not valid UTF-8 (byte {} of the values)", e.valid_up_to())));
+            continue;
+        }
+
+        reasons.clear();
+        for (builder, &position) in batch.columns.iter_mut().zip(&layout.positions) {
+            // Checked above: all field bytes are UTF-8, so each field is.
+            let text = std::str::from_utf8(fields.get(position)).expect("checked UTF-8");
+            if let Err(reason) = builder.append(text, date) {
+                reasons.push(format!("{}: {reason}", builder.name));
+            }
+        }
+        batch.lines.append_value(record.line);
+        if reasons.is_empty() {
+            batch.rejects.append_null();
+            batch.raws.append_null();
+        } else {
+            batch.rejects.append_value(reasons.join("; "));
+            batch.raws.append_value(String::from_utf8_lossy(record.bytes));
+        }
+        if batch.lines.len() >= BATCH_ROWS && tx.blocking_send(batch.finish()?).is_err() {
+            // The consumer stopped (it failed); its error is the one to report.
+            return Ok(summary);
+        }
+    }
+    if batch.lines.len() > 0 {
+        let _ = tx.blocking_send(batch.finish()?);
+    }
+    Ok(summary)
+}
+
+/// Where each column of the definition sits in the file's header.
+struct HeaderLayout {
+    field_count: usize,
+    /// Header position of each export column, in definition order.
+    positions: Vec<usize>,
+}
+
+impl HeaderLayout {
+    fn match_definition(def: &TableDefinition, header: &[String]) -> std::result::Result<Self, String> {
+        let mut problems = Vec::new();
+        let mut positions = Vec::new();
+        let mut missing = Vec::new();
+        for column in def.export_columns() {
+            match header.iter().position(|h| *h == column.name) {
+                Some(p) => positions.push(p),
+                None => missing.push(column.name.as_str()),
+            }
+        }
+        let unexpected: Vec<&str> =
+            header.iter().filter(|h| !def.export_columns().any(|c| c.name == **h)).map(String::as_str).collect();
+        let mut duplicated: Vec<&str> =
+            header.iter().enumerate().filter(|(i, h)| header[..*i].contains(h)).map(|(_, h)| h.as_str()).collect();
+        duplicated.dedup();
+        if !missing.is_empty() {
+            problems.push(format!("missing columns: {}", missing.join(", ")));
+        }
+        if !unexpected.is_empty() {
+            problems.push(format!("unexpected columns: {}", unexpected.join(", ")));
+        }
+        if !duplicated.is_empty() {
+            problems.push(format!("repeated columns: {}", duplicated.join(", ")));
+        }
+        if problems.is_empty() {
+            Ok(HeaderLayout { field_count: header.len(), positions })
+        } else {
+            Err(format!("the header does not match table {}: {}", def.name, problems.join("; ")))
+        }
+    }
+}
+
+/// Builds one batch of the export schema.
+struct BatchBuilder {
+    schema: SchemaRef,
+    columns: Vec<ColumnBuilder>,
+    lines: UInt64Builder,
+    rejects: StringBuilder,
+    raws: StringBuilder,
+}
+
+impl BatchBuilder {
+    fn new(def: &'static TableDefinition, schema: SchemaRef) -> Self {
+        BatchBuilder {
+            schema,
+            columns: def.export_columns().map(ColumnBuilder::new).collect(),
+            lines: UInt64Builder::with_capacity(BATCH_ROWS),
+            rejects: StringBuilder::new(),
+            raws: StringBuilder::new(),
+        }
+    }
+
+    fn finish(&mut self) -> Result<RecordBatch> {
+        let mut arrays: Vec<ArrayRef> = self.columns.iter_mut().map(ColumnBuilder::finish).collect();
+        arrays.push(Arc::new(self.lines.finish()));
+        arrays.push(Arc::new(self.rejects.finish()));
+        arrays.push(Arc::new(self.raws.finish()));
+        RecordBatch::try_new(self.schema.clone(), arrays).map_err(|e| Error::internal(Stage::Read, "export batch", e))
+    }
+}
+
+struct ColumnBuilder {
+    name: &'static str,
+    nullable: bool,
+    values: Values,
+}
+
+enum Values {
+    Text(StringBuilder),
+    Flag(BooleanBuilder),
+    Count(Int64Builder),
+    CountList(ListBuilder<Int64Builder>),
+    Date(Date32Builder),
+}
+
+impl ColumnBuilder {
+    fn new(column: &'static crate::definition::Column) -> Self {
+        let values = match column.kind {
+            Kind::Text => Values::Text(StringBuilder::with_capacity(BATCH_ROWS, BATCH_ROWS * 16)),
+            Kind::Flag => Values::Flag(BooleanBuilder::with_capacity(BATCH_ROWS)),
+            Kind::Count => Values::Count(Int64Builder::with_capacity(BATCH_ROWS)),
+            Kind::CountList => Values::CountList(ListBuilder::new(Int64Builder::new()).with_field(Field::new(
+                LIST_ITEM,
+                DataType::Int64,
+                true,
+            ))),
+            Kind::FileDate => Values::Date(Date32Builder::with_capacity(BATCH_ROWS)),
+            Kind::Derived => unreachable!("derived columns are not read from the export"),
+        };
+        ColumnBuilder { name: &column.name, nullable: column.nullable, values }
+    }
+
+    /// Appends the field's value, or a null and the reason it breaks its rule.
+    fn append(&mut self, text: &str, file_date: NaiveDate) -> std::result::Result<(), String> {
+        let outcome = match &mut self.values {
+            Values::Text(b) => {
+                b.append_option(values::text(text));
+                Ok(!text.is_empty())
+            }
+            Values::Flag(b) => values::flag(text).map(|v| {
+                b.append_option(v);
+                v.is_some()
+            }),
+            Values::Count(b) => values::count(text).map(|v| {
+                b.append_option(v);
+                v.is_some()
+            }),
+            Values::CountList(b) => values::count_list(text).map(|v| {
+                let present = v.is_some();
+                b.append_option(v.map(|items| items.into_iter().map(Some)));
+                present
+            }),
+            Values::Date(b) => values::file_date(text, file_date).map(|v| {
+                b.append_option(v.map(days_since_epoch));
+                v.is_some()
+            }),
+        };
+        match outcome {
+            Ok(true) => Ok(()),
+            Ok(false) if self.nullable => Ok(()),
+            Ok(false) => Err("is empty".into()),
+            Err(reason) => {
+                self.append_null();
+                Err(reason)
+            }
+        }
+    }
+
+    fn append_null(&mut self) {
+        match &mut self.values {
+            Values::Text(b) => b.append_null(),
+            Values::Flag(b) => b.append_null(),
+            Values::Count(b) => b.append_null(),
+            Values::CountList(b) => b.append_null(),
+            Values::Date(b) => b.append_null(),
+        }
+    }
+
+    fn finish(&mut self) -> ArrayRef {
+        match &mut self.values {
+            Values::Text(b) => Arc::new(b.finish()),
+            Values::Flag(b) => Arc::new(b.finish()),
+            Values::Count(b) => Arc::new(b.finish()),
+            Values::CountList(b) => Arc::new(b.finish()),
+            Values::Date(b) => Arc::new(b.finish()),
+        }
+    }
+}
+
+pub fn days_since_epoch(date: NaiveDate) -> i32 {
+    (date - NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid date")).num_days() as i32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::{Array, AsArray};
+
+    fn def() -> &'static TableDefinition {
+        TableDefinition::shopify_configuration()
+    }
+
+    #[test]
+    fn header_must_hold_exactly_the_export_columns() {
+        let names: Vec<String> = def().export_columns().map(|c| c.name.clone()).collect();
+        let mut shuffled = names.clone();
+        shuffled.reverse();
+        let layout = HeaderLayout::match_definition(def(), &shuffled).unwrap();
+        assert_eq!(layout.positions[0], names.len() - 1, "any order is fine");
+
+        let mut missing = names.clone();
+        missing.retain(|n| n != "showing_logo");
+        let err = HeaderLayout::match_definition(def(), &missing).err().unwrap();
+        assert!(err.contains("missing columns: showing_logo"), "{err}");
+
+        let mut extra = names.clone();
+        extra.push("surprise".into());
+        let err = HeaderLayout::match_definition(def(), &extra).err().unwrap();
+        assert!(err.contains("unexpected columns: surprise"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn reads_values_and_keeps_bad_ones_for_later() {
+        let header = def().export_columns().map(|c| c.name.as_str()).collect::<Vec<_>>().join(",");
+        let good = "a1,shop.myshopify.com,APP,True,False,3,\"[0, 4]\",true,false,1,0,2.0,True,False,True,False,True,False,shopify_,False,app_store,2019-04-01";
+        let bad_flag = good.replacen("a1,", "a2,", 1).replacen("True,False,3", "Maybe,False,3", 1);
+        let short = "a3,too,short";
+        let input = format!("\u{feff}{header}\r\n{good}\r\n{bad_flag}\r\n{short}\r\n");
+        let day = NaiveDate::from_ymd_opt(2019, 4, 1).unwrap();
+        let (mut rx, handle) = start(def(), day, "test.csv".into(), Box::new(std::io::Cursor::new(input.into_bytes())));
+        let batch = rx.recv().await.unwrap();
+        assert!(rx.recv().await.is_none());
+        let summary = handle.await.unwrap().unwrap();
+        assert_eq!(summary.rows_read, 3);
+        assert_eq!(summary.line_rejects.len(), 1);
+        assert_eq!(summary.line_rejects[0].line, 4);
+        assert_eq!(summary.line_rejects[0].reason, "expected 22 fields, found 3");
+        assert_eq!(batch.num_rows(), 2);
+        let reject = batch.column_by_name(REJECT).unwrap().as_string::<i32>();
+        assert!(reject.is_null(0));
+        assert_eq!(reject.value(1), "autocomplete_enabled: 'Maybe' is not a boolean");
+        let raw = batch.column_by_name(RAW).unwrap().as_string::<i32>();
+        assert!(raw.value(1).starts_with("a2,shop"));
+        let lists = batch.column_by_name("nbrs_pinned_items").unwrap().as_list::<i32>();
+        assert_eq!(lists.value(0).as_primitive::<datafusion::arrow::datatypes::Int64Type>().values(), &[0, 4]);
+        let counts =
+            batch.column_by_name("nbr_metafields").unwrap().as_primitive::<datafusion::arrow::datatypes::Int64Type>();
+        assert_eq!(counts.value(0), 2);
+    }
+}

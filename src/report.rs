@@ -1,0 +1,132 @@
+//! Stage 6, report: what a run did, as one JSON object for schedulers or a
+//! few aligned lines for people. The fields are PRODUCT.md's run report.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// A new table version holds the day's rows.
+    Committed,
+    /// The table already held exactly the day's rows: nothing was written.
+    Unchanged,
+    /// The run failed; the table is as it was (the error is on stderr).
+    Failed,
+    /// Backfill only: no export for the date and `--skip-missing` was given.
+    Skipped,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunReport {
+    pub date: String,
+    pub source: String,
+    pub table: String,
+    pub status: Status,
+    pub table_version: Option<i64>,
+    pub rows_read: u64,
+    pub rows_filtered: u64,
+    pub rows_rejected: u64,
+    pub rows_duplicate: u64,
+    pub rows_valid: u64,
+    pub rows_inserted: u64,
+    pub rows_updated: u64,
+    pub rows_deleted: u64,
+    pub rows_unchanged: u64,
+    pub files_added: u64,
+    pub files_removed: u64,
+    pub duration_ms: u64,
+    pub run_id: String,
+}
+
+impl RunReport {
+    pub fn new(date: String, source: String, table: String, run_id: String) -> Self {
+        RunReport {
+            date,
+            source,
+            table,
+            status: Status::Failed,
+            table_version: None,
+            rows_read: 0,
+            rows_filtered: 0,
+            rows_rejected: 0,
+            rows_duplicate: 0,
+            rows_valid: 0,
+            rows_inserted: 0,
+            rows_updated: 0,
+            rows_deleted: 0,
+            rows_unchanged: 0,
+            files_added: 0,
+            files_removed: 0,
+            duration_ms: 0,
+            run_id,
+        }
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("a report always serializes")
+    }
+
+    pub fn to_text(&self) -> String {
+        let mut out = String::new();
+        let version = self.table_version.map_or_else(|| "-".to_string(), |v| v.to_string());
+        let verdict = match self.status {
+            Status::Committed => format!("committed version {version}"),
+            Status::Unchanged => format!("unchanged (table stays at version {version})"),
+            Status::Failed => "FAILED, table unchanged".to_string(),
+            Status::Skipped => "skipped: no export".to_string(),
+        };
+        let _ = writeln!(out, "{}  {verdict}", self.date);
+        let _ = writeln!(out, "  source   {}", self.source);
+        let _ = writeln!(out, "  table    {}", self.table);
+        let _ = writeln!(
+            out,
+            "  rows     {} read = {} valid + {} filtered + {} rejected + {} duplicate",
+            self.rows_read, self.rows_valid, self.rows_filtered, self.rows_rejected, self.rows_duplicate
+        );
+        let _ = writeln!(
+            out,
+            "  changes  {} inserted, {} updated, {} deleted, {} unchanged",
+            self.rows_inserted, self.rows_updated, self.rows_deleted, self.rows_unchanged
+        );
+        let _ = writeln!(out, "  files    {} added, {} removed", self.files_added, self.files_removed);
+        let _ = writeln!(out, "  run      {} in {} ms", self.run_id, self.duration_ms);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_has_exactly_the_contract_fields() {
+        let report = RunReport::new("2019-04-01".into(), "s".into(), "t".into(), "r".into());
+        let value: serde_json::Value = serde_json::from_str(&report.to_json()).unwrap();
+        let mut keys: Vec<&str> = value.as_object().unwrap().keys().map(String::as_str).collect();
+        keys.sort();
+        let mut expected = vec![
+            "date",
+            "source",
+            "table",
+            "status",
+            "table_version",
+            "rows_read",
+            "rows_filtered",
+            "rows_rejected",
+            "rows_duplicate",
+            "rows_valid",
+            "rows_inserted",
+            "rows_updated",
+            "rows_deleted",
+            "rows_unchanged",
+            "files_added",
+            "files_removed",
+            "duration_ms",
+            "run_id",
+        ];
+        expected.sort();
+        assert_eq!(keys, expected);
+    }
+}

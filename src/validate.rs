@@ -1,0 +1,188 @@
+//! Stage 4, validate: takes the transform's rows, sets aside the ones whose
+//! values broke a rule (rejects), checks what the definition promises (the
+//! key is present and unique, non-nullable columns have values) and keeps,
+//! of rows sharing a key, the last one in file order.
+
+use std::hash::BuildHasher;
+
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatch, StringArray};
+use datafusion::arrow::compute::{filter_record_batch, is_null};
+use datafusion::arrow::datatypes::{DataType, SchemaRef, UInt64Type};
+use datafusion::execution::SendableRecordBatchStream;
+use futures::StreamExt;
+use hashbrown::HashTable;
+
+use crate::definition::TableDefinition;
+use crate::error::{Error, Result, Stage};
+use crate::read::{Reject, LINE, RAW, REJECT};
+
+/// The rows to load, and what was set aside.
+#[derive(Debug)]
+pub struct Validated {
+    /// Rows of the table's schema, one per key.
+    pub batches: Vec<RecordBatch>,
+    /// Lines whose values broke a rule.
+    pub value_rejects: Vec<Reject>,
+    /// Rows the transform passed on (the rest were filtered).
+    pub rows_transformed: u64,
+    /// Rows dropped because a later line has the same key.
+    pub rows_duplicate: u64,
+    /// Rows kept: the day's content.
+    pub rows_valid: u64,
+}
+
+pub async fn run(
+    def: &TableDefinition,
+    mut transformed: SendableRecordBatchStream,
+    source_uri: &str,
+) -> Result<Validated> {
+    let schema = def.arrow_schema();
+    let key = single_text_key(def)?;
+    let mut kept: Vec<KeptBatch> = Vec::new();
+    let mut value_rejects = Vec::new();
+    let mut rows_transformed = 0u64;
+    let mut latest = LatestByKey::default();
+
+    while let Some(batch) = transformed.next().await {
+        let batch = batch.map_err(|e| Error::datafusion(Stage::Transform, source_uri, e))?;
+        rows_transformed += batch.num_rows() as u64;
+        check_transform_output(def, &schema, &batch)?;
+
+        let reasons = batch.column_by_name(REJECT).expect("checked").as_string::<i32>();
+        let lines = batch.column_by_name(LINE).expect("checked").as_primitive::<UInt64Type>();
+        if reasons.null_count() < reasons.len() {
+            let raws = batch.column_by_name(RAW).expect("checked").as_string::<i32>();
+            for row in (0..batch.num_rows()).filter(|&r| reasons.is_valid(r)) {
+                value_rejects.push(Reject {
+                    line: lines.value(row),
+                    raw: raws.value(row).to_string(),
+                    reason: reasons.value(row).to_string(),
+                });
+            }
+        }
+        let accepted = filter_record_batch(&batch, &is_null(reasons).expect("is_null never fails"))
+            .map_err(|e| Error::internal(Stage::Validate, source_uri, e))?;
+        check_not_null(def, &accepted, source_uri)?;
+
+        let table_columns: Vec<ArrayRef> =
+            schema.fields().iter().map(|f| accepted.column_by_name(f.name()).expect("checked").clone()).collect();
+        let rows = RecordBatch::try_new(schema.clone(), table_columns)
+            .map_err(|e| Error::internal(Stage::Validate, source_uri, e))?;
+        let ids = rows.column_by_name(key).expect("checked").as_string::<i32>().clone();
+        let lines = accepted.column_by_name(LINE).expect("checked").as_primitive::<UInt64Type>().clone();
+        let batch_index = kept.len();
+        kept.push(KeptBatch { keep: vec![true; rows.num_rows()], rows, ids });
+        for row in 0..lines.len() {
+            latest.offer(&mut kept, batch_index, row, lines.value(row));
+        }
+    }
+
+    let mut batches = Vec::with_capacity(kept.len());
+    let (mut rows_valid, mut rows_duplicate) = (0u64, 0u64);
+    for batch in kept {
+        let keep = BooleanArray::from(batch.keep);
+        let duplicates = keep.false_count() as u64;
+        rows_duplicate += duplicates;
+        rows_valid += keep.len() as u64 - duplicates;
+        let rows = if duplicates == 0 {
+            batch.rows
+        } else {
+            filter_record_batch(&batch.rows, &keep).map_err(|e| Error::internal(Stage::Validate, source_uri, e))?
+        };
+        if rows.num_rows() > 0 {
+            batches.push(rows);
+        }
+    }
+    value_rejects.sort();
+    Ok(Validated { batches, value_rejects, rows_transformed, rows_duplicate, rows_valid })
+}
+
+/// The key within a day (the key minus the partition column) must be one
+/// text column: the loader matches rows on it.
+pub fn single_text_key(def: &TableDefinition) -> Result<&str> {
+    match def.row_key().as_slice() {
+        [name] if def.columns.iter().any(|c| c.name == *name && c.data_type == DataType::Utf8) => Ok(name),
+        _ => Err(Error::internal(
+            Stage::Definition,
+            &def.name,
+            "the key must be one text column plus the partition column",
+        )),
+    }
+}
+
+/// The transform SQL must hand on every table column with its declared type,
+/// and the bookkeeping columns.
+fn check_transform_output(def: &TableDefinition, schema: &SchemaRef, batch: &RecordBatch) -> Result<()> {
+    let sql_file = format!("tables/{}/transform.sql", def.name);
+    for field in schema.fields() {
+        match batch.column_by_name(field.name()) {
+            None => {
+                return Err(Error::internal(Stage::Transform, sql_file, format!("produces no column {}", field.name())))
+            }
+            Some(col) if col.data_type() != field.data_type() => {
+                return Err(Error::internal(
+                    Stage::Transform,
+                    sql_file,
+                    format!("column {} is {}, the table declares {}", field.name(), col.data_type(), field.data_type()),
+                ))
+            }
+            Some(_) => {}
+        }
+    }
+    for (name, data_type) in [(LINE, DataType::UInt64), (REJECT, DataType::Utf8), (RAW, DataType::Utf8)] {
+        if batch.column_by_name(name).map(|c| c.data_type()) != Some(&data_type) {
+            return Err(Error::internal(Stage::Transform, sql_file, format!("must pass through column {name}")));
+        }
+    }
+    Ok(())
+}
+
+/// A failed check is the data's fault: exit 4, nothing written.
+fn check_not_null(def: &TableDefinition, batch: &RecordBatch, source_uri: &str) -> Result<()> {
+    for column in def.columns.iter().filter(|c| !c.nullable) {
+        let values = batch.column_by_name(&column.name).expect("checked");
+        if values.null_count() > 0 {
+            return Err(Error::rejected(
+                Stage::Validate,
+                source_uri,
+                format!("check failed: {} is null in {} rows", column.name, values.null_count()),
+            ));
+        }
+    }
+    Ok(())
+}
+
+struct KeptBatch {
+    rows: RecordBatch,
+    ids: StringArray,
+    keep: Vec<bool>,
+}
+
+/// For each key, where its last line (highest line number) is.
+#[derive(Default)]
+struct LatestByKey {
+    hasher: hashbrown::DefaultHashBuilder,
+    /// (batch, row, line) of the row currently kept for a key.
+    table: HashTable<(u32, u32, u64)>,
+}
+
+impl LatestByKey {
+    fn offer(&mut self, kept: &mut [KeptBatch], batch: usize, row: usize, line: u64) {
+        let id = kept[batch].ids.value(row);
+        let hash = self.hasher.hash_one(id);
+        let found = self.table.find_mut(hash, |&(b, r, _)| kept[b as usize].ids.value(r as usize) == id);
+        match found {
+            Some(entry) if entry.2 < line => {
+                kept[entry.0 as usize].keep[entry.1 as usize] = false;
+                *entry = (batch as u32, row as u32, line);
+            }
+            Some(_) => kept[batch].keep[row] = false,
+            None => {
+                let hasher = &self.hasher;
+                self.table.insert_unique(hash, (batch as u32, row as u32, line), |&(b, r, _)| {
+                    hasher.hash_one(kept[b as usize].ids.value(r as usize))
+                });
+            }
+        }
+    }
+}
