@@ -1,0 +1,84 @@
+//! Helpers shared by the CLI tests: run the real binary, write fixture
+//! exports, and read a table back as plain values.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub const HEADER: &str = "id,shop_domain,application_id,autocomplete_enabled,user_created_at_least_one_qr,nbr_merchandised_queries,nbrs_pinned_items,showing_logo,has_changed_sort_orders,analytics_enabled,use_metafields,nbr_metafields,use_default_colors,show_products,instant_search_enabled,instant_search_enabled_on_collection,only_using_faceting_on_collection,use_merchandising_for_collection,index_prefix,indexing_paused,install_channel,export_date";
+
+/// A scratch directory holding `raw/` (exports) and `lake/` (tables).
+pub struct Workspace {
+    pub dir: tempfile::TempDir,
+}
+
+impl Workspace {
+    pub fn new() -> Self {
+        Workspace { dir: tempfile::tempdir().expect("temp dir") }
+    }
+
+    pub fn raw(&self) -> PathBuf {
+        self.dir.path().join("raw")
+    }
+
+    pub fn table(&self) -> PathBuf {
+        self.dir.path().join("lake").join("shopify_configuration")
+    }
+
+    pub fn rejects_table(&self) -> PathBuf {
+        self.dir.path().join("lake").join("shopify_configuration_rejects")
+    }
+
+    /// Writes `<raw>/<date>.csv` with exactly these bytes.
+    pub fn write_export(&self, date: &str, bytes: impl AsRef<[u8]>) -> PathBuf {
+        std::fs::create_dir_all(self.raw()).unwrap();
+        let path = self.raw().join(format!("{date}.csv"));
+        std::fs::write(&path, bytes).unwrap();
+        path
+    }
+
+    /// Runs `shoplake <args>` with this workspace's source and table.
+    pub fn shoplake(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_shoplake"))
+            .args(args)
+            .env("SHOPLAKE_SOURCE", self.raw())
+            .env("SHOPLAKE_TABLE", self.table())
+            .env_remove("SHOPLAKE_REJECTS_TABLE")
+            .env("RUST_LOG", "warn")
+            .output()
+            .expect("run shoplake")
+    }
+
+    /// `shoplake ingest --date D --format json`, returning the exit code and report.
+    pub fn ingest(&self, date: &str, extra: &[&str]) -> (i32, serde_json::Value) {
+        let mut args = vec!["ingest", "--date", date, "--format", "json"];
+        args.extend_from_slice(extra);
+        let out = self.shoplake(&args);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let report = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
+            panic!("no JSON report ({e}); stdout: {stdout}; stderr: {}", String::from_utf8_lossy(&out.stderr))
+        });
+        (out.status.code().unwrap_or(-1), report)
+    }
+
+    pub fn snapshot(&self) -> TableSnapshot {
+        snapshot(&self.table())
+    }
+}
+
+/// A line of the export with the given fields (in header order).
+pub fn line(id: &str, app: &str, flag: &str, count: &str, pins: &str, prefix: &str, date: &str) -> String {
+    format!(
+        "{id},{id}.myshopify.com,{app},{flag},False,{count},{pins},True,False,True,False,3,True,True,False,False,True,False,{prefix},False,shopify_app_store,{date}"
+    )
+}
+
+pub use shoplake::testing::TableSnapshot;
+
+pub fn snapshot(table: &Path) -> TableSnapshot {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let storage = shoplake::storage::Storage::new();
+    runtime
+        .block_on(shoplake::testing::snapshot(&storage, &shoplake::storage::Location::Local(table.to_path_buf()), None))
+        .unwrap()
+}
