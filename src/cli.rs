@@ -399,7 +399,13 @@ fn print_reports(format: ReportFormat, reports: &[RunReport], range: Option<(Nai
 
 fn init_logging(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn,shoplake=info"));
+    // deltalake logs every commit race it resolves (and the create race it
+    // loses) at warn/error; shoplake reports what matters itself.
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        EnvFilter::new(
+            "warn,shoplake=info,deltalake_core::kernel::transaction=error,buoyant_kernel=off,aws_config=error",
+        )
+    });
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init(),

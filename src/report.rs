@@ -80,6 +80,10 @@ impl RunReport {
         let _ = writeln!(out, "{}  {verdict}", self.date);
         let _ = writeln!(out, "  source   {}", self.source);
         let _ = writeln!(out, "  table    {}", self.table);
+        if self.status == Status::Failed && self.rows_read == 0 {
+            let _ = writeln!(out, "  run      {} in {} ms", self.run_id, self.duration_ms);
+            return out;
+        }
         let _ = writeln!(
             out,
             "  rows     {} read = {} valid + {} filtered + {} rejected + {} duplicate",

@@ -3,6 +3,7 @@
 //! whose schema is not the definition's.
 
 use datafusion::arrow::datatypes::DataType as ArrowType;
+use deltalake::kernel::transaction::CommitProperties;
 use deltalake::kernel::{ArrayType, DataType as DeltaType, StructField};
 use deltalake::protocol::SaveMode;
 use deltalake::DeltaTable;
@@ -86,6 +87,9 @@ pub async fn open_or_create(storage: &Storage, location: &Location, spec: &Table
             .with_partition_columns([spec.partition_by.clone()])
             .with_configuration(spec.properties.iter().map(|(k, v)| (k.clone(), Some(v.clone()))))
             .with_save_mode(SaveMode::ErrorIfExists)
+            // Only version 0 may create the table: a creator that lost the
+            // race must not commit a second CREATE on top, it loads instead.
+            .with_commit_properties(CommitProperties::default().with_max_retries(0))
             .await;
         match created {
             Ok(table) => {

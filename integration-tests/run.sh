@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# `make integration-test`: starts LocalStack and MinIO as host processes
+# (localstack/services.sh), runs every S3 scenario against both, and stops
+# them again whatever happens. With Docker instead, run
+# `cargo test -p shoplake-integration-tests` without SHOPLAKE_IT_* set: the
+# harness starts the containers with testcontainers.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/shoplake/target}"
+services=./localstack/services.sh
+
+# Build first, while nothing else competes for the two cores.
+cargo build --workspace --bins
+cargo test --workspace --test localstack --test minio --no-run
+
+trap '"$services" stop all' EXIT
+"$services" start all
+eval "$("$services" env)"
+export SHOPLAKE_BIN="$CARGO_TARGET_DIR/debug/shoplake"
+cargo test --workspace --test localstack --test minio -- --test-threads "${SHOPLAKE_IT_THREADS:-3}"
