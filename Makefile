@@ -41,7 +41,7 @@ clean-demo:
 test: unit-test integration-test
 
 unit-test:
-	cargo test --workspace --lib --bins --test cli --test property
+	cargo test --workspace --lib --bins --test cli --test property --test audit
 
 integration-test:
 	./integration-tests/run.sh

@@ -63,7 +63,8 @@ pub async fn table_as_of(storage: &Storage, location: &Location, as_of: &AsOf) -
         AsOf::Time(time) => {
             let first = history::commit_time(&table, 0).await?;
             if let Some(first) = first {
-                if *time < first {
+                // Delta resolves times to the millisecond.
+                if time.timestamp_millis() < first.timestamp_millis() {
                     return Err(Error::usage(
                         Stage::Query,
                         location,
@@ -75,6 +76,16 @@ pub async fn table_as_of(storage: &Storage, location: &Location, as_of: &AsOf) -
         }
     }
     Ok(table)
+}
+
+/// When the rejects table matched version `version` of the table: a run
+/// writes its rejects right after its table commit, so that is just before
+/// the next version was committed. `None` means the rejects table's latest state.
+pub async fn rejects_time_for(table: &DeltaTable, version: i64) -> Result<Option<DateTime<Utc>>> {
+    if version >= crate::storage::version_of(table) {
+        return Ok(None);
+    }
+    Ok(history::commit_time(table, version + 1).await?.map(|next| next - chrono::Duration::milliseconds(1)))
 }
 
 fn version_error(location: &Location, e: deltalake::DeltaTableError) -> Error {

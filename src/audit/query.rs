@@ -9,7 +9,7 @@ use datafusion::error::DataFusionError;
 use datafusion::execution::context::SQLOptions;
 use datafusion::prelude::SessionContext;
 
-use super::{existing_table, history, table_as_of, AsOf};
+use super::{existing_table, rejects_time_for, table_as_of, AsOf};
 use crate::definition::TableDefinition;
 use crate::error::{Error, Result, Stage};
 use crate::storage::{Location, Storage};
@@ -28,10 +28,14 @@ pub async fn run(storage: &Storage, config: &QueryConfig) -> Result<Vec<RecordBa
         None => existing_table(storage, &config.table).await?,
         Some(as_of) => table_as_of(storage, &config.table, as_of).await?,
     };
-    // The rejects table as it was when the chosen version was committed.
+    // The rejects table as it was beside the chosen version.
     let rejects_time = match &config.as_of {
         None => None,
-        Some(_) => history::commit_time(&table, crate::storage::version_of(&table)).await?,
+        Some(AsOf::Time(time)) => Some(*time),
+        Some(AsOf::Version(version)) => {
+            let latest = existing_table(storage, &config.table).await?;
+            rejects_time_for(&latest, *version).await?
+        }
     };
     let rejects = match storage.open_table(&config.rejects_table).await? {
         None => None,

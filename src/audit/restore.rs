@@ -4,7 +4,7 @@
 
 use serde_json::json;
 
-use super::{existing_table, history};
+use super::{existing_table, history, rejects_time_for};
 use crate::error::{Error, Result, Stage};
 use crate::storage::{Location, Storage};
 use deltalake::kernel::transaction::CommitProperties;
@@ -33,9 +33,10 @@ pub async fn run(
             format!("version {version} does not exist (latest is {latest})"),
         ));
     }
-    let Some(committed_at) = history::commit_time(&table, version).await? else {
+    if history::commit_time(&table, version).await?.is_none() {
         return Err(Error::usage(Stage::Write, location, format!("version {version} is no longer in the commit log")));
-    };
+    }
+    let rejects_time = rejects_time_for(&table, version).await?;
     let new_version = if version == latest {
         None
     } else {
@@ -49,7 +50,10 @@ pub async fn run(
             .map_err(|e| Error::delta(Stage::Write, location, e))?;
         Some(crate::storage::version_of(&restored))
     };
-    let rejects_changed = restore_rejects(storage, rejects_location, committed_at, run_id).await?;
+    let rejects_changed = match rejects_time {
+        Some(time) => restore_rejects(storage, rejects_location, time, run_id).await?,
+        None => false,
+    };
     Ok(RestoreOutcome { restored_version: version, new_version, rejects_changed })
 }
 
