@@ -67,6 +67,13 @@ struct ColumnFile {
     nullable: bool,
     #[serde(rename = "type")]
     type_name: Option<String>,
+    /// Parquet dictionary encoding; off for columns of mostly distinct values.
+    #[serde(default = "default_dictionary")]
+    dictionary: bool,
+}
+
+fn default_dictionary() -> bool {
+    true
 }
 
 fn default_nullable() -> bool {
@@ -79,6 +86,7 @@ pub struct Column {
     pub kind: Kind,
     pub nullable: bool,
     pub data_type: DataType,
+    pub dictionary: bool,
 }
 
 impl Column {
@@ -129,7 +137,7 @@ impl TableDefinition {
             }
             // Declaring a key implies not null.
             let nullable = c.nullable && !file.key.contains(&c.name);
-            columns.push(Column { name: c.name.clone(), kind: c.kind, nullable, data_type });
+            columns.push(Column { name: c.name.clone(), kind: c.kind, nullable, data_type, dictionary: c.dictionary });
         }
         for name in file.key.iter().chain(std::iter::once(&file.partition_by)) {
             if !columns.iter().any(|c| &c.name == name) {

@@ -60,8 +60,12 @@ pub async fn run(
                 });
             }
         }
-        let accepted = filter_record_batch(&batch, &is_null(reasons).expect("is_null never fails"))
-            .map_err(|e| Error::internal(Stage::Validate, source_uri, e))?;
+        let accepted = if reasons.null_count() == reasons.len() {
+            batch.clone()
+        } else {
+            filter_record_batch(&batch, &is_null(reasons).expect("is_null never fails"))
+                .map_err(|e| Error::internal(Stage::Validate, source_uri, e))?
+        };
         check_not_null(def, &accepted, source_uri)?;
 
         let table_columns: Vec<ArrayRef> =
@@ -162,26 +166,32 @@ struct KeptBatch {
 #[derive(Default)]
 struct LatestByKey {
     hasher: hashbrown::DefaultHashBuilder,
-    /// (batch, row, line) of the row currently kept for a key.
-    table: HashTable<(u32, u32, u64)>,
+    table: HashTable<Latest>,
+}
+
+/// The row currently kept for a key; the key's hash is kept so that growing
+/// the table never has to look the key up again.
+struct Latest {
+    hash: u64,
+    batch: u32,
+    row: u32,
+    line: u64,
 }
 
 impl LatestByKey {
     fn offer(&mut self, kept: &mut [KeptBatch], batch: usize, row: usize, line: u64) {
         let id = kept[batch].ids.value(row);
         let hash = self.hasher.hash_one(id);
-        let found = self.table.find_mut(hash, |&(b, r, _)| kept[b as usize].ids.value(r as usize) == id);
+        let found =
+            self.table.find_mut(hash, |e| e.hash == hash && kept[e.batch as usize].ids.value(e.row as usize) == id);
         match found {
-            Some(entry) if entry.2 < line => {
-                kept[entry.0 as usize].keep[entry.1 as usize] = false;
-                *entry = (batch as u32, row as u32, line);
+            Some(entry) if entry.line < line => {
+                kept[entry.batch as usize].keep[entry.row as usize] = false;
+                (entry.batch, entry.row, entry.line) = (batch as u32, row as u32, line);
             }
             Some(_) => kept[batch].keep[row] = false,
             None => {
-                let hasher = &self.hasher;
-                self.table.insert_unique(hash, (batch as u32, row as u32, line), |&(b, r, _)| {
-                    hasher.hash_one(kept[b as usize].ids.value(r as usize))
-                });
+                self.table.insert_unique(hash, Latest { hash, batch: batch as u32, row: row as u32, line }, |e| e.hash);
             }
         }
     }

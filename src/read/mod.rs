@@ -8,7 +8,7 @@
 mod records;
 pub mod values;
 
-use std::io::{BufReader, Read};
+use std::io::Read;
 use std::sync::Arc;
 
 use chrono::NaiveDate;
@@ -22,7 +22,7 @@ use tokio::task::JoinHandle;
 
 use crate::definition::{Kind, TableDefinition, LIST_ITEM};
 use crate::error::{Error, Result, Stage};
-use records::{Fields, RecordReader};
+use records::{Chunk, Chunker, Fields};
 
 /// Bookkeeping columns carried beside the table's columns until validation.
 pub const LINE: &str = "_line";
@@ -61,9 +61,10 @@ pub fn export_schema(def: &TableDefinition) -> SchemaRef {
     Arc::new(Schema::new(fields))
 }
 
-/// Starts reading `input` on a blocking thread. Batches arrive on the
-/// receiver in file order; the handle gives the summary (or the error that
-/// stopped the read) once the receiver has been drained.
+/// Starts reading `input` on blocking threads. Batches arrive on the
+/// receiver, not necessarily in file order (`_line` says where each row
+/// was); the handle gives the summary (or the error that stopped the read)
+/// once the receiver has been drained.
 pub fn start(
     def: &'static TableDefinition,
     date: NaiveDate,
@@ -74,6 +75,9 @@ pub fn start(
     let handle = tokio::task::spawn_blocking(move || read_export(def, date, &source_uri, input, &tx));
     (rx, handle)
 }
+
+/// Bytes per chunk handed to a parser thread.
+const CHUNK_BYTES: usize = 8 << 20;
 
 fn read_export(
     def: &'static TableDefinition,
@@ -90,84 +94,145 @@ fn read_export(
             Error::unavailable(Stage::Read, source_uri, format!("reading failed: {e}"))
         }
     };
-    let mut reader = RecordReader::new(BufReader::with_capacity(1 << 20, input));
-    let mut fields = Fields::default();
-
-    let header = reader
-        .next_record()
-        .map_err(io_error)?
-        .ok_or_else(|| Error::rejected(Stage::Read, source_uri, "the file is empty: no header line"))?;
+    let mut chunker = Chunker::new(input, CHUNK_BYTES);
+    let empty = || Error::rejected(Stage::Read, source_uri, "the file is empty: no header line");
+    let mut first = chunker.next_chunk().map_err(io_error)?.ok_or_else(empty)?;
+    let mut records = first.records();
+    let header = records.next().ok_or_else(empty)?;
     let header_bytes = header.bytes.strip_prefix(UTF8_BOM).unwrap_or(header.bytes);
+    let mut fields = Fields::default();
     fields.split(header_bytes).map_err(|e| Error::rejected(Stage::Read, source_uri, format!("header line: {e}")))?;
     let header_names = (0..fields.len())
-        .map(|i| std::str::from_utf8(fields.get(i)).map(|s| s.trim().to_string()))
+        .map(|i| std::str::from_utf8(fields.get(header_bytes, i)).map(|s| s.trim().to_string()))
         .collect::<std::result::Result<Vec<_>, _>>()
         .map_err(|_| Error::rejected(Stage::Read, source_uri, "header line is not valid UTF-8"))?;
     let layout = HeaderLayout::match_definition(def, &header_names)
         .map_err(|message| Error::rejected(Stage::Read, source_uri, message))?;
+    (first.start, first.first_line) = records.position();
 
-    let schema = export_schema(def);
-    let mut batch = BatchBuilder::new(def, schema.clone());
-    let mut summary = ReadSummary::default();
-    let mut reasons: Vec<String> = Vec::new();
-
-    while let Some(record) = reader.next_record().map_err(io_error)? {
-        summary.rows_read += 1;
-        let line_reject = |reason: String| Reject {
-            line: record.line,
-            raw: String::from_utf8_lossy(record.bytes).into_owned(),
-            reason,
-        };
-        if !record.complete {
-            summary.line_rejects.push(line_reject("the file ends inside a quoted field (truncated?)".into()));
-            continue;
-        }
-        if record.bytes.is_empty() {
-            summary.line_rejects.push(line_reject("empty line".into()));
-            continue;
-        }
-        if let Err(reason) = fields.split(record.bytes) {
-            summary.line_rejects.push(line_reject(reason));
-            continue;
-        }
-        if fields.len() != layout.field_count {
-            summary.line_rejects.push(line_reject(format!(
-                "expected {} fields, found {}",
-                layout.field_count,
-                fields.len()
-            )));
-            continue;
-        }
-        if let Err(e) = std::str::from_utf8(fields.all_bytes()) {
-            summary.line_rejects.push(line_reject(format!("not valid UTF-8 (byte {} of the values)", e.valid_up_to())));
-            continue;
-        }
-
-        reasons.clear();
-        for (builder, &position) in batch.columns.iter_mut().zip(&layout.positions) {
-            // Checked above: all field bytes are UTF-8, so each field is.
-            let text = std::str::from_utf8(fields.get(position)).expect("checked UTF-8");
-            if let Err(reason) = builder.append(text, date) {
-                reasons.push(format!("{}: {reason}", builder.name));
+    let parser = ChunkParser { def, layout, file_date: values::FileDate::new(date), schema: export_schema(def) };
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, 4);
+    // Chunks go to parser threads; each sends its batches on `tx` itself.
+    let (chunk_tx, chunk_rx) = std::sync::mpsc::sync_channel::<Chunk>(threads);
+    let chunk_rx = std::sync::Mutex::new(chunk_rx);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut summary = ReadSummary::default();
+                    loop {
+                        let next = chunk_rx.lock().expect("chunk queue").recv();
+                        let Ok(chunk) = next else { return Ok(summary) };
+                        if !parser.parse(&chunk, &mut summary, tx)? {
+                            return Ok(summary);
+                        }
+                    }
+                })
+            })
+            .collect();
+        let mut chunk = Some(first);
+        let mut failure = None;
+        while let Some(next) = chunk.take() {
+            if chunk_tx.send(next).is_err() {
+                break;
+            }
+            match chunker.next_chunk() {
+                Ok(following) => chunk = following,
+                Err(e) => failure = Some(io_error(e)),
             }
         }
-        batch.lines.append_value(record.line);
-        if reasons.is_empty() {
-            batch.rejects.append_null();
-            batch.raws.append_null();
-        } else {
-            batch.rejects.append_value(reasons.join("; "));
-            batch.raws.append_value(String::from_utf8_lossy(record.bytes));
+        drop(chunk_tx);
+        let mut summary = ReadSummary::default();
+        for worker in workers {
+            let part: Result<ReadSummary> = worker.join().expect("a parser thread panicked");
+            let part = part?;
+            summary.rows_read += part.rows_read;
+            summary.line_rejects.extend(part.line_rejects);
         }
-        if batch.lines.len() >= BATCH_ROWS && tx.blocking_send(batch.finish()?).is_err() {
-            // The consumer stopped (it failed); its error is the one to report.
-            return Ok(summary);
+        match failure {
+            Some(error) => Err(error),
+            None => Ok(summary),
         }
+    })
+}
+
+/// Turns chunks of records into batches of the export schema.
+struct ChunkParser {
+    def: &'static TableDefinition,
+    layout: HeaderLayout,
+    file_date: values::FileDate,
+    schema: SchemaRef,
+}
+
+impl ChunkParser {
+    /// Parses one chunk, sending full batches on `tx`. `Ok(false)` when the
+    /// consumer has stopped (it failed; its error is the one to report).
+    fn parse(&self, chunk: &Chunk, summary: &mut ReadSummary, tx: &mpsc::Sender<RecordBatch>) -> Result<bool> {
+        let mut batch = BatchBuilder::new(self.def, self.schema.clone());
+        let mut fields = Fields::default();
+        let mut reasons: Vec<String> = Vec::new();
+        for record in chunk.records() {
+            summary.rows_read += 1;
+            let line_reject = |reason: String| Reject {
+                line: record.line,
+                raw: String::from_utf8_lossy(record.bytes).into_owned(),
+                reason,
+            };
+            if !record.complete {
+                summary.line_rejects.push(line_reject("the file ends inside a quoted field (truncated?)".into()));
+                continue;
+            }
+            if record.bytes.is_empty() {
+                summary.line_rejects.push(line_reject("empty line".into()));
+                continue;
+            }
+            if let Err(reason) = fields.split(record.bytes) {
+                summary.line_rejects.push(line_reject(reason));
+                continue;
+            }
+            if fields.len() != self.layout.field_count {
+                summary.line_rejects.push(line_reject(format!(
+                    "expected {} fields, found {}",
+                    self.layout.field_count,
+                    fields.len()
+                )));
+                continue;
+            }
+            if let Err(e) = std::str::from_utf8(record.bytes) {
+                summary
+                    .line_rejects
+                    .push(line_reject(format!("not valid UTF-8 (byte {} of the line)", e.valid_up_to() + 1)));
+                continue;
+            }
+
+            reasons.clear();
+            for (builder, &position) in batch.columns.iter_mut().zip(&self.layout.positions) {
+                let field = fields.get(record.bytes, position);
+                // SAFETY: the whole record is valid UTF-8 (checked above), and a
+                // field is a slice of it cut at ASCII commas and quotes (or such a
+                // slice with ASCII quotes removed), so it is valid UTF-8 too.
+                let text = unsafe { std::str::from_utf8_unchecked(field) };
+                if let Err(reason) = builder.append(text, &self.file_date) {
+                    reasons.push(format!("{}: {reason}", builder.name));
+                }
+            }
+            batch.lines.append_value(record.line);
+            if reasons.is_empty() {
+                batch.rejects.append_null();
+                batch.raws.append_null();
+            } else {
+                batch.rejects.append_value(reasons.join("; "));
+                batch.raws.append_value(String::from_utf8_lossy(record.bytes));
+            }
+            if batch.lines.len() >= BATCH_ROWS && tx.blocking_send(batch.finish()?).is_err() {
+                return Ok(false);
+            }
+        }
+        if batch.lines.len() > 0 && tx.blocking_send(batch.finish()?).is_err() {
+            return Ok(false);
+        }
+        Ok(true)
     }
-    if batch.lines.len() > 0 {
-        let _ = tx.blocking_send(batch.finish()?);
-    }
-    Ok(summary)
 }
 
 /// Where each column of the definition sits in the file's header.
@@ -249,7 +314,8 @@ enum Values {
     Text(StringBuilder),
     Flag(BooleanBuilder),
     Count(Int64Builder),
-    CountList(ListBuilder<Int64Builder>),
+    /// The builder, and a buffer for one list's items.
+    CountList(ListBuilder<Int64Builder>, Vec<i64>),
     Date(Date32Builder),
 }
 
@@ -259,11 +325,14 @@ impl ColumnBuilder {
             Kind::Text => Values::Text(StringBuilder::with_capacity(BATCH_ROWS, BATCH_ROWS * 16)),
             Kind::Flag => Values::Flag(BooleanBuilder::with_capacity(BATCH_ROWS)),
             Kind::Count => Values::Count(Int64Builder::with_capacity(BATCH_ROWS)),
-            Kind::CountList => Values::CountList(ListBuilder::new(Int64Builder::new()).with_field(Field::new(
-                LIST_ITEM,
-                DataType::Int64,
-                true,
-            ))),
+            Kind::CountList => Values::CountList(
+                ListBuilder::new(Int64Builder::with_capacity(BATCH_ROWS)).with_field(Field::new(
+                    LIST_ITEM,
+                    DataType::Int64,
+                    true,
+                )),
+                Vec::new(),
+            ),
             Kind::FileDate => Values::Date(Date32Builder::with_capacity(BATCH_ROWS)),
             Kind::Derived => unreachable!("derived columns are not read from the export"),
         };
@@ -271,7 +340,7 @@ impl ColumnBuilder {
     }
 
     /// Appends the field's value, or a null and the reason it breaks its rule.
-    fn append(&mut self, text: &str, file_date: NaiveDate) -> std::result::Result<(), String> {
+    fn append(&mut self, text: &str, file_date: &values::FileDate) -> std::result::Result<(), String> {
         let outcome = match &mut self.values {
             Values::Text(b) => {
                 b.append_option(values::text(text));
@@ -285,12 +354,14 @@ impl ColumnBuilder {
                 b.append_option(v);
                 v.is_some()
             }),
-            Values::CountList(b) => values::count_list(text).map(|v| {
-                let present = v.is_some();
-                b.append_option(v.map(|items| items.into_iter().map(Some)));
+            Values::CountList(b, items) => values::count_list_into(text, items).map(|present| {
+                if present {
+                    b.values().append_slice(items);
+                }
+                b.append(present);
                 present
             }),
-            Values::Date(b) => values::file_date(text, file_date).map(|v| {
+            Values::Date(b) => file_date.parse(text).map(|v| {
                 b.append_option(v.map(days_since_epoch));
                 v.is_some()
             }),
@@ -311,7 +382,7 @@ impl ColumnBuilder {
             Values::Text(b) => b.append_null(),
             Values::Flag(b) => b.append_null(),
             Values::Count(b) => b.append_null(),
-            Values::CountList(b) => b.append_null(),
+            Values::CountList(b, _) => b.append_null(),
             Values::Date(b) => b.append_null(),
         }
     }
@@ -321,7 +392,7 @@ impl ColumnBuilder {
             Values::Text(b) => Arc::new(b.finish()),
             Values::Flag(b) => Arc::new(b.finish()),
             Values::Count(b) => Arc::new(b.finish()),
-            Values::CountList(b) => Arc::new(b.finish()),
+            Values::CountList(b, _) => Arc::new(b.finish()),
             Values::Date(b) => Arc::new(b.finish()),
         }
     }

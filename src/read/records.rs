@@ -1,10 +1,14 @@
-//! Splits a byte stream into CSV records (RFC 4180) while keeping what a
+//! Splits the export into CSV records (RFC 4180) while keeping what a
 //! reject needs: the record's first line number and its raw bytes. A quoted
 //! field may span lines; LF and CRLF line ends are both accepted.
+//!
+//! The input is cut into large chunks that end on a record boundary, so
+//! chunks can be parsed on several threads; records are then slices of
+//! their chunk, never copied.
 
-use std::io::{self, BufRead};
+use std::io::{self, Read};
 
-/// One record of the file, borrowed from the reader's buffer.
+/// One record, borrowed from its chunk.
 pub struct RawRecord<'a> {
     /// 1-based number of the physical line the record starts on.
     pub line: u64,
@@ -14,114 +18,220 @@ pub struct RawRecord<'a> {
     pub complete: bool,
 }
 
-pub struct RecordReader<R> {
-    input: R,
-    lines_consumed: u64,
-    buf: Vec<u8>,
+/// Whole records of the input: `bytes[start..]`, whose first record starts
+/// on line `first_line`.
+pub struct Chunk {
+    pub bytes: Vec<u8>,
+    pub start: usize,
+    pub first_line: u64,
 }
 
-impl<R: BufRead> RecordReader<R> {
-    pub fn new(input: R) -> Self {
-        RecordReader { input, lines_consumed: 0, buf: Vec::with_capacity(1024) }
+impl Chunk {
+    pub fn records(&self) -> SliceRecords<'_> {
+        SliceRecords { data: &self.bytes, pos: self.start, next_line: self.first_line }
+    }
+}
+
+/// Reads the input in chunks of about `target` bytes that end after a line
+/// end outside quotes (only the last chunk may end elsewhere).
+pub struct Chunker<R> {
+    input: R,
+    target: usize,
+    carry: Vec<u8>,
+    next_line: u64,
+    done: bool,
+}
+
+impl<R: Read> Chunker<R> {
+    pub fn new(input: R, target: usize) -> Self {
+        Chunker { input, target, carry: Vec::new(), next_line: 1, done: false }
     }
 
-    /// The next record, or `None` at the end of the input.
-    pub fn next_record(&mut self) -> io::Result<Option<RawRecord<'_>>> {
-        self.buf.clear();
-        let line = self.lines_consumed + 1;
+    pub fn next_chunk(&mut self) -> io::Result<Option<Chunk>> {
+        if self.done {
+            return Ok(None);
+        }
+        let mut bytes = std::mem::take(&mut self.carry);
+        let mut scanned = 0;
         let mut inside_quotes = false;
-        let complete;
+        let mut boundary = None;
         loop {
-            let start = self.buf.len();
-            let read = self.input.read_until(b'\n', &mut self.buf)?;
-            if read == 0 {
-                if self.buf.is_empty() {
+            let before = bytes.len();
+            bytes.resize(before + self.target, 0);
+            let mut filled = before;
+            while filled < bytes.len() {
+                match self.input.read(&mut bytes[filled..]) {
+                    Ok(0) => break,
+                    Ok(n) => filled += n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            let eof = filled < bytes.len();
+            bytes.truncate(filled);
+            // Track quote parity up to the last line end outside quotes.
+            for at in memchr::memchr2_iter(b'"', b'\n', &bytes[scanned..]) {
+                let at = scanned + at;
+                if bytes[at] == b'"' {
+                    inside_quotes = !inside_quotes;
+                } else if !inside_quotes {
+                    boundary = Some(at + 1);
+                }
+            }
+            scanned = bytes.len();
+            if eof {
+                self.done = true;
+                if bytes.is_empty() {
                     return Ok(None);
                 }
-                complete = !inside_quotes;
+                boundary = Some(bytes.len());
                 break;
             }
-            self.lines_consumed += 1;
-            // Escaped quotes come in pairs, so the parity of the quote count
-            // says whether a quoted field is still open at the line end.
-            let quotes = self.buf[start..].iter().filter(|&&b| b == b'"').count();
-            inside_quotes ^= quotes % 2 == 1;
-            if !inside_quotes || !self.buf.ends_with(b"\n") {
-                complete = !inside_quotes;
+            if boundary.is_some() && bytes.len() >= self.target {
                 break;
             }
         }
-        let mut end = self.buf.len();
-        if self.buf[..end].ends_with(b"\n") {
-            end -= 1;
-            if self.buf[..end].ends_with(b"\r") {
-                end -= 1;
-            }
-        }
-        Ok(Some(RawRecord { line, bytes: &self.buf[..end], complete }))
+        let boundary = boundary.expect("set before leaving the loop");
+        self.carry = bytes[boundary..].to_vec();
+        bytes.truncate(boundary);
+        let first_line = self.next_line;
+        self.next_line += memchr::memchr_iter(b'\n', &bytes).count() as u64;
+        Ok(Some(Chunk { bytes, start: 0, first_line }))
     }
 }
 
-/// The fields of one record, decoded into a reusable buffer.
+/// The records of a chunk, in order.
+pub struct SliceRecords<'a> {
+    data: &'a [u8],
+    pos: usize,
+    next_line: u64,
+}
+
+impl<'a> SliceRecords<'a> {
+    /// Where the next record starts, and its line: the rest of the chunk.
+    pub fn position(&self) -> (usize, u64) {
+        (self.pos, self.next_line)
+    }
+}
+
+impl<'a> Iterator for SliceRecords<'a> {
+    type Item = RawRecord<'a>;
+
+    fn next(&mut self) -> Option<RawRecord<'a>> {
+        if self.pos >= self.data.len() {
+            return None;
+        }
+        let (start, line) = (self.pos, self.next_line);
+        let mut inside_quotes = false;
+        let mut scan = start;
+        let (end, terminated, complete) = loop {
+            let line_end = memchr::memchr(b'\n', &self.data[scan..]).map(|o| scan + o);
+            let stop = line_end.unwrap_or(self.data.len());
+            // Escaped quotes come in pairs, so the parity of the quote count
+            // says whether a quoted field is still open at the line end.
+            inside_quotes ^= memchr::memchr_iter(b'"', &self.data[scan..stop]).count() % 2 == 1;
+            self.next_line += 1;
+            match line_end {
+                Some(at) if !inside_quotes => {
+                    self.pos = at + 1;
+                    break (at, true, true);
+                }
+                Some(at) => scan = at + 1,
+                None => {
+                    self.pos = self.data.len();
+                    break (self.data.len(), false, !inside_quotes);
+                }
+            }
+        };
+        let mut bytes = &self.data[start..end];
+        if terminated {
+            bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
+        }
+        Some(RawRecord { line, bytes, complete })
+    }
+}
+
+/// Where the fields of one record are: mostly slices of the record itself;
+/// only a quoted field with doubled quotes is copied (unescaped) aside.
 #[derive(Default)]
 pub struct Fields {
-    data: Vec<u8>,
-    ends: Vec<usize>,
+    spans: Vec<Span>,
+    unescaped: Vec<u8>,
+}
+
+#[derive(Clone, Copy)]
+struct Span {
+    start: usize,
+    end: usize,
+    unescaped: bool,
 }
 
 impl Fields {
     pub fn len(&self) -> usize {
-        self.ends.len()
+        self.spans.len()
     }
 
-    pub fn get(&self, index: usize) -> &[u8] {
-        let start = if index == 0 { 0 } else { self.ends[index - 1] };
-        &self.data[start..self.ends[index]]
-    }
-
-    /// All field bytes, concatenated: one UTF-8 check covers every field.
-    pub fn all_bytes(&self) -> &[u8] {
-        &self.data
+    /// Field `index` of `record` (the record last passed to `split`).
+    pub fn get<'a>(&'a self, record: &'a [u8], index: usize) -> &'a [u8] {
+        let span = self.spans[index];
+        let source = if span.unescaped { &self.unescaped } else { record };
+        &source[span.start..span.end]
     }
 
     /// Splits `record` on commas, removing RFC 4180 quoting. Errors describe
     /// quoting that is not RFC 4180, which makes the field boundaries unknowable.
     pub fn split(&mut self, record: &[u8]) -> Result<(), String> {
-        self.data.clear();
-        self.ends.clear();
+        self.spans.clear();
+        self.unescaped.clear();
+        // Most lines have no quotes: one pass over the bytes splits them.
+        let mut start = 0;
+        for (i, &byte) in record.iter().enumerate() {
+            if byte == b',' {
+                self.spans.push(Span { start, end: i, unescaped: false });
+                start = i + 1;
+            } else if byte == b'"' {
+                self.spans.clear();
+                return self.split_quoted(record);
+            }
+        }
+        self.spans.push(Span { start, end: record.len(), unescaped: false });
+        Ok(())
+    }
+
+    fn split_quoted(&mut self, record: &[u8]) -> Result<(), String> {
         let mut pos = 0;
         loop {
+            let number = self.spans.len() + 1;
             if record.get(pos) == Some(&b'"') {
-                pos += 1;
-                loop {
-                    match record[pos..].iter().position(|&b| b == b'"') {
-                        None => return Err(format!("field {} has an unterminated quote", self.ends.len() + 1)),
-                        Some(offset) => {
-                            self.data.extend_from_slice(&record[pos..pos + offset]);
-                            pos += offset + 1;
-                            if record.get(pos) == Some(&b'"') {
-                                self.data.push(b'"');
-                                pos += 1;
-                            } else {
-                                break;
-                            }
-                        }
+                let content = pos + 1;
+                let close = find_closing_quote(record, content)
+                    .ok_or_else(|| format!("field {number} has an unterminated quote"))?;
+                let raw = &record[content..close];
+                if raw.contains(&b'"') {
+                    let start = self.unescaped.len();
+                    let mut rest = raw;
+                    while let Some(q) = rest.iter().position(|&b| b == b'"') {
+                        self.unescaped.extend_from_slice(&rest[..=q]);
+                        rest = &rest[q + 2..];
                     }
+                    self.unescaped.extend_from_slice(rest);
+                    self.spans.push(Span { start, end: self.unescaped.len(), unescaped: true });
+                } else {
+                    self.spans.push(Span { start: content, end: close, unescaped: false });
                 }
-                self.ends.push(self.data.len());
+                pos = close + 1;
                 match record.get(pos) {
                     None => return Ok(()),
                     Some(b',') => pos += 1,
-                    Some(_) => return Err(format!("field {} has text after its closing quote", self.ends.len())),
+                    Some(_) => return Err(format!("field {number} has text after its closing quote")),
                 }
             } else {
-                let end = record[pos..].iter().position(|&b| b == b',').map_or(record.len(), |o| pos + o);
-                let field = &record[pos..end];
-                if field.contains(&b'"') {
-                    return Err(format!("field {} has a quote inside an unquoted value", self.ends.len() + 1));
-                }
-                self.data.extend_from_slice(field);
-                self.ends.push(self.data.len());
+                let end = match memchr::memchr2(b',', b'"', &record[pos..]) {
+                    None => record.len(),
+                    Some(o) if record[pos + o] == b',' => pos + o,
+                    Some(_) => return Err(format!("field {number} has a quote inside an unquoted value")),
+                };
+                self.spans.push(Span { start: pos, end, unescaped: false });
                 if end == record.len() {
                     return Ok(());
                 }
@@ -131,15 +241,39 @@ impl Fields {
     }
 }
 
+/// The position of the quote that closes a quoted field whose content starts
+/// at `from`, skipping doubled (escaped) quotes.
+fn find_closing_quote(record: &[u8], from: usize) -> Option<usize> {
+    let mut pos = from;
+    loop {
+        let q = pos + memchr::memchr(b'"', &record[pos..])?;
+        if record.get(q + 1) == Some(&b'"') {
+            pos = q + 2;
+        } else {
+            return Some(q);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn records(input: &str) -> Vec<(u64, String, bool)> {
-        let mut reader = RecordReader::new(input.as_bytes());
+        // Tiny chunks: records must survive being cut anywhere.
         let mut out = Vec::new();
-        while let Some(r) = reader.next_record().unwrap() {
-            out.push((r.line, String::from_utf8(r.bytes.to_vec()).unwrap(), r.complete));
+        for target in [1, 3, 1 << 20] {
+            let mut chunker = Chunker::new(input.as_bytes(), target);
+            let mut got = Vec::new();
+            while let Some(chunk) = chunker.next_chunk().unwrap() {
+                for r in chunk.records() {
+                    got.push((r.line, String::from_utf8(r.bytes.to_vec()).unwrap(), r.complete));
+                }
+            }
+            if !out.is_empty() {
+                assert_eq!(got, out, "chunk size {target}");
+            }
+            out = got;
         }
         out
     }
@@ -147,7 +281,7 @@ mod tests {
     fn fields(record: &str) -> Result<Vec<String>, String> {
         let mut f = Fields::default();
         f.split(record.as_bytes())?;
-        Ok((0..f.len()).map(|i| String::from_utf8(f.get(i).to_vec()).unwrap()).collect())
+        Ok((0..f.len()).map(|i| String::from_utf8(f.get(record.as_bytes(), i).to_vec()).unwrap()).collect())
     }
 
     #[test]
@@ -176,6 +310,7 @@ mod tests {
         assert_eq!(fields("").unwrap(), vec![""]);
         assert_eq!(fields("a,").unwrap(), vec!["a", ""]);
         assert_eq!(fields("\"\"").unwrap(), vec![""]);
+        assert_eq!(fields("\"a\"\"\",b,\"\"\"\"").unwrap(), vec!["a\"", "b", "\""]);
     }
 
     #[test]

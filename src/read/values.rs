@@ -11,6 +11,8 @@ pub type Parsed<T> = Result<Option<T>, String>;
 pub fn flag(text: &str) -> Parsed<bool> {
     match text {
         "" => Ok(None),
+        "True" => Ok(Some(true)),
+        "False" => Ok(Some(false)),
         "1" => Ok(Some(true)),
         "0" => Ok(Some(false)),
         t if t.eq_ignore_ascii_case("true") => Ok(Some(true)),
@@ -29,29 +31,74 @@ pub fn count(text: &str) -> Parsed<i64> {
 }
 
 fn integer(text: &str) -> Option<i64> {
-    let whole = match text.split_once('.') {
-        Some((whole, fraction)) if !fraction.is_empty() && fraction.bytes().all(|b| b == b'0') => whole,
+    let bytes = text.as_bytes();
+    // A float with a zero fraction: drop ".0…".
+    let whole = match memchr::memchr(b'.', bytes) {
+        Some(dot) if dot + 1 < bytes.len() && bytes[dot + 1..].iter().all(|&b| b == b'0') => &bytes[..dot],
         Some(_) => return None,
-        None => text,
+        None => bytes,
     };
-    let digits = whole.strip_prefix(['-', '+']).unwrap_or(whole);
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+    let (negative, digits) = match whole.first() {
+        Some(b'-') => (true, &whole[1..]),
+        Some(b'+') => (false, &whole[1..]),
+        _ => (false, whole),
+    };
+    if digits.is_empty() || digits.len() > 19 {
         return None;
     }
-    whole.parse().ok()
+    let mut value: i64 = 0;
+    for &b in digits {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        let digit = i64::from(b - b'0');
+        value = value.checked_mul(10)?;
+        value = if negative { value.checked_sub(digit)? } else { value.checked_add(digit)? };
+    }
+    Some(value)
 }
 
 /// A bracketed list of integers: `[0, 4, 7]`, `[]`.
 pub fn count_list(text: &str) -> Parsed<Vec<i64>> {
+    let mut items = Vec::new();
+    Ok(count_list_into(text, &mut items)?.then_some(items))
+}
+
+/// Like [`count_list`], into a reused buffer; `Ok(false)` for an empty field.
+pub fn count_list_into(text: &str, items: &mut Vec<i64>) -> Result<bool, String> {
+    items.clear();
     if text.is_empty() {
-        return Ok(None);
+        return Ok(false);
     }
     let bad = || format!("{} is not a list of integers like [0, 4, 7]", quoted(text));
     let inner = text.strip_prefix('[').and_then(|t| t.strip_suffix(']')).ok_or_else(bad)?;
-    if inner.trim().is_empty() {
-        return Ok(Some(Vec::new()));
+    if inner.trim_ascii().is_empty() {
+        return Ok(true);
     }
-    inner.split(',').map(|item| integer(item.trim()).ok_or_else(bad)).collect::<Result<_, _>>().map(Some)
+    for item in inner.split(',') {
+        items.push(integer(item.trim_ascii()).ok_or_else(bad)?);
+    }
+    Ok(true)
+}
+
+/// The date of the file being loaded, with its text, for a fast comparison.
+pub struct FileDate {
+    date: NaiveDate,
+    text: String,
+}
+
+impl FileDate {
+    pub fn new(date: NaiveDate) -> Self {
+        FileDate { date, text: date.format("%Y-%m-%d").to_string() }
+    }
+
+    /// A `YYYY-MM-DD` date, which must be this date.
+    pub fn parse(&self, text: &str) -> Parsed<NaiveDate> {
+        if text == self.text {
+            return Ok(Some(self.date));
+        }
+        file_date(text, self.date)
+    }
 }
 
 /// A `YYYY-MM-DD` date, which must be the date of the file being loaded.
@@ -134,6 +181,10 @@ mod tests {
         assert!(file_date("2019-04-02", day).unwrap_err().contains("not the file's date"));
         assert!(file_date("2019-4-1", day).is_err());
         assert!(file_date("01/04/2019", day).is_err());
+        let fast = FileDate::new(day);
+        assert_eq!(fast.parse("2019-04-01"), Ok(Some(day)));
+        assert!(fast.parse("2019-04-02").is_err());
+        assert_eq!(fast.parse(""), Ok(None));
     }
 
     #[test]

@@ -13,11 +13,10 @@ use datafusion::arrow::array::{
 };
 use datafusion::arrow::compute::{cast, filter_record_batch};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::common::ScalarValue;
 use datafusion::prelude::{col, lit, SessionContext};
 use deltalake::DeltaTable;
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use hashbrown::HashTable;
 use xxhash_rust::xxh3::xxh3_128;
 
@@ -61,26 +60,40 @@ pub fn merge_source_schema(def: &TableDefinition) -> SchemaRef {
 pub async fn against_partition(
     table: &DeltaTable,
     location: &Location,
-    def: &TableDefinition,
+    def: &'static TableDefinition,
     key: &str,
     date: NaiveDate,
     incoming: &[RecordBatch],
 ) -> Result<Diff> {
-    let hasher = ValueHasher::new(def)?;
+    let hasher = Arc::new(ValueHasher::new(def));
+    let started = std::time::Instant::now();
     let current = CurrentPartition::read(table, location, def, key, date, &hasher).await?;
+    tracing::debug!(
+        rows = current.rows,
+        ms = started.elapsed().as_millis() as u64,
+        "read the partition's keys and hashes"
+    );
     let mut diff = Diff { current_rows: current.rows, ..Diff::default() };
+    if current.rows == 0 {
+        // A new partition: everything is an insert, written as is.
+        diff.inserted = incoming.iter().map(|b| b.num_rows() as u64).sum();
+        return Ok(diff);
+    }
     let mut index = current.index;
     let schema = merge_source_schema(def);
+    let started = std::time::Instant::now();
+    let incoming_hashes = hash_batches(&hasher, incoming.iter().cloned(), location).await?;
+    tracing::debug!(ms = started.elapsed().as_millis() as u64, "hashed the export's rows");
 
-    for batch in incoming {
+    for (batch, hashes) in incoming.iter().zip(incoming_hashes) {
         let ids = batch.column_by_name(key).expect("validated batch has the key").as_string::<i32>();
-        let hashes = hasher.hash_rows(batch).map_err(|e| Error::internal(Stage::Write, location, e))?;
         let mut ops: Vec<Option<&str>> = Vec::with_capacity(batch.num_rows());
         for (row, hash) in hashes.iter().enumerate() {
             let id = ids.value(row);
-            let found = index
-                .entries
-                .find_mut(index.hasher.hash_one(id), |e| current.ids[e.batch as usize].value(e.row as usize) == id);
+            let key_hash = index.hasher.hash_one(id);
+            let found = index.entries.find_mut(key_hash, |e| {
+                e.key_hash == key_hash && current.ids[e.batch as usize].value(e.row as usize) == id
+            });
             ops.push(match found {
                 None => {
                     diff.inserted += 1;
@@ -120,6 +133,27 @@ pub async fn against_partition(
     Ok(diff)
 }
 
+/// Hashes batches on blocking threads, two at a time, keeping their order.
+async fn hash_batches(
+    hasher: &Arc<ValueHasher>,
+    batches: impl Iterator<Item = RecordBatch>,
+    location: &Location,
+) -> Result<Vec<Vec<u128>>> {
+    futures::stream::iter(batches)
+        .map(|batch| {
+            let hasher = hasher.clone();
+            tokio::task::spawn_blocking(move || hasher.hash_rows(&batch))
+        })
+        .buffered(2)
+        .map(|joined| match joined {
+            Ok(Ok(hashes)) => Ok(hashes),
+            Ok(Err(e)) => Err(Error::internal(Stage::Write, location, e)),
+            Err(e) => Err(Error::internal(Stage::Write, location, e)),
+        })
+        .try_collect()
+        .await
+}
+
 /// Merge source rows that delete `ids`: the key and the date, nulls elsewhere.
 fn deletions(
     schema: &SchemaRef,
@@ -147,35 +181,112 @@ fn deletions(
     RecordBatch::try_new(schema.clone(), columns)
 }
 
-/// Hashes the value (non-key) columns of a row through Arrow's row format,
-/// which encodes equal values, nulls included, as equal bytes.
+/// Hashes the value (non-key) columns of each row: a canonical encoding of
+/// the values (a presence byte, then length-prefixed text, little-endian
+/// numbers, list lengths and items), hashed with xxh3-128. The encoding is
+/// ours, not Arrow's, so it does not change with library versions.
 struct ValueHasher {
-    columns: Vec<(String, DataType)>,
-    converter: RowConverter,
+    columns: Vec<String>,
+}
+
+/// A column as the hasher reads it, with its null mask resolved once.
+enum Values<'a> {
+    Text(&'a datafusion::arrow::array::StringArray),
+    TextView(&'a datafusion::arrow::array::StringViewArray),
+    Flag(&'a datafusion::arrow::array::BooleanArray),
+    Long(&'a datafusion::arrow::array::Int64Array),
+    Date(&'a datafusion::arrow::array::Date32Array),
+    LongList(&'a datafusion::arrow::array::ListArray),
+}
+
+struct Column<'a> {
+    values: Values<'a>,
+    nulls: Option<&'a datafusion::arrow::buffer::NullBuffer>,
+}
+
+impl<'a> Column<'a> {
+    fn of(array: &'a ArrayRef) -> Option<Column<'a>> {
+        let values = match array.data_type() {
+            DataType::Utf8 => Values::Text(array.as_string::<i32>()),
+            DataType::Utf8View => Values::TextView(array.as_string_view()),
+            DataType::Boolean => Values::Flag(array.as_boolean()),
+            DataType::Int64 => Values::Long(array.as_primitive()),
+            DataType::Date32 => Values::Date(array.as_primitive()),
+            DataType::List(item) if item.data_type() == &DataType::Int64 => Values::LongList(array.as_list::<i32>()),
+            _ => return None,
+        };
+        Some(Column { values, nulls: array.nulls() })
+    }
+
+    fn encode(&self, row: usize, out: &mut Vec<u8>) {
+        if self.nulls.is_some_and(|n| n.is_null(row)) {
+            out.push(0);
+            return;
+        }
+        out.push(1);
+        match &self.values {
+            Values::Text(a) => text(a.value(row), out),
+            Values::TextView(a) => text(a.value(row), out),
+            Values::Flag(a) => out.push(a.value(row) as u8),
+            Values::Long(a) => out.extend_from_slice(&a.value(row).to_le_bytes()),
+            Values::Date(a) => out.extend_from_slice(&a.value(row).to_le_bytes()),
+            Values::LongList(a) => {
+                let offsets = a.value_offsets();
+                let (from, to) = (offsets[row] as usize, offsets[row + 1] as usize);
+                let items = a.values().as_primitive::<datafusion::arrow::datatypes::Int64Type>();
+                out.extend_from_slice(&((to - from) as u32).to_le_bytes());
+                for i in from..to {
+                    if items.is_null(i) {
+                        out.push(0);
+                    } else {
+                        out.push(1);
+                        out.extend_from_slice(&items.value(i).to_le_bytes());
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn text(value: &str, out: &mut Vec<u8>) {
+    out.extend_from_slice(&(value.len() as u32).to_le_bytes());
+    out.extend_from_slice(value.as_bytes());
 }
 
 impl ValueHasher {
-    fn new(def: &TableDefinition) -> Result<Self> {
-        let columns: Vec<(String, DataType)> =
-            def.value_columns().map(|c| (c.name.clone(), c.data_type.clone())).collect();
-        let converter = RowConverter::new(columns.iter().map(|(_, t)| SortField::new(t.clone())).collect())
-            .map_err(|e| Error::internal(Stage::Definition, &def.name, e))?;
-        Ok(ValueHasher { columns, converter })
+    fn new(def: &TableDefinition) -> Self {
+        ValueHasher { columns: def.value_columns().map(|c| c.name.clone()).collect() }
     }
 
-    /// One hash per row; `batch` must hold the value columns with the definition's types.
+    /// One hash per row of `batch`, which holds the value columns by name.
     fn hash_rows(&self, batch: &RecordBatch) -> std::result::Result<Vec<u128>, String> {
         let arrays = self
             .columns
             .iter()
-            .map(|(name, _)| batch.column_by_name(name).cloned().ok_or_else(|| format!("no column {name}")))
+            .map(|name| batch.column_by_name(name).ok_or_else(|| format!("no column {name}")))
             .collect::<std::result::Result<Vec<_>, _>>()?;
-        let rows = self.converter.convert_columns(&arrays).map_err(|e| e.to_string())?;
-        Ok(rows.iter().map(|row| xxh3_128(row.as_ref())).collect())
+        let columns = arrays
+            .iter()
+            .zip(&self.columns)
+            .map(|(a, name)| {
+                Column::of(a).ok_or_else(|| format!("column {name} has unexpected type {}", a.data_type()))
+            })
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        let mut buffer = Vec::with_capacity(512);
+        Ok((0..batch.num_rows())
+            .map(|row| {
+                buffer.clear();
+                for column in &columns {
+                    column.encode(row, &mut buffer);
+                }
+                xxh3_128(&buffer)
+            })
+            .collect())
     }
 }
 
-struct Entry {
+struct Held {
+    key_hash: u64,
     batch: u32,
     row: u32,
     hash: u128,
@@ -185,7 +296,7 @@ struct Entry {
 #[derive(Default)]
 struct KeyIndex {
     hasher: hashbrown::DefaultHashBuilder,
-    entries: HashTable<Entry>,
+    entries: HashTable<Held>,
 }
 
 /// The keys and value hashes of the rows the table holds for the day.
@@ -199,10 +310,10 @@ impl CurrentPartition {
     async fn read(
         table: &DeltaTable,
         location: &Location,
-        def: &TableDefinition,
+        def: &'static TableDefinition,
         key: &str,
         date: NaiveDate,
-        hasher: &ValueHasher,
+        hasher: &Arc<ValueHasher>,
     ) -> Result<CurrentPartition> {
         let df_error = |e| Error::datafusion(Stage::Write, location, e);
         let mut partition = CurrentPartition { ids: Vec::new(), index: KeyIndex::default(), rows: 0 };
@@ -212,9 +323,8 @@ impl CurrentPartition {
         let ctx = SessionContext::new();
         table.update_datafusion_session(&ctx.state()).map_err(|e| Error::delta(Stage::Write, location, e))?;
         let provider = table.table_provider().await.map_err(|e| Error::datafusion(Stage::Write, location, e))?;
-        let wanted: Vec<_> =
-            std::iter::once(key).chain(hasher.columns.iter().map(|(n, _)| n.as_str())).map(col).collect();
-        let mut stream = ctx
+        let wanted: Vec<_> = std::iter::once(key).chain(hasher.columns.iter().map(String::as_str)).map(col).collect();
+        let stream = ctx
             .read_table(provider)
             .and_then(|df| df.filter(col(&def.partition_by).eq(lit(ScalarValue::Date32(Some(days_since_epoch(date)))))))
             .and_then(|df| df.select(wanted))
@@ -223,41 +333,60 @@ impl CurrentPartition {
             .await
             .map_err(df_error)?;
 
-        while let Some(batch) = stream.next().await {
-            let batch = batch.map_err(df_error)?;
-            // Parquet may hand back view or dictionary types: compare in the definition's types.
-            let batch = cast_to_definition(&batch, def).map_err(|e| Error::internal(Stage::Write, location, e))?;
-            let hashes = hasher.hash_rows(&batch).map_err(|e| Error::internal(Stage::Write, location, e))?;
-            let ids = batch.column_by_name(key).expect("selected").as_string::<i32>().clone();
+        // Hash on blocking threads, two batches at a time, in order.
+        let subject = location.to_string();
+        let mut prepared = stream
+            .map(|batch| {
+                let (hasher, subject, key) = (hasher.clone(), subject.clone(), key.to_string());
+                tokio::task::spawn_blocking(move || -> Result<(StringArray, Vec<u128>)> {
+                    let batch = batch.map_err(|e| Error::datafusion(Stage::Write, &subject, e))?;
+                    let fail = |e: String| Error::internal(Stage::Write, &subject, e);
+                    // Parquet may hand back other (view, dictionary) types than
+                    // the definition's: hash them as they come when possible.
+                    let (batch, hashes) = match hasher.hash_rows(&batch) {
+                        Ok(hashes) => (batch, hashes),
+                        Err(_) => {
+                            let cast_batch = cast_to_definition(&batch, def).map_err(fail)?;
+                            let hashes = hasher.hash_rows(&cast_batch).map_err(fail)?;
+                            (cast_batch, hashes)
+                        }
+                    };
+                    let ids = cast(batch.column_by_name(&key).expect("selected"), &DataType::Utf8)
+                        .map_err(|e| fail(e.to_string()))?;
+                    Ok((ids.as_string::<i32>().clone(), hashes))
+                })
+            })
+            .buffered(2);
+
+        while let Some(joined) = prepared.next().await {
+            let (ids, hashes) = joined.map_err(|e| Error::internal(Stage::Write, location, e))??;
             let batch_index = partition.ids.len() as u32;
             for (row, hash) in hashes.into_iter().enumerate() {
                 let id = ids.value(row);
                 let h = partition.index.hasher.hash_one(id);
                 let all_ids = &partition.ids;
-                let duplicate = partition.index.entries.find(h, |e| {
-                    let other = if e.batch == batch_index { &ids } else { &all_ids[e.batch as usize] };
-                    other.value(e.row as usize) == id
-                });
-                if duplicate.is_some() {
-                    return Err(Error::internal(
+                let slot = partition.index.entries.entry(
+                    h,
+                    |e| {
+                        let other = if e.batch == batch_index { &ids } else { &all_ids[e.batch as usize] };
+                        e.key_hash == h && other.value(e.row as usize) == id
+                    },
+                    |e| e.key_hash,
+                );
+                match slot {
+                    hashbrown::hash_table::Entry::Occupied(_) => return Err(Error::internal(
                         Stage::Write,
                         location,
                         format!(
                             "the table holds key {id} twice for {date}; the partition must be repaired before loading"
                         ),
-                    ));
+                    )),
+                    hashbrown::hash_table::Entry::Vacant(slot) => {
+                        slot.insert(Held { key_hash: h, batch: batch_index, row: row as u32, hash, seen: false });
+                    }
                 }
-                let state_hasher = &partition.index.hasher;
-                partition.index.entries.insert_unique(
-                    h,
-                    Entry { batch: batch_index, row: row as u32, hash, seen: false },
-                    |e| {
-                        let other = if e.batch == batch_index { &ids } else { &all_ids[e.batch as usize] };
-                        state_hasher.hash_one(other.value(e.row as usize))
-                    },
-                );
             }
-            partition.rows += batch.num_rows() as u64;
+            partition.rows += ids.len() as u64;
             partition.ids.push(ids);
         }
         Ok(partition)
