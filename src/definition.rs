@@ -26,6 +26,7 @@ pub enum Kind {
     CountList,
     FileDate,
     Derived,
+    RowHash,
 }
 
 impl Kind {
@@ -37,6 +38,7 @@ impl Kind {
             Kind::CountList => Some(long_list_type()),
             Kind::FileDate => Some(DataType::Date32),
             Kind::Derived => None,
+            Kind::RowHash => Some(DataType::Binary),
         }
     }
 }
@@ -91,7 +93,7 @@ pub struct Column {
 
 impl Column {
     pub fn is_from_export(&self) -> bool {
-        self.kind != Kind::Derived
+        !matches!(self.kind, Kind::Derived | Kind::RowHash)
     }
 }
 
@@ -147,6 +149,9 @@ impl TableDefinition {
         if !file.key.contains(&file.partition_by) {
             return Err(fail("the partition column must be part of the key".into()));
         }
+        if columns.iter().filter(|c| c.kind == Kind::RowHash).count() != 1 {
+            return Err(fail("exactly one row_hash column is needed (the loader compares rows by it)".into()));
+        }
         let file_dates = columns.iter().filter(|c| c.kind == Kind::FileDate).count();
         if file_dates != 1 || columns.iter().find(|c| c.kind == Kind::FileDate).unwrap().name != file.partition_by {
             return Err(fail("exactly one file_date column, the partition column, is needed".into()));
@@ -177,6 +182,16 @@ impl TableDefinition {
         self.columns.iter().filter(|c| !self.key.contains(&c.name))
     }
 
+    /// The columns a row's fingerprint covers: every value column but the fingerprint.
+    pub fn hashed_columns(&self) -> impl Iterator<Item = &Column> {
+        self.value_columns().filter(|c| c.kind != Kind::RowHash)
+    }
+
+    /// The column holding each row's fingerprint.
+    pub fn row_hash_column(&self) -> &str {
+        &self.columns.iter().find(|c| c.kind == Kind::RowHash).expect("checked when parsed").name
+    }
+
     /// The Arrow schema of the table's rows, in definition order.
     pub fn arrow_schema(&self) -> SchemaRef {
         Arc::new(Schema::new(
@@ -192,6 +207,7 @@ fn parse_type_name(name: &str) -> std::result::Result<DataType, String> {
         "long" => Ok(DataType::Int64),
         "date" => Ok(DataType::Date32),
         "array<long>" => Ok(long_list_type()),
+        "binary" => Ok(DataType::Binary),
         other => Err(format!("unknown type `{other}` (string, boolean, long, date, array<long>)")),
     }
 }
@@ -204,7 +220,9 @@ mod tests {
     fn compiled_in_definition_is_valid() {
         let def = TableDefinition::shopify_configuration();
         assert_eq!(def.name, "shopify_configuration");
-        assert_eq!(def.columns.len(), 23);
+        assert_eq!(def.columns.len(), 24);
+        assert_eq!(def.row_hash_column(), "_row_hash");
+        assert_eq!(def.hashed_columns().count(), 21, "all but id, export_date and the hash itself");
         assert_eq!(def.export_columns().count(), 22);
         assert_eq!(def.row_key(), vec!["id"]);
         let id = def.columns.iter().find(|c| c.name == "id").unwrap();

@@ -164,7 +164,7 @@ fn shop_fields(columns: &[&Column], shop: &Shop, day: &str) -> Vec<Vec<u8>> {
                         format!("[{}]", items.join(", "))
                     }
                 },
-                (Kind::Derived, _) => unreachable!("not in the export"),
+                (Kind::Derived | Kind::RowHash, _) => unreachable!("not in the export"),
             };
             text.into_bytes()
         })

@@ -66,13 +66,18 @@ async fn run_stages(
 
     let input = source::open(storage, &file).await?;
     let (batches, reader) = read::start(def, date, uri.clone(), input);
-    let validated = match transform::run(def, batches, &uri).await {
-        Ok(rows) => validate::run(def, rows, &uri).await,
-        Err(error) => Err(error),
+    let export = async {
+        match transform::run(def, batches, &uri).await {
+            Ok(rows) => validate::run(def, rows, &uri).await,
+            Err(error) => Err(error),
+        }
     };
+    // What the table holds for the date is read at the same time.
+    let (validated, ahead) = tokio::join!(export, write::read_ahead(storage, &config.table, def, date));
     // The reader's own failure (a bad header, say) explains the rest.
     let summary = reader.await.map_err(|e| Error::internal(Stage::Read, &uri, e))??;
     let validated = validated?;
+    let ahead = ahead?;
 
     let line_rejects = summary.line_rejects.len() as u64;
     let rows_rejected = line_rejects + validated.value_rejects.len() as u64;
@@ -121,7 +126,7 @@ async fn run_stages(
         allow_empty: config.allow_empty,
         commit_info,
     };
-    let outcome = write::load_day(storage, &request).await?;
+    let outcome = write::load_day(storage, &request, ahead).await?;
     report.status = if outcome.committed { Status::Committed } else { Status::Unchanged };
     report.table_version = Some(outcome.table_version);
     report.rows_inserted = outcome.inserted;

@@ -17,6 +17,7 @@ pub mod output;
 pub mod read;
 pub mod rejects;
 pub mod report;
+pub mod row_hash;
 pub mod source;
 pub mod storage;
 pub mod testing;

@@ -7,14 +7,16 @@ use std::hash::BuildHasher;
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatch, StringArray};
 use datafusion::arrow::compute::{filter_record_batch, is_null};
-use datafusion::arrow::datatypes::{DataType, SchemaRef, UInt64Type};
+use datafusion::arrow::datatypes::{DataType, Schema, SchemaRef, UInt64Type};
 use datafusion::execution::SendableRecordBatchStream;
 use futures::StreamExt;
 use hashbrown::HashTable;
+use std::sync::Arc;
 
-use crate::definition::TableDefinition;
+use crate::definition::{Kind, TableDefinition};
 use crate::error::{Error, Result, Stage};
 use crate::read::{Reject, LINE, RAW, REJECT};
+use crate::row_hash::{self, ValueHasher};
 
 /// The rows to load, and what was set aside.
 #[derive(Debug)]
@@ -36,12 +38,19 @@ pub async fn run(
     mut transformed: SendableRecordBatchStream,
     source_uri: &str,
 ) -> Result<Validated> {
-    let schema = def.arrow_schema();
+    // The table's columns but the fingerprint, which is added last.
+    let table_schema = def.arrow_schema();
+    let row_hash = def.row_hash_column();
+    let schema = Arc::new(Schema::new(
+        table_schema.fields().iter().filter(|f| f.name() != row_hash).cloned().collect::<Vec<_>>(),
+    ));
     let key = single_text_key(def)?;
     let mut kept: Vec<KeptBatch> = Vec::new();
     let mut value_rejects = Vec::new();
     let mut rows_transformed = 0u64;
     let mut latest = LatestByKey::default();
+    let hasher = Arc::new(ValueHasher::new(def));
+    let hashing = Arc::new(tokio::sync::Semaphore::new(2));
 
     while let Some(batch) = transformed.next().await {
         let batch = batch.map_err(|e| Error::datafusion(Stage::Transform, source_uri, e))?;
@@ -75,7 +84,9 @@ pub async fn run(
         let ids = rows.column_by_name(key).expect("checked").as_string::<i32>().clone();
         let lines = accepted.column_by_name(LINE).expect("checked").as_primitive::<UInt64Type>().clone();
         let batch_index = kept.len();
-        kept.push(KeptBatch { keep: vec![true; rows.num_rows()], rows, ids });
+        // Fingerprints are computed while the rest of the file is read.
+        let hashes = hash_in_background(&hasher, &hashing, rows.clone());
+        kept.push(KeptBatch { keep: vec![true; rows.num_rows()], rows, ids, hashes });
         for row in 0..lines.len() {
             latest.offer(&mut kept, batch_index, row, lines.value(row));
         }
@@ -83,15 +94,25 @@ pub async fn run(
 
     let mut batches = Vec::with_capacity(kept.len());
     let (mut rows_valid, mut rows_duplicate) = (0u64, 0u64);
+    let row_hash_at = table_schema.index_of(row_hash).expect("own column");
     for batch in kept {
+        let hashes = batch
+            .hashes
+            .await
+            .map_err(|e| Error::internal(Stage::Validate, source_uri, e))?
+            .map_err(|e| Error::internal(Stage::Validate, source_uri, e))?;
         let keep = BooleanArray::from(batch.keep);
         let duplicates = keep.false_count() as u64;
         rows_duplicate += duplicates;
         rows_valid += keep.len() as u64 - duplicates;
+        let mut columns = batch.rows.columns().to_vec();
+        columns.insert(row_hash_at, row_hash::to_array(&hashes));
+        let rows = RecordBatch::try_new(table_schema.clone(), columns)
+            .map_err(|e| Error::internal(Stage::Validate, source_uri, e))?;
         let rows = if duplicates == 0 {
-            batch.rows
+            rows
         } else {
-            filter_record_batch(&batch.rows, &keep).map_err(|e| Error::internal(Stage::Validate, source_uri, e))?
+            filter_record_batch(&rows, &keep).map_err(|e| Error::internal(Stage::Validate, source_uri, e))?
         };
         if rows.num_rows() > 0 {
             batches.push(rows);
@@ -143,7 +164,7 @@ fn check_transform_output(def: &TableDefinition, schema: &SchemaRef, batch: &Rec
 
 /// A failed check is the data's fault: exit 4, nothing written.
 fn check_not_null(def: &TableDefinition, batch: &RecordBatch, source_uri: &str) -> Result<()> {
-    for column in def.columns.iter().filter(|c| !c.nullable) {
+    for column in def.columns.iter().filter(|c| !c.nullable && c.kind != Kind::RowHash) {
         let values = batch.column_by_name(&column.name).expect("checked");
         if values.null_count() > 0 {
             return Err(Error::rejected(
@@ -160,6 +181,20 @@ struct KeptBatch {
     rows: RecordBatch,
     ids: StringArray,
     keep: Vec<bool>,
+    hashes: tokio::task::JoinHandle<std::result::Result<Vec<u128>, String>>,
+}
+
+/// Starts fingerprinting `rows` on a blocking thread, at most two at a time.
+fn hash_in_background(
+    hasher: &Arc<ValueHasher>,
+    limit: &Arc<tokio::sync::Semaphore>,
+    rows: RecordBatch,
+) -> tokio::task::JoinHandle<std::result::Result<Vec<u128>, String>> {
+    let (hasher, limit) = (hasher.clone(), limit.clone());
+    tokio::spawn(async move {
+        let _permit = limit.acquire_owned().await.map_err(|e| e.to_string())?;
+        tokio::task::spawn_blocking(move || hasher.hash_rows(&rows)).await.map_err(|e| e.to_string())?
+    })
 }
 
 /// For each key, where its last line (highest line number) is.

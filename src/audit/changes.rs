@@ -44,8 +44,7 @@ pub async fn run(storage: &Storage, location: &Location, from: i64, to: Option<i
     let ctx = SessionContext::new();
     ctx.register_table("changes", Arc::new(provider)).map_err(|e| Error::datafusion(Stage::Query, location, e))?;
     let key = crate::validate::single_text_key(def)?;
-    let columns: Vec<&str> =
-        def.columns.iter().map(|c| c.name.as_str()).filter(|n| *n != key && *n != def.partition_by).collect();
+    let columns: Vec<&str> = def.hashed_columns().map(|c| c.name.as_str()).collect();
     // Within a version, a key's update_preimage comes before its update_postimage.
     let sql = format!(
         "SELECT _commit_version AS version, _change_type AS change, {p}, {key}, {cols} FROM changes \

@@ -334,7 +334,7 @@ impl ColumnBuilder {
                 Vec::new(),
             ),
             Kind::FileDate => Values::Date(Date32Builder::with_capacity(BATCH_ROWS)),
-            Kind::Derived => unreachable!("derived columns are not read from the export"),
+            Kind::Derived | Kind::RowHash => unreachable!("not read from the export"),
         };
         ColumnBuilder { name: &column.name, nullable: column.nullable, values }
     }

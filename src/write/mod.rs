@@ -34,7 +34,7 @@ use crate::definition::TableDefinition;
 use crate::error::{Error, Result, Stage};
 use crate::read::days_since_epoch;
 use crate::storage::{Location, Storage};
-use diff::{Diff, OP, OP_DELETE, OP_INSERT, OP_UPDATE};
+use diff::{CurrentPartition, Diff, OP, OP_DELETE, OP_INSERT, OP_UPDATE};
 
 /// Attempts before a run gives up on commit conflicts (exit 5).
 const MAX_ATTEMPTS: u32 = 8;
@@ -52,6 +52,11 @@ pub fn writer_properties(def: &TableDefinition) -> WriterProperties {
     for column in def.columns.iter().filter(|c| !c.dictionary) {
         builder = builder.set_column_dictionary_enabled(ColumnPath::from(column.name.as_str()), false);
     }
+    // Fingerprints are random bytes: neither a dictionary nor compression helps.
+    let row_hash = ColumnPath::from(def.row_hash_column());
+    builder = builder
+        .set_column_dictionary_enabled(row_hash.clone(), false)
+        .set_column_compression(row_hash, Compression::UNCOMPRESSED);
     builder.build()
 }
 
@@ -82,11 +87,48 @@ pub struct LoadOutcome {
     pub files_removed: u64,
 }
 
-pub async fn load_day(storage: &Storage, request: &LoadRequest<'_>) -> Result<LoadOutcome> {
+/// The table and what it holds for the date, read while the export is
+/// still being read (the two overlap).
+pub struct ReadAhead {
+    table: DeltaTable,
+    current: CurrentPartition,
+}
+
+/// Opens the table, if there is one, and reads the date's partition.
+pub async fn read_ahead(
+    storage: &Storage,
+    location: &Location,
+    def: &'static TableDefinition,
+    date: NaiveDate,
+) -> Result<Option<ReadAhead>> {
+    let Some(table) = storage.open_table(location).await? else { return Ok(None) };
+    let key = crate::validate::single_text_key(def)?;
+    let current = CurrentPartition::read(&table, location, def, key, date).await?;
+    Ok(Some(ReadAhead { table, current }))
+}
+
+/// Loads the day; `ahead` (if read) serves the first attempt.
+pub async fn load_day(
+    storage: &Storage,
+    request: &LoadRequest<'_>,
+    mut ahead: Option<ReadAhead>,
+) -> Result<LoadOutcome> {
+    let spec = table::TableSpec::of(request.def)?;
+    let key = crate::validate::single_text_key(request.def)?;
     let mut attempt = 1;
     loop {
-        let table = table::open_or_create(storage, request.location, &table::TableSpec::of(request.def)?).await?;
-        match load_once(table, request).await {
+        let (table, current) = match ahead.take() {
+            Some(ReadAhead { table, current }) => {
+                table::check_table(storage, request.location, &spec, &table).await?;
+                (table, current)
+            }
+            None => {
+                let table = table::open_or_create(storage, request.location, &spec).await?;
+                let current = CurrentPartition::read(&table, request.location, request.def, key, request.date).await?;
+                (table, current)
+            }
+        };
+        match load_once(table, &current, request).await {
             Err(LoadError::Conflict(reason)) if attempt < MAX_ATTEMPTS => {
                 let pause = backoff(attempt);
                 tracing::warn!(date = %request.date, attempt, reason = %reason, pause_ms = pause.as_millis() as u64,
@@ -146,11 +188,15 @@ fn backoff(attempt: u32) -> Duration {
     Duration::from_millis(base + jitter)
 }
 
-async fn load_once(table: DeltaTable, request: &LoadRequest<'_>) -> Result<LoadOutcome, LoadError> {
+async fn load_once(
+    table: DeltaTable,
+    current: &CurrentPartition,
+    request: &LoadRequest<'_>,
+) -> Result<LoadOutcome, LoadError> {
     let LoadRequest { def, location, date, rows, .. } = *request;
     let version_before = crate::storage::version_of(&table);
     let key = crate::validate::single_text_key(def)?;
-    let diff = diff::against_partition(&table, location, def, key, date, rows).await?;
+    let diff = diff::against(current, location, def, key, date, rows).await?;
 
     if diff.inserted + diff.unchanged == 0 && diff.current_rows > 0 && !request.allow_empty {
         return Err(LoadError::Failed(Error::rejected(

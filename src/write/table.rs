@@ -22,6 +22,7 @@ pub fn delta_type(arrow: &ArrowType) -> Option<DeltaType> {
         ArrowType::Boolean => DeltaType::BOOLEAN,
         ArrowType::Int64 => DeltaType::LONG,
         ArrowType::Date32 => DeltaType::DATE,
+        ArrowType::Binary => DeltaType::BINARY,
         ArrowType::List(item) => {
             DeltaType::Array(Box::new(ArrayType::new(delta_type(item.data_type())?, item.is_nullable())))
         }
@@ -66,10 +67,7 @@ impl TableSpec {
 /// The table at `location`, created from `spec` if there is none yet.
 /// Concurrent first loads race to create it; the losers load the winner's.
 pub async fn open_or_create(storage: &Storage, location: &Location, spec: &TableSpec) -> Result<DeltaTable> {
-    if let Location::S3 { .. } = location {
-        let (store, prefix) = storage.object_store(location).await?;
-        check_conditional_writes(store.as_ref(), &prefix, location).await?;
-    }
+    check_store(storage, location).await?;
     let mut last_error = None;
     for _ in 0..3 {
         if let Some(table) = storage.open_table(location).await? {
@@ -107,6 +105,21 @@ pub async fn open_or_create(storage: &Storage, location: &Location, spec: &Table
         }
     }
     Err(last_error.expect("three failed attempts"))
+}
+
+/// The checks `open_or_create` makes, for a table opened another way.
+pub async fn check_table(storage: &Storage, location: &Location, spec: &TableSpec, table: &DeltaTable) -> Result<()> {
+    check_store(storage, location).await?;
+    check_schema(table, location, &spec.fields)
+}
+
+/// Tables on S3 are written only where commits are safe.
+async fn check_store(storage: &Storage, location: &Location) -> Result<()> {
+    if let Location::S3 { .. } = location {
+        let (store, prefix) = storage.object_store(location).await?;
+        check_conditional_writes(store.as_ref(), &prefix, location).await?;
+    }
+    Ok(())
 }
 
 fn check_schema(table: &DeltaTable, location: &Location, expected: &[StructField]) -> Result<()> {
