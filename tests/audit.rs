@@ -4,20 +4,11 @@
 
 mod common;
 
-use common::{line, Workspace, HEADER};
+use common::{export, line, Workspace};
 use serde_json::Value;
 
 const D1: &str = "2019-04-01";
 const D2: &str = "2019-04-02";
-
-fn export(lines: &[String]) -> String {
-    let mut text = format!("{HEADER}\n");
-    for l in lines {
-        text.push_str(l);
-        text.push('\n');
-    }
-    text
-}
 
 /// One row as the audit query returns it: (date, id, flag, count).
 type Row = (String, String, bool, i64);

@@ -3,19 +3,10 @@
 
 mod common;
 
-use common::{line, Workspace, HEADER};
+use common::{export, line, Workspace, HEADER};
 
 const D1: &str = "2019-04-01";
 const D2: &str = "2019-04-02";
-
-fn export(lines: &[String]) -> String {
-    let mut text = format!("{HEADER}\n");
-    for l in lines {
-        text.push_str(l);
-        text.push('\n');
-    }
-    text
-}
 
 /// Three shops on `date`; the third has no application (filtered).
 fn small_day(date: &str) -> String {

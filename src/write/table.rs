@@ -43,6 +43,18 @@ pub fn delta_fields(def: &TableDefinition) -> Result<Vec<StructField>> {
         .collect()
 }
 
+/// Table property naming the columns Delta keeps min/max statistics for.
+const STATS_COLUMNS: &str = "delta.dataSkippingStatsColumns";
+
+/// Every column but the partition (its value is in the path) and the row
+/// fingerprint (random bytes: no query filters on it, and Delta cannot keep
+/// statistics of binary columns; it would warn on every file written).
+fn stats_columns(def: &TableDefinition) -> String {
+    let skipped = [def.partition_by.as_str(), def.row_hash_column()];
+    let names: Vec<&str> = def.columns.iter().map(|c| c.name.as_str()).filter(|n| !skipped.contains(n)).collect();
+    names.join(",")
+}
+
 /// What a new table is created with.
 pub struct TableSpec {
     pub name: String,
@@ -59,7 +71,12 @@ impl TableSpec {
             description: def.description.clone(),
             fields: delta_fields(def)?,
             partition_by: def.partition_by.clone(),
-            properties: def.properties.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            properties: def
+                .properties
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .chain([(STATS_COLUMNS.to_string(), stats_columns(def))])
+                .collect(),
         })
     }
 }

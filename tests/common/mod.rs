@@ -66,6 +66,16 @@ impl Workspace {
     }
 }
 
+/// An export: the header, then `lines`.
+pub fn export(lines: &[String]) -> String {
+    let mut text = format!("{HEADER}\n");
+    for l in lines {
+        text.push_str(l);
+        text.push('\n');
+    }
+    text
+}
+
 /// A line of the export with the given fields (in header order).
 pub fn line(id: &str, app: &str, flag: &str, count: &str, pins: &str, prefix: &str, date: &str) -> String {
     format!(
