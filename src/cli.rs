@@ -400,11 +400,13 @@ fn print_reports(format: ReportFormat, reports: &[RunReport], range: Option<(Nai
 fn init_logging(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
     // deltalake logs every commit race it resolves (and the create race it
-    // loses) at warn/error; shoplake reports what matters itself.
+    // loses) at warn/error, and warns on every merge that one of its own scan
+    // metrics is missing; shoplake reports what matters itself.
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        EnvFilter::new(
-            "warn,shoplake=info,deltalake_core::kernel::transaction=error,buoyant_kernel=off,aws_config=error",
-        )
+        EnvFilter::new(concat!(
+            "warn,shoplake=info,deltalake_core::kernel::transaction=error,",
+            "deltalake_core::operations::merge=error,buoyant_kernel=off,aws_config=error",
+        ))
     });
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match format {

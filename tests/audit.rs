@@ -151,6 +151,13 @@ fn changes_list_exactly_the_changed_keys() {
     sorted.sort_by(|x, y| x.1.cmp(&y.1));
     assert_eq!(sorted, expected);
 
+    // CSV has no lists: they are written as in the export.
+    let out = ws.shoplake(&["changes", "--from-version", "3", "--to-version", "3", "--format", "csv"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let csv = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(csv.lines().count(), 5, "a header and four changes:\n{csv}");
+    assert!(csv.lines().skip(1).all(|l| l.contains(",[0],")), "{csv}");
+
     // The first load of a day shows as inserts.
     let out = ws.shoplake(&["changes", "--from-version", "1", "--to-version", "1", "--format", "json"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
