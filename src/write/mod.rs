@@ -17,12 +17,16 @@
 pub mod diff;
 pub mod table;
 
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::NaiveDate;
 use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::catalog::Session;
 use datafusion::common::ScalarValue;
 use datafusion::prelude::{col, lit, SessionContext};
+use deltalake::delta_datafusion::DeltaSessionContext;
 use deltalake::kernel::transaction::{CommitProperties, TransactionError};
 use deltalake::parquet::basic::Compression;
 use deltalake::parquet::file::properties::{EnabledStatistics, WriterProperties};
@@ -257,6 +261,20 @@ async fn write_new_partition(
     })
 }
 
+/// Rows per batch inside the MERGE. delta-rs's default (8192) spends a
+/// tenth of a 1M-row re-load on per-batch overhead in the target scan and
+/// join; 64Ki measured 0.25 s faster at the same peak memory (128Ki: slower
+/// and more memory).
+const MERGE_BATCH_ROWS: usize = 64 * 1024;
+
+/// delta-rs's own session defaults, with [`MERGE_BATCH_ROWS`].
+fn merge_session(location: &Location) -> Result<Arc<dyn Session>> {
+    let overrides = HashMap::from([("datafusion.execution.batch_size".to_string(), MERGE_BATCH_ROWS.to_string())]);
+    let session = DeltaSessionContext::new_with_session_overrides(&overrides)
+        .map_err(|e| Error::delta(Stage::Write, location, e))?;
+    Ok(Arc::new(session.state()))
+}
+
 /// The partition has rows: merge only what differs.
 async fn merge_changes(
     table: DeltaTable,
@@ -278,6 +296,7 @@ async fn merge_changes(
         .with_target_alias("target")
         .with_writer_properties(writer_properties(def))
         .with_commit_properties(properties)
+        .with_session_state(merge_session(location)?)
         .when_matched_delete(|delete| delete.predicate(format!("source.{OP} = '{OP_DELETE}'")))
         .map_err(merge_error)?
         .when_matched_update(|update| {
