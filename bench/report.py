@@ -9,8 +9,11 @@ from datetime import datetime, timezone
 
 results_path, rows, size_mb = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 results = [json.loads(line) for line in open(results_path) if line.strip()]
-runs = {}
+runs, new_versions = {}, {}
 for r in results:
+    if "new_versions" in r:  # a check, not a timed run
+        new_versions[(r["tool"], r["scenario"])] = r["new_versions"]
+        continue
     runs.setdefault((r["tool"], r["scenario"]), []).append(r)
 
 def median(rows):
@@ -38,7 +41,10 @@ def ratio(a, b):
 
 goals = {
     "first_load": ("<= 2.3 s", lambda r: r["seconds"] <= 2.3),
-    "identical_rerun": ("<= 1.5 s, no new version", lambda r: r["seconds"] <= 1.5),
+    "identical_rerun": (
+        "<= 1.5 s, no new version",
+        lambda r: r["seconds"] <= 1.5 and new_versions.get(("shoplake", "identical_rerun")) == 0,
+    ),
     "new_day": ("(3.1 s baseline)", None),
     "corrected_1pct": ("<= 4 s and <= 1.5 GB", lambda r: r["seconds"] <= 4 and r["peak_rss_mb"] <= 1536),
     "first_load_5m": ("peak RSS <= 2 GB", lambda r: r["peak_rss_mb"] <= 2048),
@@ -54,7 +60,8 @@ out = []
 out.append("# shoplake benchmark results\n")
 out.append(f"Measured by `make bench` on {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}. "
            f"Main export: {rows:,} shops ({size_mb} MB CSV), one partition. Each figure is the median "
-           "wall time of the runs (their range in brackets) / the highest peak RSS of the process.\n")
+           "wall time of the runs (their range in brackets) / the highest peak RSS of the process. "
+           f"Versions the identical re-runs added: {new_versions.get(('shoplake', 'identical_rerun'), '?')}.\n")
 out.append("| scenario | shoplake | Python deltalake 1.6.6 | shoplake / baseline | goal | met |")
 out.append("| --- | --- | --- | --- | --- | --- |")
 for name in ["first_load", "identical_rerun", "new_day", "corrected_1pct", "first_load_5m"]:

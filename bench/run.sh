@@ -61,7 +61,10 @@ S="$WORK/shoplake/shopify_configuration"
 SL() { echo "'$BIN' ingest --source '$WORK/$1' --table '$S' --date $2 >/dev/null"; }
 measure first_load shoplake --setup "rm -rf '$WORK/shoplake'" -- \
   "$BIN" ingest --date 2019-04-01 --source "$WORK/raw" --table "$S"
+commits() { ls "$S/_delta_log" | grep -c '\.json$'; }
+before=$(commits)
 measure identical_rerun shoplake -- "$BIN" ingest --date 2019-04-01 --source "$WORK/raw" --table "$S"
+echo "{\"scenario\": \"identical_rerun\", \"tool\": \"shoplake\", \"new_versions\": $(( $(commits) - before ))}" >>"$RESULTS"
 measure new_day shoplake --setup "rm -rf '$WORK/shoplake'; $(SL raw 2019-04-01)" -- \
   "$BIN" ingest --date 2019-04-02 --source "$WORK/raw" --table "$S"
 measure corrected_1pct shoplake --setup "$(SL raw 2019-04-01)" -- \
