@@ -103,6 +103,8 @@ async fn run_stages(
         rows_filtered = report.rows_filtered,
         rows_rejected = report.rows_rejected,
         rows_duplicate = report.rows_duplicate,
+        batches = validated.batches.len(),
+        memory_bytes = validated.batches.iter().map(|b| b.get_array_memory_size()).sum::<usize>(),
         "export validated"
     );
     check_reject_ratio(&uri, report.rows_read, &all_rejects, config.max_reject_ratio)?;

@@ -4,6 +4,7 @@
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    return_large_buffers_to_the_system();
     match shoplake::cli::run() {
         Ok(code) => code,
         Err(error) => {
@@ -12,3 +13,21 @@ fn main() -> ExitCode {
         }
     }
 }
+
+/// glibc keeps freed memory for reuse and, after large buffers are freed,
+/// raises the size above which it maps them separately (up to 32 MiB), so
+/// Arrow buffers of a finished stage linger in the heap. A fixed 4 MiB
+/// threshold returns them at once: peak RSS of a 5M-row load fell from
+/// about 2.05 to 1.86 GB, with no measurable cost in time. Set before any
+/// thread starts.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn return_large_buffers_to_the_system() {
+    const MMAP_THRESHOLD_BYTES: libc::c_int = 4 * 1024 * 1024;
+    // SAFETY: mallopt takes the allocator lock and only changes its parameters.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn return_large_buffers_to_the_system() {}
