@@ -1,5 +1,6 @@
-//! The `shoplake` binary: everything happens in `shoplake::cli::run`; an
-//! error that escapes it is printed once and mapped to its exit code.
+//! The `shoplake` binary: tunes the allocator, then everything happens in
+//! `shoplake::cli::run`; an error that escapes it is printed once and
+//! mapped to its exit code.
 
 use std::process::ExitCode;
 
