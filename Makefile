@@ -41,7 +41,7 @@ clean-demo:
 test: unit-test integration-test
 
 unit-test:
-	cargo test --workspace --lib --bins --test cli --test property --test audit
+	cargo test --workspace --lib --bins --test cli --test hardening --test operations --test adoption --test property --test audit
 
 integration-test:
 	./integration-tests/run.sh

@@ -99,7 +99,9 @@ start_localstack() {
 start_minio() {
   install_minio
   mkdir -p "$CACHE/minio-data" "$RUN"
+  # A site region, as AWS has: requests signed for another region are refused.
   launch minio "$MINIO_URL" env MINIO_ROOT_USER="$MINIO_ROOT_USER" MINIO_ROOT_PASSWORD="$MINIO_ROOT_PASSWORD" \
+    MINIO_SITE_REGION=us-east-1 \
     MINIO_UPDATE=off MINIO_BROWSER=on \
     "$BIN/minio" server "$CACHE/minio-data" --address 127.0.0.1:9000 --console-address 127.0.0.1:9001
 }

@@ -17,6 +17,22 @@ use crate::output::{self, Format};
 use crate::report::RunReport;
 use crate::storage::{Location, Storage};
 
+/// Prints to stdout; a reader that went away (a closed pipe) is not a
+/// failure of the run, and must not turn its exit code into a panic's.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
+macro_rules! say_raw {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 #[derive(Debug, Parser)]
 #[command(name = "shoplake", version, about = "Loads daily Shopify configuration exports into a Delta Lake table.")]
 struct Cli {
@@ -132,6 +148,9 @@ struct MaintainArgs {
     /// Allow a retention under 7 days (destroys audit history).
     #[arg(long)]
     force: bool,
+    /// With --vacuum: list the files vacuum would delete, delete nothing.
+    #[arg(long)]
+    dry_run: bool,
     /// Write a checkpoint of the commit log.
     #[arg(long)]
     checkpoint: bool,
@@ -157,9 +176,22 @@ struct LoadArgs {
     /// Fail (exit 4, nothing written) when more than this share of lines is rejected.
     #[arg(long, default_value_t = 0.01)]
     max_reject_ratio: f64,
-    /// Allow an export without rows to empty a day that has rows.
+    /// Fail (exit 4, nothing written) when a load would delete more than 100
+    /// rows and more than this share of the date's rows (1 allows any).
+    #[arg(long, default_value_t = 0.1)]
+    max_delete_ratio: f64,
+    /// Allow an export without valid rows to empty a day that has rows.
     #[arg(long)]
     allow_empty: bool,
+    /// Read, check and compare with the table, report what a load would do, write nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Write the run's metrics here (Prometheus text format, for node_exporter's textfile collector).
+    #[arg(long, env = "SHOPLAKE_METRICS_FILE")]
+    metrics_file: Option<std::path::PathBuf>,
+    /// Push the run's metrics to this Prometheus Pushgateway (e.g. http://pushgateway:9091).
+    #[arg(long, env = "SHOPLAKE_PUSHGATEWAY")]
+    pushgateway: Option<String>,
     /// Run report on stdout.
     #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
     format: ReportFormat,
@@ -167,8 +199,9 @@ struct LoadArgs {
 
 #[derive(Debug, Args)]
 struct IngestArgs {
-    /// The export date, YYYY-MM-DD.
-    #[arg(long)]
+    /// The export date: YYYY-MM-DD, or `yesterday` / `today` (UTC, when the run starts;
+    /// for schedulers that cannot compute a date, e.g. a Kubernetes CronJob).
+    #[arg(long, value_parser = parse_date)]
     date: NaiveDate,
     #[command(flatten)]
     load: LoadArgs,
@@ -176,11 +209,11 @@ struct IngestArgs {
 
 #[derive(Debug, Args)]
 struct BackfillArgs {
-    /// First date, YYYY-MM-DD.
-    #[arg(long)]
+    /// First date, YYYY-MM-DD (or `yesterday` / `today`, UTC).
+    #[arg(long, value_parser = parse_date)]
     from: NaiveDate,
-    /// Last date, YYYY-MM-DD (included).
-    #[arg(long)]
+    /// Last date, YYYY-MM-DD (included; or `yesterday` / `today`, UTC).
+    #[arg(long, value_parser = parse_date)]
     to: NaiveDate,
     /// Dates loaded at the same time.
     #[arg(long, default_value_t = 1)]
@@ -235,19 +268,34 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
     let storage = Storage::new();
     match command {
         Command::Ingest(args) => {
+            let started = std::time::Instant::now();
             let format = args.load.format;
             let config = ingest_config(args.date, &args.load)?;
             let run_id = uuid::Uuid::new_v4().to_string();
             let (report, result) = ingest::run(&storage, &config, &run_id).await;
+            let code = result.as_ref().map_or_else(|e| e.kind.exit_code(), |()| 0);
+            publish_metrics(&args.load, &config.table, std::slice::from_ref(&report), code, started.elapsed()).await;
             print_reports(format, std::slice::from_ref(&report), None);
             result.map(|()| ExitCode::SUCCESS)
         }
         Command::Backfill(args) => {
+            let started = std::time::Instant::now();
             let config = backfill_config(&args)?;
             let run_id = uuid::Uuid::new_v4().to_string();
-            let (reports, error) = backfill::run(&storage, &config, &run_id).await;
+            let (stop, signal) = backfill::stop_on_signals();
+            let (reports, error) = backfill::run(&storage, &config, &run_id, &stop).await;
+            let interrupted = signal.load(std::sync::atomic::Ordering::SeqCst) as u8;
+            let code = match (&error, interrupted) {
+                (Some(e), _) => e.kind.exit_code(),
+                (None, 0) => 0,
+                (None, signal) => 128 + signal,
+            };
+            publish_metrics(&args.load, &config.ingest.table, &reports, code, started.elapsed()).await;
             print_reports(args.load.format, &reports, Some((config.from, config.to)));
-            error.map_or(Ok(ExitCode::SUCCESS), Err)
+            match error {
+                Some(e) => Err(e),
+                None => Ok(ExitCode::from(code)),
+            }
         }
         Command::History(args) => {
             let (table, _) = table_locations(&args.table)?;
@@ -256,7 +304,7 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
                 HistoryFormat::Table => Format::Table,
                 HistoryFormat::Json => Format::Json,
             };
-            print!("{}", output::render(&[history::to_batch(&entries)], format)?);
+            say_raw!("{}", output::render(&[history::to_batch(&entries)], format)?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Query(args) => {
@@ -270,13 +318,13 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
             };
             let as_of = args.as_of.as_deref().map(AsOf::parse).transpose()?;
             let batches = query::run(&storage, &QueryConfig { table, rejects_table, sql, as_of }).await?;
-            print!("{}", output::render(&batches, args.format)?);
+            say_raw!("{}", output::render(&batches, args.format)?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Changes(args) => {
             let (table, _) = table_locations(&args.table)?;
             let batches = changes::run(&storage, &table, args.from_version, args.to_version).await?;
-            print!("{}", output::render(&batches, args.format)?);
+            say_raw!("{}", output::render(&batches, args.format)?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Restore(args) => {
@@ -285,12 +333,23 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
             let outcome = restore::run(&storage, &table, &rejects_table, args.version, &run_id).await?;
             match outcome.new_version {
                 Some(v) => {
-                    println!("{table}: restored the content of version {} as version {v}", outcome.restored_version)
+                    say!("{table}: restored the content of version {} as version {v}", outcome.restored_version)
                 }
-                None => println!("{table}: already at version {}; nothing to restore", outcome.restored_version),
+                None => say!("{table}: already at version {}; nothing to restore", outcome.restored_version),
             }
-            if outcome.rejects_changed {
-                println!("{rejects_table}: restored to its state at version {}", outcome.restored_version);
+            if !outcome.rejects_dates.is_empty() {
+                say!(
+                    "{rejects_table}: the rejects of {} date(s) are as they were at version {}",
+                    outcome.rejects_dates.len(),
+                    outcome.restored_version
+                );
+            }
+            if !outcome.unpaired_dates.is_empty() {
+                say!(
+                    "{rejects_table}: {} date(s) were loaded before shoplake recorded their rejects version; \
+                     their rejects were left as they are",
+                    outcome.unpaired_dates.len()
+                );
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -302,17 +361,18 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
                 vacuum: args.vacuum,
                 retention_hours: args.retention_hours,
                 force: args.force,
+                dry_run: args.dry_run,
                 checkpoint: args.checkpoint,
             };
             for line in maintain::run(&storage, &config).await? {
-                println!("{line}");
+                say!("{line}");
             }
             Ok(ExitCode::SUCCESS)
         }
         Command::Generate(args) => {
             let config = generate_config(&args)?;
             for file in generate::run(&storage, &config).await? {
-                println!("{}  {} lines, {} bytes", file.location, file.lines, file.bytes);
+                say!("{}  {} lines, {} bytes", file.location, file.lines, file.bytes);
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -330,18 +390,51 @@ fn table_locations(args: &TableArgs) -> Result<(Location, Location)> {
 }
 
 fn ingest_config(date: NaiveDate, args: &LoadArgs) -> Result<IngestConfig> {
-    if !(0.0..=1.0).contains(&args.max_reject_ratio) {
-        return Err(Error::usage(Stage::CommandLine, "--max-reject-ratio", "must be between 0 and 1"));
+    for (flag, ratio) in [("--max-reject-ratio", args.max_reject_ratio), ("--max-delete-ratio", args.max_delete_ratio)]
+    {
+        if !(0.0..=1.0).contains(&ratio) {
+            return Err(Error::usage(Stage::CommandLine, flag, "must be between 0 and 1"));
+        }
     }
     let (table, rejects_table) = table_locations(&args.table)?;
+    if table == rejects_table {
+        return Err(Error::usage(Stage::CommandLine, "--rejects-table", "must not be the table itself"));
+    }
     Ok(IngestConfig {
         date,
         source: Location::parse(&args.source)?,
         table,
         rejects_table,
         max_reject_ratio: args.max_reject_ratio,
-        allow_empty: args.allow_empty,
+        guards: crate::write::Guards { allow_empty: args.allow_empty, max_delete_ratio: args.max_delete_ratio },
+        dry_run: args.dry_run,
     })
+}
+
+/// Writes and pushes the run's metrics where asked; a failure to publish
+/// them is a warning, never a failed load.
+async fn publish_metrics(
+    args: &LoadArgs,
+    table: &Location,
+    reports: &[RunReport],
+    code: u8,
+    took: std::time::Duration,
+) {
+    if args.metrics_file.is_none() && args.pushgateway.is_none() {
+        return;
+    }
+    let metrics = crate::metrics::RunMetrics::of(&table.to_string(), reports, code, took);
+    if let Some(path) = &args.metrics_file {
+        if let Err(e) = metrics.write_file(path) {
+            tracing::warn!(path = %path.display(), "could not write the metrics file: {e}");
+        }
+    }
+    if let Some(gateway) = &args.pushgateway {
+        if let Err(e) = metrics.push(gateway).await {
+            let gateway = crate::metrics::redact(gateway);
+            tracing::warn!(%gateway, "could not push the metrics to the Pushgateway: {}", crate::metrics::redact(&e));
+        }
+    }
 }
 
 fn backfill_config(args: &BackfillArgs) -> Result<BackfillConfig> {
@@ -370,6 +463,17 @@ fn generate_config(args: &GenerateArgs) -> Result<GenerateConfig> {
     })
 }
 
+/// A date as YYYY-MM-DD, or `today` / `yesterday` in UTC.
+fn parse_date(text: &str) -> std::result::Result<NaiveDate, String> {
+    let today = chrono::Utc::now().date_naive();
+    match text {
+        "today" => Ok(today),
+        "yesterday" => Ok(today.pred_opt().expect("a day before today")),
+        _ => NaiveDate::parse_from_str(text, "%Y-%m-%d")
+            .map_err(|e| format!("{text:?} is not a date YYYY-MM-DD (nor `today` or `yesterday`): {e}")),
+    }
+}
+
 fn check_range(from: NaiveDate, to: NaiveDate) -> Result<()> {
     if from > to {
         return Err(Error::usage(Stage::CommandLine, "--from/--to", format!("{from} is after {to}")));
@@ -381,19 +485,20 @@ fn print_reports(format: ReportFormat, reports: &[RunReport], range: Option<(Nai
     match (format, range) {
         (ReportFormat::Json, None) => {
             for report in reports {
-                println!("{}", report.to_json());
+                say!("{}", report.to_json());
             }
         }
         (ReportFormat::Json, Some((from, to))) => {
             let dates: Vec<serde_json::Value> =
                 reports.iter().map(|r| serde_json::to_value(r).expect("report serializes")).collect();
-            println!("{}", serde_json::json!({ "from": from.to_string(), "to": to.to_string(), "dates": dates }));
+            say!("{}", serde_json::json!({ "from": from.to_string(), "to": to.to_string(), "dates": dates }));
         }
-        (ReportFormat::Text, _) => {
+        (ReportFormat::Text, None) => {
             for report in reports {
-                print!("{}", report.to_text());
+                say_raw!("{}", report.to_text());
             }
         }
+        (ReportFormat::Text, Some(_)) => say_raw!("{}", backfill::summary(reports)),
     }
 }
 
@@ -408,7 +513,9 @@ fn init_logging(format: LogFormat) {
             "deltalake_core::operations::merge=error,buoyant_kernel=off,aws_config=error",
         ))
     });
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // A stderr nobody reads any more (a closed pipe) loses log lines, never the run.
+    let builder =
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).log_internal_errors(false);
     match format {
         LogFormat::Text => builder.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init(),
         LogFormat::Json => builder.json().init(),

@@ -12,6 +12,7 @@ use crate::error::{Error, Result, Stage};
 
 const SHOPIFY_CONFIGURATION_TOML: &str = include_str!("../tables/shopify_configuration/table.toml");
 const SHOPIFY_CONFIGURATION_SQL: &str = include_str!("../tables/shopify_configuration/transform.sql");
+const SHOPIFY_CONFIGURATION_CHECKS: &str = include_str!("../tables/shopify_configuration/checks.toml");
 
 /// Name of the list item field, as Delta's Arrow mapping spells it.
 pub const LIST_ITEM: &str = "element";
@@ -107,6 +108,8 @@ pub struct TableDefinition {
     pub properties: BTreeMap<String, String>,
     pub columns: Vec<Column>,
     pub transform_sql: String,
+    /// Data-quality checks (`checks.toml`), run before every commit.
+    pub checks: Vec<crate::check::Check>,
 }
 
 impl TableDefinition {
@@ -115,6 +118,7 @@ impl TableDefinition {
         static DEFINITION: OnceLock<TableDefinition> = OnceLock::new();
         DEFINITION.get_or_init(|| {
             TableDefinition::parse(SHOPIFY_CONFIGURATION_TOML, SHOPIFY_CONFIGURATION_SQL)
+                .and_then(|def| def.with_checks(SHOPIFY_CONFIGURATION_CHECKS))
                 .expect("the compiled-in table definition is valid (checked by unit tests)")
         })
     }
@@ -164,7 +168,20 @@ impl TableDefinition {
             properties: file.properties,
             columns,
             transform_sql: transform_sql.to_string(),
+            checks: Vec::new(),
         })
+    }
+
+    /// The definition with the checks of `checks.toml`, which must name its columns.
+    pub fn with_checks(mut self, checks_toml: &str) -> Result<TableDefinition> {
+        let file: crate::check::ChecksFile =
+            toml::from_str(checks_toml).map_err(|e| Error::internal(Stage::Definition, "checks.toml", e.message()))?;
+        let columns: Vec<&str> = self.columns.iter().map(|c| c.name.as_str()).collect();
+        for check in &file.checks {
+            check.validate(&columns).map_err(|m| Error::internal(Stage::Definition, "checks.toml", m))?;
+        }
+        self.checks = file.checks;
+        Ok(self)
     }
 
     /// The columns read from the export, in definition order.
@@ -229,6 +246,7 @@ mod tests {
         assert!(!id.nullable, "a key column is not nullable");
         // PRODUCT.md says "the 14 flag columns" but its header lists 13; the header rules.
         assert_eq!(def.columns.iter().filter(|c| c.kind == Kind::Flag).count(), 13);
+        assert_eq!(def.checks.len(), 4, "checks.toml is compiled in");
     }
 
     #[test]

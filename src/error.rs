@@ -105,24 +105,29 @@ impl Error {
         Self::new(stage, Kind::Unavailable, subject, message)
     }
 
-    /// Wraps a deltalake error, sorting storage trouble (retry) from the rest.
+    /// Wraps a deltalake error: what its causes say (a configuration
+    /// mistake, an outage, a commit conflict), else an internal error.
     pub fn delta(stage: Stage, subject: impl fmt::Display, err: deltalake::DeltaTableError) -> Self {
-        let kind = if is_storage_trouble(&err) { Kind::Unavailable } else { Kind::Internal };
-        Self::new(stage, kind, subject, flatten(&err))
+        let kind = kind_of(&err).unwrap_or(Kind::Internal);
+        Self::new(stage, kind, subject, describe(&err))
     }
 
-    /// Wraps a DataFusion error; errors from storage are retryable.
+    /// Wraps a DataFusion error the same way; its store errors are classified.
     pub fn datafusion(stage: Stage, subject: impl fmt::Display, err: datafusion::error::DataFusionError) -> Self {
-        use datafusion::error::DataFusionError as E;
-        let kind = match err.find_root() {
-            E::ObjectStore(_) | E::IoError(_) => Kind::Unavailable,
-            _ => Kind::Internal,
-        };
-        Self::new(stage, kind, subject, flatten(&err))
+        let kind = kind_of(&err).unwrap_or(Kind::Internal);
+        Self::new(stage, kind, subject, describe(&err))
     }
 
+    /// Wraps an object store error; unless its causes say otherwise, the store is unavailable.
     pub fn object_store(stage: Stage, subject: impl fmt::Display, err: object_store::Error) -> Self {
-        Self::new(stage, Kind::Unavailable, subject, flatten(&err))
+        let kind = kind_of(&err).unwrap_or(Kind::Unavailable);
+        Self::new(stage, kind, subject, describe(&err))
+    }
+
+    /// Wraps a local I/O error, sorted by its kind.
+    pub fn io(stage: Stage, subject: impl fmt::Display, doing: &str, err: std::io::Error) -> Self {
+        let kind = kind_of(&err).unwrap_or(Kind::Unavailable);
+        Self::new(stage, kind, subject, format!("{doing}: {err}"))
     }
 
     pub fn exit_code(&self) -> ExitCode {
@@ -130,22 +135,96 @@ impl Error {
     }
 }
 
-/// True when a deltalake error comes from the store (network, permissions,
-/// throttling) rather than from the table or our use of it.
-fn is_storage_trouble(err: &deltalake::DeltaTableError) -> bool {
-    use deltalake::DeltaTableError as E;
-    match err {
-        E::ObjectStore { .. } | E::Io { .. } => true,
-        E::Transaction { source } => {
-            matches!(source, deltalake::kernel::transaction::TransactionError::ObjectStore { .. })
+/// What the scheduler should do about an error, read off the types of its
+/// chain of causes (never its message text): `None` when nothing in it says.
+///
+/// * S3 refusing for good (access denied, no such bucket, another region,
+///   bad signature) and missing credentials: configuration, exit 2.
+/// * Connection failures, timeouts, 5xx after retries, commit conflicts:
+///   unavailable, exit 5.
+/// * Local I/O: permissions and paths that cannot be used are
+///   configuration; the rest (disk full, I/O errors) unavailable.
+pub fn kind_of(err: &(dyn std::error::Error + 'static)) -> Option<Kind> {
+    use deltalake::kernel::transaction::TransactionError;
+    use object_store::client::{HttpError, HttpErrorKind};
+    use std::io::ErrorKind as Io;
+    let mut store_failed = false;
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(current) = cause {
+        if current.downcast_ref::<crate::storage::s3::S3Refused>().is_some() {
+            return Some(Kind::Usage);
         }
-        _ => {
-            let text = flatten(err).to_lowercase();
-            ["error sending request", "connection refused", "timed out", "dns error", "connect error"]
-                .iter()
-                .any(|needle| text.contains(needle))
+        if let Some(missing) = current.downcast_ref::<crate::storage::s3::NoCredentials>() {
+            return Some(if missing.transient { Kind::Unavailable } else { Kind::Usage });
         }
+        if let Some(http) = current.downcast_ref::<HttpError>() {
+            if matches!(
+                http.kind(),
+                HttpErrorKind::Connect | HttpErrorKind::Request | HttpErrorKind::Timeout | HttpErrorKind::Interrupted
+            ) {
+                return Some(Kind::Unavailable);
+            }
+        }
+        if let Some(store) = current.downcast_ref::<object_store::Error>() {
+            match store {
+                object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. } => {
+                    return Some(Kind::Usage)
+                }
+                object_store::Error::Generic { .. } => store_failed = true,
+                _ => {}
+            }
+        }
+        if let Some(transaction) = current.downcast_ref::<TransactionError>() {
+            if matches!(
+                transaction,
+                TransactionError::CommitConflict(_)
+                    | TransactionError::MaxCommitAttempts(_)
+                    | TransactionError::VersionAlreadyExists(_)
+            ) {
+                return Some(Kind::Unavailable);
+            }
+        }
+        if let Some(deltalake::DeltaTableError::VersionAlreadyExists(_)) = current.downcast_ref() {
+            return Some(Kind::Unavailable);
+        }
+        // The kernel keeps the store's error without exposing it as a source.
+        if let Some(delta_kernel::Error::ObjectStore(store)) = current.downcast_ref::<delta_kernel::Error>() {
+            return kind_of(store).or(Some(Kind::Unavailable));
+        }
+        if let Some(io) = current.downcast_ref::<std::io::Error>() {
+            return Some(match io.kind() {
+                Io::PermissionDenied
+                | Io::NotADirectory
+                | Io::IsADirectory
+                | Io::ReadOnlyFilesystem
+                | Io::InvalidFilename
+                | Io::AlreadyExists => Kind::Usage,
+                _ => Kind::Unavailable,
+            });
+        }
+        cause = current.source();
     }
+    // A store error with no more telling cause: 5xx or throttling after retries.
+    store_failed.then_some(Kind::Unavailable)
+}
+
+/// The message of an error: an S3 refusal or missing credentials speak for
+/// themselves; otherwise the whole chain of causes, flattened.
+fn describe(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(current) = cause {
+        if let Some(refused) = current.downcast_ref::<crate::storage::s3::S3Refused>() {
+            return refused.to_string();
+        }
+        if let Some(missing) = current.downcast_ref::<crate::storage::s3::NoCredentials>() {
+            return missing.to_string();
+        }
+        if let Some(delta_kernel::Error::ObjectStore(store)) = current.downcast_ref::<delta_kernel::Error>() {
+            return describe(store);
+        }
+        cause = current.source();
+    }
+    flatten(err)
 }
 
 /// One line with the whole chain of causes, without repeating a cause that
@@ -162,4 +241,63 @@ pub fn flatten(err: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text.replace('\n', " ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::s3::{NoCredentials, S3Refused};
+    use object_store::client::{HttpError, HttpErrorKind};
+
+    fn refused(code: &str) -> object_store::Error {
+        let refusal = S3Refused {
+            method: "GET".into(),
+            status: 403,
+            code: Some(code.into()),
+            message: None,
+            region: None,
+            reason: "access denied",
+        };
+        object_store::Error::Generic { store: "S3", source: Box::new(HttpError::new(HttpErrorKind::Unknown, refusal)) }
+    }
+
+    #[test]
+    fn errors_are_classified_by_the_types_of_their_causes() {
+        assert_eq!(kind_of(&refused("AccessDenied")), Some(Kind::Usage));
+        let wrapped = deltalake::DeltaTableError::ObjectStore { source: refused("NoSuchBucket") };
+        assert_eq!(kind_of(&wrapped), Some(Kind::Usage), "through deltalake's wrapper");
+        let connect = object_store::Error::Generic {
+            store: "S3",
+            source: Box::new(HttpError::new(HttpErrorKind::Connect, std::io::Error::other("refused"))),
+        };
+        assert_eq!(kind_of(&connect), Some(Kind::Unavailable));
+        let server = object_store::Error::Generic { store: "S3", source: "503 Slow Down".into() };
+        assert_eq!(kind_of(&server), Some(Kind::Unavailable), "5xx after retries");
+        let no_credentials = object_store::Error::Generic {
+            store: "S3",
+            source: Box::new(NoCredentials { detail: "none in the chain".into(), transient: false }),
+        };
+        assert_eq!(kind_of(&no_credentials), Some(Kind::Usage));
+        let denied = object_store::Error::PermissionDenied { path: "x".into(), source: "403".into() };
+        assert_eq!(kind_of(&denied), Some(Kind::Usage));
+        let conflict = deltalake::DeltaTableError::Transaction {
+            source: deltalake::kernel::transaction::TransactionError::CommitConflict(
+                deltalake::kernel::transaction::CommitConflictError::ConcurrentTransaction,
+            ),
+        };
+        assert_eq!(kind_of(&conflict), Some(Kind::Unavailable), "commit conflicts are retryable (restore, maintain)");
+        assert_eq!(Error::delta(Stage::Maintain, "t", conflict).kind, Kind::Unavailable);
+        let in_the_way = std::io::Error::from(std::io::ErrorKind::NotADirectory);
+        assert_eq!(kind_of(&in_the_way), Some(Kind::Usage));
+        let disk_full = std::io::Error::from(std::io::ErrorKind::StorageFull);
+        assert_eq!(kind_of(&disk_full), Some(Kind::Unavailable));
+        assert_eq!(kind_of(&std::fmt::Error), None);
+    }
+
+    #[test]
+    fn an_s3_refusal_is_the_message() {
+        let error = Error::object_store(Stage::Source, "s3://raw/x.csv", refused("AccessDenied"));
+        assert_eq!(error.kind, Kind::Usage);
+        assert!(error.message.starts_with("access denied (S3 answered GET 403 with AccessDenied"), "{error}");
+    }
 }

@@ -1,6 +1,8 @@
 //! `shoplake ingest`: one date's export through every stage, source → read
 //! → transform → validate → write → report, with the counts that must add
-//! up (`rows_read = filtered + rejected + duplicate + valid`).
+//! up (`rows_read = filtered + rejected + duplicate + valid`). The write
+//! stage writes the rejects table first and the table's commit last, so a
+//! failure anywhere leaves the table as it was.
 
 use std::time::Instant;
 
@@ -12,7 +14,7 @@ use crate::error::{Error, Result, Stage};
 use crate::read::{self, Reject};
 use crate::report::{RunReport, Status};
 use crate::storage::{Location, Storage};
-use crate::{rejects, source, transform, validate, write};
+use crate::{check, rejects, source, transform, validate, write};
 
 #[derive(Debug, Clone)]
 pub struct IngestConfig {
@@ -22,8 +24,10 @@ pub struct IngestConfig {
     pub rejects_table: Location,
     /// Highest share of rejected lines a load accepts (0.01 = 1%).
     pub max_reject_ratio: f64,
-    /// Let a day without rows empty a partition that has rows.
-    pub allow_empty: bool,
+    /// What the load may delete (empty export, shrink).
+    pub guards: write::Guards,
+    /// Everything up to the commit, nothing written (`--dry-run`).
+    pub dry_run: bool,
 }
 
 /// Runs one ingest. The report is returned even when the run fails, with
@@ -41,11 +45,7 @@ pub async fn run(storage: &Storage, config: &IngestConfig, run_id: &str) -> (Run
     let result = run_stages(storage, config, def, run_id, &mut report).await;
     report.duration_ms = started.elapsed().as_millis() as u64;
     if let Err(error) = &result {
-        // A rejects-table failure after the main commit keeps "committed":
-        // the table did change, and a re-run converges the rejects.
-        if report.status != Status::Committed {
-            report.status = Status::Failed;
-        }
+        report.status = Status::Failed;
         tracing::debug!(date = %config.date, kind = ?error.kind, "ingest failed");
     }
     (report, result)
@@ -78,6 +78,7 @@ async fn run_stages(
     let summary = reader.await.map_err(|e| Error::internal(Stage::Read, &uri, e))??;
     let validated = validated?;
     let ahead = ahead?;
+    source::check_unchanged(storage, &file).await?;
 
     let line_rejects = summary.line_rejects.len() as u64;
     let rows_rejected = line_rejects + validated.value_rejects.len() as u64;
@@ -101,6 +102,7 @@ async fn run_stages(
         rows_read = report.rows_read,
         rows_valid = report.rows_valid,
         rows_filtered = report.rows_filtered,
+        blank_lines = summary.blank_lines,
         rows_rejected = report.rows_rejected,
         rows_duplicate = report.rows_duplicate,
         batches = validated.batches.len(),
@@ -108,6 +110,13 @@ async fn run_stages(
         "export validated"
     );
     check_reject_ratio(&uri, report.rows_read, &all_rejects, config.max_reject_ratio)?;
+
+    let previous = match &ahead {
+        Some(ahead) => check::previous_day(ahead.table(), &def.partition_by, date)?,
+        None => None,
+    };
+    report.checks = check::run(&def.checks, &validated.batches, previous, &uri).await?;
+    check::verdict(&report.checks, &uri)?;
 
     let commit_info = json!({
         "run_id": run_id,
@@ -118,6 +127,7 @@ async fn run_stages(
         "rows_rejected": report.rows_rejected,
         "rows_duplicate": report.rows_duplicate,
         "rows_valid": report.rows_valid,
+        "checks": report.checks,
         "shoplake_version": env!("CARGO_PKG_VERSION"),
     });
     let request = write::LoadRequest {
@@ -125,33 +135,38 @@ async fn run_stages(
         location: &config.table,
         date,
         rows: &validated.batches,
-        allow_empty: config.allow_empty,
+        rejects_location: &config.rejects_table,
+        rejects: rejects::DayRejects { date, source_uri: &uri, run_id, rejects: &all_rejects },
+        guards: config.guards,
         commit_info,
     };
-    let outcome = write::load_day(storage, &request, ahead).await?;
-    report.status = if outcome.committed { Status::Committed } else { Status::Unchanged };
-    report.table_version = Some(outcome.table_version);
+    let outcome = if config.dry_run {
+        write::plan_day(&request, ahead).await?
+    } else {
+        write::load_day(storage, &request, ahead).await?
+    };
+    report.status = match (config.dry_run, outcome.committed) {
+        (true, _) => Status::DryRun,
+        (false, true) => Status::Committed,
+        (false, false) => Status::Unchanged,
+    };
+    // A dry run against a table that does not exist yet has no version.
+    report.table_version = (outcome.table_version >= 0).then_some(outcome.table_version);
     report.rows_inserted = outcome.inserted;
     report.rows_updated = outcome.updated;
     report.rows_deleted = outcome.deleted;
     report.rows_unchanged = outcome.unchanged;
     report.files_added = outcome.files_added;
     report.files_removed = outcome.files_removed;
-    tracing::info!(version = outcome.table_version, committed = outcome.committed, "table loaded");
-
-    rejects::replace_for_day(storage, &config.rejects_table, def, date, &uri, run_id, &all_rejects).await.map_err(
-        |e| {
-            Error::new(
-                e.stage,
-                e.kind,
-                &e.subject,
-                format!(
-                    "{} (the table itself is loaded at version {}; run the same ingest again to update the rejects)",
-                    e.message, outcome.table_version
-                ),
-            )
-        },
-    )?;
+    if outcome.deleted > 0 {
+        tracing::warn!(date = %date, deleted = outcome.deleted, of = outcome.rows_before, "rows deleted: the export no longer has them");
+    }
+    tracing::info!(
+        version = outcome.table_version,
+        committed = outcome.committed,
+        rejects_version = outcome.rejects_version,
+        "table loaded"
+    );
     Ok(())
 }
 

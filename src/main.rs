@@ -2,6 +2,7 @@
 //! `shoplake::cli::run`; an error that escapes it is printed once and
 //! mapped to its exit code.
 
+use std::io::Write;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -9,7 +10,8 @@ fn main() -> ExitCode {
     match shoplake::cli::run() {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("shoplake: {error}");
+            // Not eprintln!: a closed stderr must not turn the exit code into a panic's.
+            let _ = writeln!(std::io::stderr(), "shoplake: {error}");
             error.exit_code()
         }
     }

@@ -70,9 +70,8 @@ fn nested_as_text(batch: &RecordBatch) -> Result<RecordBatch, ArrowError> {
             continue;
         }
         let formatter = ArrayFormatter::try_new(column.as_ref(), &options)?;
-        let text: StringArray = (0..column.len())
-            .map(|i| column.is_valid(i).then(|| formatter.value(i).to_string()))
-            .collect();
+        let text: StringArray =
+            (0..column.len()).map(|i| column.is_valid(i).then(|| formatter.value(i).to_string())).collect();
         fields.push(Field::new(field.name(), DataType::Utf8, field.is_nullable()));
         columns.push(Arc::new(text));
     }

@@ -16,6 +16,10 @@ pub enum Status {
     Failed,
     /// Backfill only: no export for the date and `--skip-missing` was given.
     Skipped,
+    /// `--dry-run`: everything but the commit; the counts say what a load would do.
+    DryRun,
+    /// Backfill only: interrupted (SIGINT/SIGTERM) before the date was started.
+    NotStarted,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -38,6 +42,8 @@ pub struct RunReport {
     pub files_removed: u64,
     pub duration_ms: u64,
     pub run_id: String,
+    /// The data-quality checks of `checks.toml`, as run on the day's rows.
+    pub checks: Vec<crate::check::CheckResult>,
 }
 
 impl RunReport {
@@ -61,6 +67,7 @@ impl RunReport {
             files_removed: 0,
             duration_ms: 0,
             run_id,
+            checks: Vec::new(),
         }
     }
 
@@ -76,6 +83,8 @@ impl RunReport {
             Status::Unchanged => format!("unchanged (table stays at version {version})"),
             Status::Failed => "FAILED, table unchanged".to_string(),
             Status::Skipped => "skipped: no export".to_string(),
+            Status::DryRun => format!("dry run: nothing written (table at version {version})"),
+            Status::NotStarted => "not started: interrupted".to_string(),
         };
         let _ = writeln!(out, "{}  {verdict}", self.date);
         let _ = writeln!(out, "  source   {}", self.source);
@@ -94,7 +103,17 @@ impl RunReport {
             "  changes  {} inserted, {} updated, {} deleted, {} unchanged",
             self.rows_inserted, self.rows_updated, self.rows_deleted, self.rows_unchanged
         );
-        let _ = writeln!(out, "  files    {} added, {} removed", self.files_added, self.files_removed);
+        if self.status != Status::DryRun {
+            let _ = writeln!(out, "  files    {} added, {} removed", self.files_added, self.files_removed);
+        }
+        for check in &self.checks {
+            let verdict = match (check.passed, check.severity) {
+                (true, _) => "ok  ",
+                (false, crate::check::Severity::Warn) => "WARN",
+                (false, crate::check::Severity::Fail) => "FAIL",
+            };
+            let _ = writeln!(out, "  check    {verdict} {}: {}", check.name, check.detail);
+        }
         let _ = writeln!(out, "  run      {} in {} ms", self.run_id, self.duration_ms);
         out
     }
@@ -105,7 +124,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn json_has_exactly_the_contract_fields() {
+    fn json_has_the_contract_fields_and_the_checks() {
         let report = RunReport::new("2019-04-01".into(), "s".into(), "t".into(), "r".into());
         let value: serde_json::Value = serde_json::from_str(&report.to_json()).unwrap();
         let mut keys: Vec<&str> = value.as_object().unwrap().keys().map(String::as_str).collect();
@@ -129,6 +148,8 @@ mod tests {
             "files_removed",
             "duration_ms",
             "run_id",
+            // Beyond PRODUCT.md's list: the data-quality checks (issue #9).
+            "checks",
         ];
         expected.sort();
         assert_eq!(keys, expected);

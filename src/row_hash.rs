@@ -123,16 +123,25 @@ pub fn to_array(hashes: &[u128]) -> ArrayRef {
     Arc::new(BinaryArray::from_iter_values(bytes.iter()))
 }
 
-/// Fingerprints as the table stores them, read back (any binary type).
+/// A stored fingerprint that is missing (a row written by another engine,
+/// e.g. Spark, which cannot compute it) or not 16 bytes: it matches no
+/// computed fingerprint, so the row counts as changed and the next load
+/// rewrites it with its fingerprint. (xxh3-128 gives 0 for one input in 2^128.)
+pub const UNKNOWN: u128 = 0;
+
+/// Fingerprints as the table stores them, read back (any binary type);
+/// [`UNKNOWN`] for a null or malformed one.
 pub fn from_array(array: &ArrayRef) -> std::result::Result<Vec<u128>, String> {
     let binary = datafusion::arrow::compute::cast(array, &DataType::Binary).map_err(|e| e.to_string())?;
     let binary = binary.as_binary::<i32>();
-    (0..binary.len())
+    Ok((0..binary.len())
         .map(|i| {
-            let bytes: [u8; 16] = binary.value(i).try_into().map_err(|_| "a row hash is not 16 bytes".to_string())?;
-            Ok(u128::from_be_bytes(bytes))
+            if binary.is_null(i) {
+                return UNKNOWN;
+            }
+            <[u8; 16]>::try_from(binary.value(i)).map_or(UNKNOWN, u128::from_be_bytes)
         })
-        .collect()
+        .collect())
 }
 
 #[cfg(test)]
@@ -173,6 +182,9 @@ mod tests {
         assert_ne!(h[0], h[4]);
         assert_ne!(h[0], h[5], "null flag differs from true");
         assert_eq!(from_array(&to_array(&h)).unwrap(), h);
+        let stored: ArrayRef =
+            Arc::new(BinaryArray::from(vec![None, Some(&b"short"[..]), Some(&h[0].to_be_bytes()[..])]));
+        assert_eq!(from_array(&stored).unwrap(), vec![UNKNOWN, UNKNOWN, h[0]], "missing fingerprints are unknown");
     }
 
     #[test]

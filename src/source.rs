@@ -1,12 +1,18 @@
 //! Stage 1, source: finds the day's export, `<source>/<YYYY-MM-DD>.csv` or
 //! `.csv.gz`, and opens it as a byte stream (decompressed when gzipped),
 //! without copying it into memory.
+//!
+//! The object found is pinned by its ETag (and S3 version, where the bucket
+//! keeps versions): it is read with `If-Match`, object_store's own retries
+//! of a broken download check the ETag too, and a local file is checked
+//! again after it was read. An export replaced in the middle of a load
+//! fails the load (exit 5, retry) instead of mixing two exports.
 
 use std::io::Read;
 
 use chrono::NaiveDate;
 use futures::TryStreamExt;
-use object_store::{GetResultPayload, ObjectStoreExt};
+use object_store::{GetOptions, GetResultPayload, ObjectStore, ObjectStoreExt};
 
 use crate::error::{Error, Kind, Result, Stage};
 use crate::storage::{Location, Storage};
@@ -17,6 +23,9 @@ pub struct SourceFile {
     pub location: Location,
     pub gzipped: bool,
     pub size: u64,
+    /// What the store said the object was when it was found.
+    pub e_tag: Option<String>,
+    pub version: Option<String>,
 }
 
 impl SourceFile {
@@ -39,19 +48,28 @@ pub async fn locate(storage: &Storage, source: &Location, date: NaiveDate) -> Re
     for (location, is_gz) in [(plain.clone(), false), (gzipped.clone(), true)] {
         let (store, path) = storage.object_store(&location).await?;
         match store.head(&path).await {
-            Ok(meta) => found.push(SourceFile { location, gzipped: is_gz, size: meta.size }),
+            Ok(meta) => found.push(SourceFile {
+                location,
+                gzipped: is_gz,
+                size: meta.size,
+                e_tag: meta.e_tag,
+                version: meta.version,
+            }),
             Err(object_store::Error::NotFound { .. }) => {}
             Err(e) => return Err(Error::object_store(Stage::Source, &location, e)),
         }
     }
     match found.len() {
         1 => Ok(found.pop().expect("one file")),
-        0 => Err(Error::new(
-            Stage::Source,
-            Kind::SourceMissing,
-            &plain,
-            format!("no export for {date} yet (looked for {plain} and {gzipped})"),
-        )),
+        0 => {
+            check_source_exists(storage, source).await?;
+            Err(Error::new(
+                Stage::Source,
+                Kind::SourceMissing,
+                &plain,
+                format!("no export for {date} yet (looked for {plain} and {gzipped})"),
+            ))
+        }
         _ => Err(Error::rejected(
             Stage::Source,
             &plain,
@@ -60,13 +78,36 @@ pub async fn locate(storage: &Storage, source: &Location, date: NaiveDate) -> Re
     }
 }
 
-/// Opens the export for reading on a blocking thread.
+/// A missing export is worth a retry only where exports can appear: S3
+/// answers a HEAD in a missing bucket with a bare 404, so the bucket is
+/// listed to tell "not yet" (exit 3) from "no such bucket" (exit 2).
+async fn check_source_exists(storage: &Storage, source: &Location) -> Result<()> {
+    match source {
+        Location::S3 { .. } => {
+            let (store, prefix) = storage.object_store(source).await?;
+            store
+                .list_with_delimiter(Some(&prefix))
+                .await
+                .map_err(|e| Error::object_store(Stage::Source, source, e))?;
+        }
+        Location::Local(path) if !path.is_dir() => {
+            return Err(Error::usage(Stage::Source, source, "the source directory does not exist"));
+        }
+        Location::Local(_) => {}
+    }
+    Ok(())
+}
+
+/// Opens the export for reading on a blocking thread, pinned to the object
+/// that was found.
 pub async fn open(storage: &Storage, file: &SourceFile) -> Result<Box<dyn Read + Send>> {
     let (store, path) = storage.object_store(&file.location).await?;
-    let fetched = store.get(&path).await.map_err(|e| match e {
+    let pinned = GetOptions { if_match: file.e_tag.clone(), version: file.version.clone(), ..GetOptions::default() };
+    let fetched = store.get_opts(&path, pinned).await.map_err(|e| match e {
         object_store::Error::NotFound { .. } => {
             Error::new(Stage::Source, Kind::SourceMissing, &file.location, "the export disappeared while loading")
         }
+        object_store::Error::Precondition { .. } => changed(file),
         e => Error::object_store(Stage::Source, &file.location, e),
     })?;
     let bytes: Box<dyn Read + Send> = match fetched.payload {
@@ -76,5 +117,98 @@ pub async fn open(storage: &Storage, file: &SourceFile) -> Result<Box<dyn Read +
             Box::new(tokio_util::io::SyncIoBridge::new(tokio_util::io::StreamReader::new(stream)))
         }
     };
-    Ok(if file.gzipped { Box::new(flate2::read::MultiGzDecoder::new(bytes)) } else { bytes })
+    Ok(if file.gzipped { Box::new(GunzipOnFirstRead::Raw(bytes)) } else { bytes })
+}
+
+/// A gzip decoder made on the first read: making one reads the gzip header,
+/// and a download from S3 can only be read on the reader's blocking thread,
+/// not on the async one that opens it.
+enum GunzipOnFirstRead {
+    Raw(Box<dyn Read + Send>),
+    Decoding(flate2::read::MultiGzDecoder<Box<dyn Read + Send>>),
+    Taken,
+}
+
+impl Read for GunzipOnFirstRead {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if let GunzipOnFirstRead::Raw(_) = self {
+            let GunzipOnFirstRead::Raw(raw) = std::mem::replace(self, GunzipOnFirstRead::Taken) else { unreachable!() };
+            *self = GunzipOnFirstRead::Decoding(flate2::read::MultiGzDecoder::new(raw));
+        }
+        match self {
+            GunzipOnFirstRead::Decoding(decoder) => decoder.read(buf),
+            _ => Err(std::io::Error::other("the gzip reader failed to start")),
+        }
+    }
+}
+
+/// After a local export was read: it is still the file that was found. (A
+/// download from S3 is one object version from start to end: object_store
+/// checks the ETag of every retried part.)
+pub async fn check_unchanged(storage: &Storage, file: &SourceFile) -> Result<()> {
+    if !matches!(file.location, Location::Local(_)) {
+        return Ok(());
+    }
+    let (store, path) = storage.object_store(&file.location).await?;
+    let now = head(store.as_ref(), &path, file).await?;
+    if now.e_tag != file.e_tag || now.size != file.size {
+        return Err(changed(file));
+    }
+    Ok(())
+}
+
+async fn head(
+    store: &dyn ObjectStore,
+    path: &object_store::path::Path,
+    file: &SourceFile,
+) -> Result<object_store::ObjectMeta> {
+    store.head(path).await.map_err(|e| match e {
+        object_store::Error::NotFound { .. } => changed(file),
+        e => Error::object_store(Stage::Source, &file.location, e),
+    })
+}
+
+fn changed(file: &SourceFile) -> Error {
+    Error::unavailable(
+        Stage::Source,
+        &file.location,
+        "the export was replaced while it was being loaded; nothing was written, run again to load the new file",
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_export_replaced_after_it_was_found_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let day = NaiveDate::from_ymd_opt(2019, 4, 1).unwrap();
+        let path = dir.path().join("2019-04-01.csv");
+        std::fs::write(&path, "first export\n").unwrap();
+        let storage = Storage::new();
+        let source = Location::Local(dir.path().to_path_buf());
+
+        let file = locate(&storage, &source, day).await.unwrap();
+        check_unchanged(&storage, &file).await.expect("nothing changed yet");
+        // Rewritten in place with other content (another size).
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::write(&path, "the second, longer export\n").unwrap();
+        let err = check_unchanged(&storage, &file).await.unwrap_err();
+        assert_eq!(err.kind, Kind::Unavailable, "{err}");
+        assert!(err.message.contains("replaced while it was being loaded"), "{err}");
+        let err = open(&storage, &file).await.err().expect("If-Match fails");
+        assert_eq!(err.kind, Kind::Unavailable, "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_missing_source_directory_is_a_configuration_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let day = NaiveDate::from_ymd_opt(2019, 4, 1).unwrap();
+        let storage = Storage::new();
+        let err = locate(&storage, &Location::Local(dir.path().to_path_buf()), day).await.unwrap_err();
+        assert_eq!(err.kind, Kind::SourceMissing, "an empty directory: the export is not there yet");
+        let err = locate(&storage, &Location::Local(dir.path().join("nope")), day).await.unwrap_err();
+        assert_eq!(err.kind, Kind::Usage, "{err}");
+    }
 }

@@ -1,6 +1,9 @@
 //! Property test: for random small exports and random sequences of loads
 //! and re-loads of several dates, the table ends equal to the last load of
-//! each date, as computed by an independent model written here.
+//! each date, as computed by an independent model written here; each load
+//! reports the inserts, updates and deletes the model expects, an export
+//! that would empty a loaded date is refused, and loading the same file
+//! again adds no version.
 
 mod common;
 
@@ -8,7 +11,9 @@ use std::collections::BTreeMap;
 
 use proptest::prelude::*;
 use shoplake::ingest::{self, IngestConfig};
+use shoplake::report::Status;
 use shoplake::storage::{Location, Storage};
+use shoplake::write::Guards;
 
 const DATES: [&str; 3] = ["2019-04-01", "2019-04-02", "2019-04-03"];
 
@@ -141,14 +146,40 @@ proptest! {
                 rejects_table: table.with_suffix("_rejects"),
                 table,
                 max_reject_ratio: 0.0,
-                allow_empty: true,
+                guards: Guards { allow_empty: false, max_delete_ratio: 0.1 },
+                dry_run: false,
             };
+            let before = model.get(date).cloned().unwrap_or_default();
+            let day = expected_day(date, rows);
             let (report, result) = runtime.block_on(ingest::run(&storage, &config, "property"));
-            prop_assert!(result.is_ok(), "{:?} {:?}", result, report);
             let accounted = report.rows_filtered + report.rows_rejected + report.rows_duplicate + report.rows_valid;
             prop_assert_eq!(accounted, report.rows_read);
             prop_assert_eq!(report.rows_read, rows.len() as u64);
-            let day = expected_day(date, rows);
+            if day.is_empty() && !before.is_empty() {
+                // Emptying a loaded date needs --allow-empty: refused, nothing written.
+                let error = result.expect_err("an empty export over a loaded date is refused");
+                prop_assert_eq!(error.kind, shoplake::Kind::DataRejected);
+                continue;
+            }
+            prop_assert!(result.is_ok(), "{:?} {:?}", result, report);
+            let inserted = day.keys().filter(|k| !before.contains_key(*k)).count() as u64;
+            let deleted = before.keys().filter(|k| !day.contains_key(*k)).count() as u64;
+            let updated = day.iter().filter(|(k, v)| before.get(*k).is_some_and(|old| old != *v)).count() as u64;
+            let unchanged = day.iter().filter(|(k, v)| before.get(*k) == Some(*v)).count() as u64;
+            prop_assert_eq!(
+                (report.rows_inserted, report.rows_updated, report.rows_deleted, report.rows_unchanged),
+                (inserted, updated, deleted, unchanged)
+            );
+            let changed = inserted + updated + deleted > 0;
+            prop_assert_eq!(report.status, if changed { Status::Committed } else { Status::Unchanged });
+
+            // The same file again: nothing to do, no new version.
+            let (again, result) = runtime.block_on(ingest::run(&storage, &config, "property-again"));
+            prop_assert!(result.is_ok(), "{:?}", result);
+            prop_assert_eq!(again.status, Status::Unchanged);
+            prop_assert_eq!(again.table_version, report.table_version);
+            prop_assert_eq!((again.rows_inserted, again.rows_updated, again.rows_deleted), (0, 0, 0));
+
             if day.is_empty() {
                 model.remove(date);
             } else {

@@ -14,17 +14,24 @@
 //! the table back and compares it with the same exports loaded into a local
 //! table (the local path is covered by the CLI tests).
 
+pub mod hardening;
+pub mod proxy;
 pub mod scenarios;
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
-use object_store::{ObjectStoreExt, PutPayload};
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use shoplake::storage::{Location, S3Options, Storage};
 use shoplake::testing::TableSnapshot;
 use testcontainers::core::{ContainerPort, ExecCommand, Mount, WaitFor};
 use testcontainers::runners::AsyncRunner;
 use testcontainers::{ContainerAsync, GenericImage, ImageExt};
+
+/// The MinIO image the Docker path runs, pinned (never `latest`). MinIO
+/// publishes its images on quay.io (Docker Hub's `minio/minio` is no longer updated).
+pub const MINIO_IMAGE: &str = "quay.io/minio/minio";
+pub const MINIO_IMAGE_TAG: &str = "RELEASE.2025-04-22T22-12-26Z";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -92,11 +99,12 @@ impl Service {
                 (container, 4566)
             }
             Backend::Minio => {
-                let container = GenericImage::new("minio/minio", "latest")
+                let container = GenericImage::new(MINIO_IMAGE, MINIO_IMAGE_TAG)
                     .with_exposed_port(ContainerPort::Tcp(9000))
                     .with_wait_for(WaitFor::message_on_stdout("API:"))
                     .with_env_var("MINIO_ROOT_USER", &access_key)
                     .with_env_var("MINIO_ROOT_PASSWORD", &secret_key)
+                    .with_env_var("MINIO_SITE_REGION", "us-east-1")
                     .with_cmd(["server", "/data"])
                     .start()
                     .await
@@ -104,7 +112,12 @@ impl Service {
                 let make_buckets = format!(
                     "mc alias set local http://127.0.0.1:9000 {access_key} {secret_key} && mc mb --ignore-existing local/raw local/lake"
                 );
-                container.exec(ExecCommand::new(["sh", "-c", &make_buckets])).await.expect("create buckets with mc");
+                let mut made = container.exec(ExecCommand::new(["sh", "-c", &make_buckets])).await.expect("run mc");
+                let code = made.exit_code().await.expect("mc's exit code");
+                if code != Some(0) {
+                    let output = String::from_utf8_lossy(&made.stderr_to_vec().await.unwrap_or_default()).into_owned();
+                    panic!("creating the buckets with mc failed ({code:?}): {output}");
+                }
                 (container, 9000)
             }
         };
@@ -121,17 +134,27 @@ impl Service {
         service
     }
 
-    /// The LocalStack ready hook creates the buckets shortly after "Ready.".
+    /// The LocalStack ready hook creates the buckets shortly after "Ready.":
+    /// wait until both can be listed (a HEAD of a missing key answers 404
+    /// whether or not the bucket exists, so it proves nothing).
     async fn wait_for_buckets(&self) {
         let storage = self.storage();
-        for _ in 0..60 {
-            let (store, _) = storage.object_store(&Location::parse("s3://lake").unwrap()).await.unwrap();
-            if store.head(&"missing".into()).await.is_err_and(|e| matches!(e, object_store::Error::NotFound { .. })) {
+        let mut last = String::new();
+        for _ in 0..120 {
+            let mut ready = true;
+            for bucket in ["s3://raw", "s3://lake"] {
+                let (store, _) = storage.object_store(&Location::parse(bucket).unwrap()).await.unwrap();
+                if let Err(e) = store.list_with_delimiter(None).await {
+                    last = format!("{bucket}: {e}");
+                    ready = false;
+                }
+            }
+            if ready {
                 return;
             }
             tokio::time::sleep(std::time::Duration::from_millis(500)).await;
         }
-        panic!("bucket lake never appeared on {}", self.endpoint);
+        panic!("the buckets never appeared on {}: {last}", self.endpoint);
     }
 
     pub fn storage(&self) -> Storage {

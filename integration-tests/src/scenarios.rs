@@ -245,7 +245,7 @@ async fn futures_lite_collect<T>(mut stream: futures::stream::BoxStream<'static,
 #[macro_export]
 macro_rules! scenario_tests {
     ($backend:expr) => {
-        $crate::scenario_tests!(@each $backend;
+        $crate::scenario_tests!(@each $backend; scenarios;
             week_lands_and_a_rerun_changes_nothing,
             corrected_export_converges_and_time_travel_works,
             concurrent_backfill_commits_every_date,
@@ -254,12 +254,20 @@ macro_rules! scenario_tests {
             unreachable_storage_exits_5,
             secrets_never_leak
         );
+        $crate::scenario_tests!(@each $backend; hardening;
+            rejects_are_paired_by_record_with_parallel_loads,
+            overlapping_runs_of_one_date_agree,
+            configuration_errors_exit_2,
+            slow_downloads_finish_and_stalled_ones_fail,
+            an_export_replaced_mid_load_is_refused,
+            the_write_probe_leaves_nothing_and_needs_no_delete
+        );
     };
-    (@each $backend:expr; $($name:ident),*) => {
+    (@each $backend:expr; $module:ident; $($name:ident),*) => {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $name() {
-                $crate::scenarios::$name($backend).await;
+                $crate::$module::$name($backend).await;
             }
         )*
     };

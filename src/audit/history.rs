@@ -8,7 +8,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use datafusion::arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use deltalake::DeltaTable;
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path as StorePath;
 use object_store::ObjectStoreExt;
 use serde_json::Value;
@@ -26,16 +26,42 @@ pub struct HistoryEntry {
     pub shoplake: serde_json::Map<String, Value>,
     /// Delta's own operation metrics (merge row counts and the like).
     pub metrics: serde_json::Map<String, Value>,
+    /// Delta's operation parameters (a RESTORE's version, a WRITE's predicate, ...).
+    pub parameters: serde_json::Map<String, Value>,
 }
 
 impl HistoryEntry {
-    fn text(&self, key: &str) -> Option<String> {
+    pub fn text(&self, key: &str) -> Option<String> {
         self.shoplake.get(key).map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string))
     }
 
-    fn count(&self, key: &str, metric: &str) -> Option<i64> {
+    /// The data-quality checks of the load, in a few words: `4 ok`, `3 ok, 1 warn`.
+    pub fn checks_summary(&self) -> Option<String> {
+        let checks = self.shoplake.get("checks")?.as_array()?;
+        let failed = |severity: &str| {
+            checks
+                .iter()
+                .filter(|c| c["passed"] == false && c["severity"] == severity)
+                .map(|c| c["name"].as_str().unwrap_or("?"))
+                .collect::<Vec<_>>()
+        };
+        let ok = checks.iter().filter(|c| c["passed"] == true).count();
+        let mut parts = vec![format!("{ok} ok")];
+        let warned = failed("warn");
+        if !warned.is_empty() {
+            parts.push(format!("{} warn ({})", warned.len(), warned.join(", ")));
+        }
+        Some(parts.join(", "))
+    }
+
+    /// A count from shoplake's commit info, else the first of the engine's
+    /// own operation metrics that is there (delta-rs and Spark name them differently).
+    pub fn count(&self, key: &str, metrics: &[&str]) -> Option<i64> {
         let as_i64 = |v: &Value| v.as_i64().or_else(|| v.as_str().and_then(|s| s.parse().ok()));
-        self.shoplake.get(key).and_then(as_i64).or_else(|| self.metrics.get(metric).and_then(as_i64))
+        self.shoplake
+            .get(key)
+            .and_then(as_i64)
+            .or_else(|| metrics.iter().find_map(|m| self.metrics.get(*m).and_then(as_i64)))
     }
 }
 
@@ -43,12 +69,12 @@ fn commit_path(version: i64) -> StorePath {
     StorePath::from(format!("_delta_log/{version:020}.json"))
 }
 
-/// When version `version` was committed (its log file's time), if its log entry still exists.
-pub async fn commit_time(table: &DeltaTable, version: i64) -> Result<Option<DateTime<Utc>>> {
+/// Whether version `version`'s commit file is still in the log.
+pub async fn has_commit(table: &DeltaTable, version: i64) -> Result<bool> {
     let store = table.log_store().object_store(None);
     match store.head(&commit_path(version)).await {
-        Ok(meta) => Ok(Some(meta.last_modified)),
-        Err(object_store::Error::NotFound { .. }) => Ok(None),
+        Ok(_) => Ok(true),
+        Err(object_store::Error::NotFound { .. }) => Ok(false),
         Err(e) => Err(Error::object_store(Stage::Query, table.table_url(), e)),
     }
 }
@@ -73,25 +99,35 @@ pub async fn entries(table: &DeltaTable, limit: Option<usize>) -> Result<Vec<His
     commits.sort_by(|a, b| b.0.cmp(&a.0));
     commits.truncate(limit.unwrap_or(usize::MAX));
 
-    let mut out = Vec::with_capacity(commits.len());
-    for (version, meta) in commits {
-        let fetched = store.get(&meta.location).await.map_err(|e| Error::object_store(Stage::Query, &subject, e))?;
-        let bytes = fetched.bytes().await.map_err(|e| Error::object_store(Stage::Query, &subject, e))?;
-        let info = String::from_utf8_lossy(&bytes)
-            .lines()
-            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-            .find_map(|action| action.get("commitInfo").cloned())
-            .unwrap_or(Value::Null);
-        let object = |key: &str| info.get(key).and_then(Value::as_object).cloned().unwrap_or_default();
-        out.push(HistoryEntry {
-            version,
-            timestamp: meta.last_modified,
-            operation: info.get("operation").and_then(Value::as_str).unwrap_or("?").to_string(),
-            shoplake: object("shoplake"),
-            metrics: object("operationMetrics"),
-        });
+    // Commit files are small: fetch several at a time (a long log on S3).
+    let fetches = commits.into_iter().map(|(version, meta)| {
+        let (store, subject) = (store.clone(), subject.clone());
+        async move {
+            let fetched =
+                store.get(&meta.location).await.map_err(|e| Error::object_store(Stage::Query, &subject, e))?;
+            let bytes = fetched.bytes().await.map_err(|e| Error::object_store(Stage::Query, &subject, e))?;
+            Ok::<_, Error>(entry(version, meta.last_modified, &bytes))
+        }
+    });
+    futures::stream::iter(fetches).buffered(16).try_collect().await
+}
+
+/// A version's entry, from its commit file.
+fn entry(version: i64, timestamp: DateTime<Utc>, commit: &[u8]) -> HistoryEntry {
+    let info = String::from_utf8_lossy(commit)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .find_map(|action| action.get("commitInfo").cloned())
+        .unwrap_or(Value::Null);
+    let object = |key: &str| info.get(key).and_then(Value::as_object).cloned().unwrap_or_default();
+    HistoryEntry {
+        version,
+        timestamp,
+        operation: info.get("operation").and_then(Value::as_str).unwrap_or("?").to_string(),
+        shoplake: object("shoplake"),
+        metrics: object("operationMetrics"),
+        parameters: object("operationParameters"),
     }
-    Ok(out)
 }
 
 /// History as a batch, for the table/CSV/JSON renderers.
@@ -99,8 +135,8 @@ pub fn to_batch(entries: &[HistoryEntry]) -> RecordBatch {
     let text = |f: &dyn Fn(&HistoryEntry) -> Option<String>| -> ArrayRef {
         Arc::new(StringArray::from(entries.iter().map(f).collect::<Vec<_>>()))
     };
-    let count = |key: &str, metric: &str| -> ArrayRef {
-        Arc::new(Int64Array::from(entries.iter().map(|e| e.count(key, metric)).collect::<Vec<_>>()))
+    let count = |key: &str, metrics: &[&str]| -> ArrayRef {
+        Arc::new(Int64Array::from(entries.iter().map(|e| e.count(key, metrics)).collect::<Vec<_>>()))
     };
     let columns: Vec<(&str, ArrayRef)> = vec![
         ("version", Arc::new(Int64Array::from_iter_values(entries.iter().map(|e| e.version)))),
@@ -109,13 +145,20 @@ pub fn to_batch(entries: &[HistoryEntry]) -> RecordBatch {
         ("export_date", text(&|e| e.text("export_date"))),
         ("source", text(&|e| e.text("source"))),
         ("run_id", text(&|e| e.text("run_id"))),
-        ("rows_read", count("rows_read", "")),
-        ("rows_valid", count("rows_valid", "")),
-        ("rows_rejected", count("rows_rejected", "")),
-        ("rows_inserted", count("rows_inserted", "num_target_rows_inserted")),
-        ("rows_updated", count("rows_updated", "num_target_rows_updated")),
-        ("rows_deleted", count("rows_deleted", "num_target_rows_deleted")),
-        ("restored_version", count("restored_version", "")),
+        ("rows_read", count("rows_read", &[])),
+        ("rows_valid", count("rows_valid", &[])),
+        ("rows_rejected", count("rows_rejected", &[])),
+        // delta-rs's merge metrics, then Spark's (MERGE, then WRITE / DELETE).
+        (
+            "rows_inserted",
+            count("rows_inserted", &["num_target_rows_inserted", "numTargetRowsInserted", "numOutputRows"]),
+        ),
+        ("rows_updated", count("rows_updated", &["num_target_rows_updated", "numTargetRowsUpdated", "numUpdatedRows"])),
+        ("rows_deleted", count("rows_deleted", &["num_target_rows_deleted", "numTargetRowsDeleted", "numDeletedRows"])),
+        ("rows_before", count("rows_before", &[])),
+        ("rejects_version", count("rejects_version", &[])),
+        ("checks", text(&|e| e.checks_summary())),
+        ("restored_version", count("restored_version", &[])),
     ];
     let schema = Schema::new(
         columns.iter().map(|(name, array)| Field::new(*name, array.data_type().clone(), true)).collect::<Vec<_>>(),

@@ -1,8 +1,17 @@
 //! `shoplake maintain`: compaction, checkpoints and vacuum for the table and
 //! its rejects table, with a vacuum retention that keeps time travel working
 //! for audits (30 days by default; under 7 days only with `--force`).
+//!
+//! Vacuum runs in two passes. Files that a commit removed are deleted once
+//! removed for longer than the retention: shoplake enforces its own floor
+//! (7 days, lowered by `--force`), not the table's
+//! `delta.deletedFileRetentionDuration`, so retentions between 7 and 30
+//! days work. Files no commit ever referenced (left by a killed load) are
+//! deleted only once older than [`LONGEST_LOAD_HOURS`], whatever `--force`
+//! says: younger ones may belong to a load still running.
 
 use deltalake::operations::optimize::OptimizeType;
+use deltalake::operations::vacuum::VacuumMode;
 
 use crate::error::{Error, Result, Stage};
 use crate::storage::{Location, Storage};
@@ -10,6 +19,9 @@ use crate::storage::{Location, Storage};
 /// Vacuum retention below this destroys audit history; it needs `--force`.
 pub const MIN_RETENTION_HOURS: u64 = 7 * 24;
 pub const DEFAULT_RETENTION_HOURS: u64 = 30 * 24;
+/// No load runs this long: files no commit references are kept this long
+/// (a running load's new files are unreferenced until it commits).
+pub const LONGEST_LOAD_HOURS: u64 = 24;
 
 #[derive(Debug, Clone)]
 pub struct MaintainConfig {
@@ -18,6 +30,8 @@ pub struct MaintainConfig {
     pub vacuum: bool,
     pub retention_hours: u64,
     pub force: bool,
+    /// Vacuum only lists the files it would delete.
+    pub dry_run: bool,
     pub checkpoint: bool,
 }
 
@@ -40,6 +54,13 @@ pub async fn run(storage: &Storage, config: &MaintainConfig) -> Result<Vec<Strin
             ),
         ));
     }
+    if config.dry_run && (config.optimize || config.checkpoint || !config.vacuum) {
+        return Err(Error::usage(
+            Stage::Maintain,
+            "--dry-run",
+            "lists what --vacuum would delete; use it with --vacuum alone",
+        ));
+    }
     let mut done = Vec::new();
     for location in &config.tables {
         let Some(mut table) = storage.open_table(location).await? else { continue };
@@ -59,18 +80,46 @@ pub async fn run(storage: &Storage, config: &MaintainConfig) -> Result<Vec<Strin
             done.push(format!("{location}: checkpoint written at version {}", table.version().unwrap_or(0)));
         }
         if config.vacuum {
-            let (vacuumed, metrics) = table
+            let hours = |h: u64| chrono::Duration::hours(h as i64);
+            let removed = table
+                .clone()
                 .vacuum()
-                .with_retention_period(chrono::Duration::hours(config.retention_hours as i64))
-                .with_enforce_retention_duration(!config.force)
+                .with_mode(VacuumMode::Lite)
+                .with_retention_period(hours(config.retention_hours))
+                .with_enforce_retention_duration(false)
+                .with_dry_run(config.dry_run)
                 .await
                 .map_err(delta_error)?;
-            done.push(format!(
-                "{location}: vacuum deleted {} unreferenced files older than {} hours",
-                metrics.files_deleted.len(),
-                config.retention_hours
-            ));
-            table = vacuumed;
+            table = removed.0;
+            let orphans = table
+                .clone()
+                .vacuum()
+                .with_mode(VacuumMode::Full)
+                .with_retention_period(hours(config.retention_hours.max(LONGEST_LOAD_HOURS)))
+                .with_enforce_retention_duration(false)
+                .with_dry_run(config.dry_run)
+                .await
+                .map_err(delta_error)?;
+            table = orphans.0;
+            let mut files: Vec<String> = removed.1.files_deleted.into_iter().chain(orphans.1.files_deleted).collect();
+            files.sort();
+            files.dedup();
+            if config.dry_run {
+                done.push(format!(
+                    "{location}: vacuum would delete {} files (removed more than {} hours ago, or never committed and older than {} hours):",
+                    files.len(),
+                    config.retention_hours,
+                    config.retention_hours.max(LONGEST_LOAD_HOURS)
+                ));
+                done.extend(files.iter().map(|f| format!("  {f}")));
+            } else {
+                done.push(format!(
+                    "{location}: vacuum deleted {} files (removed more than {} hours ago, or never committed and older than {} hours)",
+                    files.len(),
+                    config.retention_hours,
+                    config.retention_hours.max(LONGEST_LOAD_HOURS)
+                ));
+            }
         }
         let _ = table;
     }

@@ -5,6 +5,7 @@
 pub mod changes;
 pub mod history;
 pub mod maintain;
+pub mod pairing;
 pub mod query;
 pub mod restore;
 
@@ -61,31 +62,28 @@ pub async fn table_as_of(storage: &Storage, location: &Location, as_of: &AsOf) -
         AsOf::Version(v) if *v == latest => {}
         AsOf::Version(v) => table.load_version(*v as u64).await.map_err(|e| version_error(location, e))?,
         AsOf::Time(time) => {
-            let first = history::commit_time(&table, 0).await?;
-            if let Some(first) = first {
-                // Delta resolves times to the millisecond.
-                if time.timestamp_millis() < first.timestamp_millis() {
+            // The latest version committed at or before the time, by the log
+            // listing's times (millisecond precision on S3, where a HEAD's
+            // Last-Modified has whole seconds): as Spark resolves timestamps.
+            let log = history::entries(&table, None).await?;
+            // Delta times are milliseconds; a local file's time has nanoseconds.
+            let millis = time.timestamp_millis();
+            let chosen = log.iter().filter(|e| e.timestamp.timestamp_millis() <= millis).map(|e| e.version).max();
+            match chosen {
+                Some(v) if v == latest => {}
+                Some(v) => table.load_version(v as u64).await.map_err(|e| version_error(location, e))?,
+                None => {
+                    let first = log.iter().min_by_key(|e| e.version).map(|e| e.timestamp.to_rfc3339());
                     return Err(Error::usage(
                         Stage::Query,
                         location,
-                        format!("{time} is before the table's first version ({first})"),
+                        format!("{time} is before the table's first version ({})", first.unwrap_or_default()),
                     ));
                 }
             }
-            table.load_with_datetime(*time).await.map_err(|e| version_error(location, e))?;
         }
     }
     Ok(table)
-}
-
-/// When the rejects table matched version `version` of the table: a run
-/// writes its rejects right after its table commit, so that is just before
-/// the next version was committed. `None` means the rejects table's latest state.
-pub async fn rejects_time_for(table: &DeltaTable, version: i64) -> Result<Option<DateTime<Utc>>> {
-    if version >= crate::storage::version_of(table) {
-        return Ok(None);
-    }
-    Ok(history::commit_time(table, version + 1).await?.map(|next| next - chrono::Duration::milliseconds(1)))
 }
 
 fn version_error(location: &Location, e: deltalake::DeltaTableError) -> Error {

@@ -1,20 +1,34 @@
 //! `shoplake restore`: a new version whose content equals an earlier one,
 //! recorded as a RESTORE in the history. The rejects table is brought back
-//! to what it held when that version was committed, so the two agree.
+//! first, date by date, to the rejects the table's log pairs with that
+//! version ([`super::pairing`]), in one commit whose version the RESTORE
+//! commit records; so the two tables agree, and a failure at any point
+//! leaves the table as it was. Any error is an error: nothing is emptied
+//! or guessed on the way.
 
+use std::collections::BTreeSet;
+
+use chrono::NaiveDate;
+use deltalake::kernel::transaction::CommitProperties;
+use deltalake::kernel::Transaction;
 use serde_json::json;
 
-use super::{existing_table, history, rejects_time_for};
+use super::pairing::{self, Pairing};
+use super::{existing_table, history};
+use crate::definition::TableDefinition;
 use crate::error::{Error, Result, Stage};
+use crate::rejects;
 use crate::storage::{Location, Storage};
-use deltalake::kernel::transaction::CommitProperties;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RestoreOutcome {
     pub restored_version: i64,
     /// The new version, or `None` when the table already was at that version.
     pub new_version: Option<i64>,
-    pub rejects_changed: bool,
+    /// Dates whose rejects were brought back.
+    pub rejects_dates: Vec<NaiveDate>,
+    /// Dates loaded before pairings were recorded: their rejects were left as they are.
+    pub unpaired_dates: Vec<NaiveDate>,
 }
 
 pub async fn run(
@@ -24,6 +38,7 @@ pub async fn run(
     version: i64,
     run_id: &str,
 ) -> Result<RestoreOutcome> {
+    let def = TableDefinition::shopify_configuration();
     let table = existing_table(storage, location).await?;
     let latest = crate::storage::version_of(&table);
     if version < 0 || version > latest {
@@ -33,64 +48,85 @@ pub async fn run(
             format!("version {version} does not exist (latest is {latest})"),
         ));
     }
-    if history::commit_time(&table, version).await?.is_none() {
+    if !history::has_commit(&table, version).await? {
         return Err(Error::usage(Stage::Write, location, format!("version {version} is no longer in the commit log")));
     }
-    let rejects_time = rejects_time_for(&table, version).await?;
-    let new_version = if version == latest {
-        None
-    } else {
-        let info =
-            json!({ "run_id": run_id, "restored_version": version, "shoplake_version": env!("CARGO_PKG_VERSION") });
-        let (restored, _metrics) = table
-            .restore()
-            .with_version_to_restore(version as u64)
-            .with_commit_properties(CommitProperties::default().with_metadata([("shoplake".to_string(), info)]))
-            .await
-            .map_err(|e| Error::delta(Stage::Write, location, e))?;
-        Some(crate::storage::version_of(&restored))
-    };
-    let rejects_changed = match rejects_time {
-        Some(time) => restore_rejects(storage, rejects_location, time, run_id).await?,
-        None => false,
-    };
-    Ok(RestoreOutcome { restored_version: version, new_version, rejects_changed })
-}
+    if version == latest {
+        return Ok(RestoreOutcome {
+            restored_version: version,
+            new_version: None,
+            rejects_dates: vec![],
+            unpaired_dates: vec![],
+        });
+    }
 
-/// Brings the rejects table to its state at `time`.
-async fn restore_rejects(
-    storage: &Storage,
-    location: &Location,
-    time: chrono::DateTime<chrono::Utc>,
-    run_id: &str,
-) -> Result<bool> {
-    let Some(current) = storage.open_table(location).await? else {
-        return Ok(false);
-    };
-    let latest = current.version();
-    let mut then = storage.open_table(location).await?.expect("just opened");
-    let info = CommitProperties::default()
-        .with_metadata([("shoplake".to_string(), json!({ "run_id": run_id, "restored_as_of": time.to_rfc3339() }))]);
-    match then.load_with_datetime(time).await {
-        Ok(()) if then.version() == latest => Ok(false),
-        Ok(()) => {
-            let target = then.version().unwrap_or(0);
-            current
-                .restore()
-                .with_version_to_restore(target)
-                .with_commit_properties(info)
-                .await
-                .map_err(|e| Error::delta(Stage::Rejects, location, e))?;
-            Ok(true)
-        }
-        // The rejects table did not exist then: no line was rejected yet.
-        Err(_) => {
-            current
-                .delete()
-                .with_commit_properties(info)
-                .await
-                .map_err(|e| Error::delta(Stage::Rejects, location, e))?;
-            Ok(true)
+    let log = pairing::table_log(&table).await?;
+    let (now, then) = (pairing::as_of(&log, latest), pairing::as_of(&log, version));
+    // Dates whose rejects differ between now and then; dates loaded since
+    // have none then. Unpaired dates are unknown then: left as they are.
+    let mut unpaired = Vec::new();
+    let mut forget = BTreeSet::new();
+    let mut changed = BTreeSet::new();
+    for date in now.keys().chain(then.keys()) {
+        match (now.get(date), then.get(date)) {
+            (Some(Pairing::Version(_)), Some(Pairing::Unpaired)) => {
+                unpaired.push(*date);
+                forget.insert(*date);
+            }
+            (_, Some(Pairing::Unpaired)) => unpaired.push(*date),
+            (a, b) if a != b => {
+                changed.insert(*date);
+            }
+            _ => {}
         }
     }
+    unpaired.sort();
+    unpaired.dedup();
+    let restoring: pairing::Pairings =
+        then.iter().filter(|(d, _)| changed.contains(d)).map(|(d, p)| (*d, *p)).collect();
+    let (batches, _) = pairing::rejects_for(storage, rejects_location, &restoring, false).await?;
+
+    let rejects_table = rejects::open_for_writing(storage, rejects_location, def).await?;
+    let dates: Vec<NaiveDate> = changed.iter().copied().collect();
+    let rejects_version = if dates.is_empty() {
+        crate::storage::version_of(&rejects_table)
+    } else {
+        let info = json!({
+            "run_id": run_id,
+            "restored_version": version,
+            "export_dates": dates.iter().map(|d| d.to_string()).collect::<Vec<_>>(),
+        });
+        let properties = CommitProperties::default().with_metadata([("shoplake".to_string(), info)]);
+        let written = rejects::write_days(rejects_table, rejects_location, &dates, batches, properties).await?;
+        crate::storage::version_of(&written)
+    };
+
+    let info = json!({
+        "run_id": run_id,
+        "restored_version": version,
+        "rejects_version": rejects_version,
+        "shoplake_version": env!("CARGO_PKG_VERSION"),
+    });
+    // The per-date records follow: restored dates now name the version just written.
+    let mut properties = CommitProperties::default().with_metadata(crate::write::commit_info(info));
+    for date in &dates {
+        properties =
+            properties.with_application_transaction(Transaction::new(rejects::pairing::app_id(*date), rejects_version));
+    }
+    for date in &forget {
+        // "Unknown": the next load of the date records a real version.
+        properties = properties.with_application_transaction(Transaction::new(rejects::pairing::app_id(*date), -1));
+    }
+    let (restored, _metrics) = table
+        .restore()
+        .with_version_to_restore(version as u64)
+        .with_commit_properties(properties)
+        .await
+        .map_err(|e| Error::delta(Stage::Write, location, e))?;
+    Ok(RestoreOutcome {
+        restored_version: version,
+        new_version: Some(crate::storage::version_of(&restored)),
+        rejects_dates: dates,
+        unpaired_dates: unpaired,
+    })
 }

@@ -1,9 +1,10 @@
 //! Stage 2, read: streams a day's export into typed Arrow batches by the
-//! table definition. It checks the header, rejects lines whose fields cannot
-//! be told apart (wrong count, broken quoting, bad UTF-8), and reads every
-//! other line's values by their column's kind. A value that breaks its rule
-//! does not reject the line here: it is recorded in `_reject`, because the
-//! transform's filter comes first (PRODUCT.md, "What happens to each input line").
+//! table definition. It checks the header, counts blank lines (filtered),
+//! rejects lines whose fields cannot be told apart (wrong count, broken
+//! quoting, bad UTF-8, too long), and reads every other line's values by
+//! their column's kind. A value that breaks its rule does not reject the line
+//! here: it is recorded in `_reject`, because the transform's filter comes
+//! first (PRODUCT.md, "What happens to each input line").
 
 mod records;
 pub mod values;
@@ -43,8 +44,10 @@ pub struct Reject {
 /// What the reader knows once it has reached the end of the file.
 #[derive(Debug, Default)]
 pub struct ReadSummary {
-    /// Data lines (records) after the header.
+    /// Lines after the header.
     pub rows_read: u64,
+    /// Empty or whitespace-only lines (filtered).
+    pub blank_lines: u64,
     /// Lines refused before their values could be read.
     pub line_rejects: Vec<Reject>,
 }
@@ -113,15 +116,21 @@ fn read_export(
     let parser = ChunkParser { def, layout, file_date: values::FileDate::new(date), schema: export_schema(def) };
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, 4);
     // Chunks go to parser threads; each sends its batches on `tx` itself.
+    // The workers share the only handle on the queue's receiving end: when
+    // they have all stopped (the consumer went away, or a worker failed), the
+    // queue closes and the loop below stops reading instead of blocking on
+    // a queue nobody empties.
     let (chunk_tx, chunk_rx) = std::sync::mpsc::sync_channel::<Chunk>(threads);
-    let chunk_rx = std::sync::Mutex::new(chunk_rx);
+    let chunk_rx = std::sync::Arc::new(std::sync::Mutex::new(chunk_rx));
     std::thread::scope(|scope| {
         let workers: Vec<_> = (0..threads)
             .map(|_| {
-                scope.spawn(|| {
+                let queue = chunk_rx.clone();
+                let parser = &parser;
+                scope.spawn(move || {
                     let mut summary = ReadSummary::default();
                     loop {
-                        let next = chunk_rx.lock().expect("chunk queue").recv();
+                        let next = queue.lock().expect("chunk queue").recv();
                         let Ok(chunk) = next else { return Ok(summary) };
                         if !parser.parse(&chunk, &mut summary, tx)? {
                             return Ok(summary);
@@ -130,6 +139,7 @@ fn read_export(
                 })
             })
             .collect();
+        drop(chunk_rx);
         let mut chunk = Some(first);
         let mut failure = None;
         while let Some(next) = chunk.take() {
@@ -143,13 +153,18 @@ fn read_export(
         }
         drop(chunk_tx);
         let mut summary = ReadSummary::default();
+        let mut worker_error = None;
         for worker in workers {
-            let part: Result<ReadSummary> = worker.join().expect("a parser thread panicked");
-            let part = part?;
-            summary.rows_read += part.rows_read;
-            summary.line_rejects.extend(part.line_rejects);
+            match worker.join().expect("a parser thread panicked") {
+                Ok(part) => {
+                    summary.rows_read += part.rows_read;
+                    summary.blank_lines += part.blank_lines;
+                    summary.line_rejects.extend(part.line_rejects);
+                }
+                Err(error) => worker_error = worker_error.or(Some(error)),
+            }
         }
-        match failure {
+        match failure.or(worker_error) {
             Some(error) => Err(error),
             None => Ok(summary),
         }
@@ -178,12 +193,15 @@ impl ChunkParser {
                 raw: String::from_utf8_lossy(record.bytes).into_owned(),
                 reason,
             };
-            if !record.complete {
-                summary.line_rejects.push(line_reject("the file ends inside a quoted field (truncated?)".into()));
+            if record.cut {
+                summary.line_rejects.push(line_reject(format!(
+                    "the line is longer than {} bytes (only its start is kept)",
+                    records::MAX_LINE_BYTES
+                )));
                 continue;
             }
-            if record.bytes.is_empty() {
-                summary.line_rejects.push(line_reject("empty line".into()));
+            if record.bytes.iter().all(u8::is_ascii_whitespace) {
+                summary.blank_lines += 1;
                 continue;
             }
             if let Err(reason) = fields.split(record.bytes) {
@@ -428,6 +446,55 @@ mod tests {
         extra.push("surprise".into());
         let err = HeaderLayout::match_definition(def(), &extra).err().unwrap();
         assert!(err.contains("unexpected columns: surprise"), "{err}");
+    }
+
+    const GOOD: &str = "a1,shop.myshopify.com,APP,True,False,3,\"[0, 4]\",true,false,1,0,2.0,True,False,True,False,True,False,shopify_,False,app_store,2019-04-01";
+
+    fn header() -> String {
+        def().export_columns().map(|c| c.name.as_str()).collect::<Vec<_>>().join(",")
+    }
+
+    fn day() -> NaiveDate {
+        NaiveDate::from_ymd_opt(2019, 4, 1).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_consumer_that_stops_early_does_not_hang_the_reader() {
+        // Far more chunks than the queues between the reading thread and the parsers hold.
+        let mut input = header();
+        input.push('\n');
+        for i in 0..400_000 {
+            input.push_str(&GOOD.replacen("a1,", &format!("s{i},"), 1));
+            input.push('\n');
+        }
+        let (mut rx, handle) =
+            start(def(), day(), "big.csv".into(), Box::new(std::io::Cursor::new(input.into_bytes())));
+        assert!(rx.recv().await.is_some());
+        drop(rx); // A later stage failed.
+        let finished = tokio::time::timeout(std::time::Duration::from_secs(60), handle).await;
+        assert!(finished.is_ok(), "the reader is still blocked a minute after its consumer went away");
+    }
+
+    #[tokio::test]
+    async fn blank_lines_are_counted_and_an_open_quote_breaks_only_its_line() {
+        let input = format!(
+            "{h}\n{GOOD}\n\n  \t\n{open}\n{next}\n\r\n",
+            h = header(),
+            open = GOOD.replacen("a1,", "a2,", 1).replacen("\"[0, 4]\"", "\"[0, 4", 1),
+            next = GOOD.replacen("a1,", "a3,", 1)
+        );
+        let (mut rx, handle) = start(def(), day(), "t.csv".into(), Box::new(std::io::Cursor::new(input.into_bytes())));
+        let mut rows = 0;
+        while let Some(batch) = rx.recv().await {
+            rows += batch.num_rows();
+        }
+        let summary = handle.await.unwrap().unwrap();
+        assert_eq!(summary.rows_read, 6, "every line after the header");
+        assert_eq!(summary.blank_lines, 3);
+        assert_eq!(summary.line_rejects.len(), 1);
+        assert_eq!(summary.line_rejects[0].line, 5);
+        assert!(summary.line_rejects[0].reason.contains("unterminated quote"), "{:?}", summary.line_rejects);
+        assert_eq!(rows, 2, "the lines before and after the open quote are read");
     }
 
     #[tokio::test]

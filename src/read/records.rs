@@ -1,50 +1,94 @@
-//! Splits the export into CSV records (RFC 4180) while keeping what a
-//! reject needs: the record's first line number and its raw bytes. A quoted
-//! field may span lines; LF and CRLF line ends are both accepted.
+//! Splits the export into records, one per line (PRODUCT.md: a line break
+//! always ends a record), while keeping what a reject needs: the line number
+//! and the raw bytes. LF and CRLF line ends are both accepted. A quote left
+//! open at the end of a line breaks that line only; it never swallows the
+//! lines after it.
 //!
-//! The input is cut into large chunks that end on a record boundary, so
-//! chunks can be parsed on several threads; records are then slices of
-//! their chunk, never copied.
+//! The input is cut into large chunks that end on a line end, so chunks can
+//! be parsed on several threads; records are then slices of their chunk,
+//! never copied. A line longer than [`MAX_LINE_BYTES`] is cut (its start is
+//! kept for the rejects table, the rest skipped), so one runaway line cannot
+//! take the memory of the whole file.
 
 use std::io::{self, Read};
 
-/// One record, borrowed from its chunk.
+/// The longest line read whole; longer lines are rejected. Real lines of the
+/// export are a few hundred bytes.
+pub const MAX_LINE_BYTES: usize = 1 << 20;
+/// What is kept of a line that is too long, as its raw text.
+pub const KEPT_OF_LONG_LINE: usize = 4096;
+
+/// One record (a line), borrowed from its chunk.
 pub struct RawRecord<'a> {
-    /// 1-based number of the physical line the record starts on.
+    /// 1-based line number.
     pub line: u64,
-    /// The record without its line end.
+    /// The line without its line end.
     pub bytes: &'a [u8],
-    /// False when the input ended inside a quoted field (a truncated file).
-    pub complete: bool,
+    /// True when the line was longer than the limit and was cut.
+    pub cut: bool,
 }
 
-/// Whole records of the input: `bytes[start..]`, whose first record starts
-/// on line `first_line`.
+/// Whole lines of the input: `bytes[start..]`, whose first line is line
+/// `first_line`.
 pub struct Chunk {
     pub bytes: Vec<u8>,
     pub start: usize,
     pub first_line: u64,
+    /// Numbers of the lines cut while reading (longer than the limit, and
+    /// not ended within the chunk), ascending.
+    pub cut_lines: Vec<u64>,
+    /// Lines longer than this are cut when their records are read.
+    pub max_line: usize,
 }
 
 impl Chunk {
     pub fn records(&self) -> SliceRecords<'_> {
-        SliceRecords { data: &self.bytes, pos: self.start, next_line: self.first_line }
+        SliceRecords {
+            data: &self.bytes,
+            pos: self.start,
+            next_line: self.first_line,
+            cut_lines: &self.cut_lines,
+            max_line: self.max_line,
+        }
     }
 }
 
 /// Reads the input in chunks of about `target` bytes that end after a line
-/// end outside quotes (only the last chunk may end elsewhere).
+/// end (only the last chunk may end elsewhere).
 pub struct Chunker<R> {
     input: R,
     target: usize,
+    max_line: usize,
+    /// The start of a line not finished in the previous chunk.
     carry: Vec<u8>,
     next_line: u64,
     done: bool,
 }
 
+/// Where the line being read starts in a chunk being filled, and how many
+/// lines end before it.
+struct LineCursor {
+    start: usize,
+    lines_before: u64,
+}
+
+impl LineCursor {
+    /// Takes note of the bytes appended from `from` on.
+    fn scan(&mut self, bytes: &[u8], from: usize) {
+        if let Some(last) = memchr::memrchr(b'\n', &bytes[from..]) {
+            self.lines_before += memchr::memchr_iter(b'\n', &bytes[from..=from + last]).count() as u64;
+            self.start = from + last + 1;
+        }
+    }
+}
+
 impl<R: Read> Chunker<R> {
     pub fn new(input: R, target: usize) -> Self {
-        Chunker { input, target, carry: Vec::new(), next_line: 1, done: false }
+        Self::with_max_line(input, target, MAX_LINE_BYTES)
+    }
+
+    pub fn with_max_line(input: R, target: usize, max_line: usize) -> Self {
+        Chunker { input, target: target.max(1), max_line, carry: Vec::new(), next_line: 1, done: false }
     }
 
     pub fn next_chunk(&mut self) -> io::Result<Option<Chunk>> {
@@ -52,51 +96,80 @@ impl<R: Read> Chunker<R> {
             return Ok(None);
         }
         let mut bytes = std::mem::take(&mut self.carry);
-        let mut scanned = 0;
-        let mut inside_quotes = false;
-        let mut boundary = None;
-        loop {
+        let mut cursor = LineCursor { start: 0, lines_before: 0 };
+        let mut cut_lines = Vec::new();
+        let eof = 'fill: loop {
             let before = bytes.len();
-            bytes.resize(before + self.target, 0);
-            let mut filled = before;
-            while filled < bytes.len() {
-                match self.input.read(&mut bytes[filled..]) {
-                    Ok(0) => break,
-                    Ok(n) => filled += n,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(e),
+            let at_eof = self.read_more(&mut bytes)?;
+            cursor.scan(&bytes, before);
+            // A line longer than the limit: keep its start, skip the rest.
+            while bytes.len() - cursor.start > self.max_line {
+                cut_lines.push(self.next_line + cursor.lines_before);
+                bytes.truncate(cursor.start + KEPT_OF_LONG_LINE.min(self.max_line));
+                match self.skip_rest_of_line()? {
+                    Some(after) => {
+                        let from = bytes.len();
+                        bytes.push(b'\n');
+                        bytes.extend_from_slice(&after);
+                        cursor.scan(&bytes, from);
+                    }
+                    None => break 'fill true,
                 }
             }
-            let eof = filled < bytes.len();
-            bytes.truncate(filled);
-            // Track quote parity up to the last line end outside quotes.
-            for at in memchr::memchr2_iter(b'"', b'\n', &bytes[scanned..]) {
-                let at = scanned + at;
-                if bytes[at] == b'"' {
-                    inside_quotes = !inside_quotes;
-                } else if !inside_quotes {
-                    boundary = Some(at + 1);
-                }
+            if at_eof {
+                break true;
             }
-            scanned = bytes.len();
-            if eof {
-                self.done = true;
-                if bytes.is_empty() {
-                    return Ok(None);
-                }
-                boundary = Some(bytes.len());
-                break;
+            if cursor.start > 0 && bytes.len() >= self.target {
+                break false;
             }
-            if boundary.is_some() && bytes.len() >= self.target {
-                break;
-            }
-        }
-        let boundary = boundary.expect("set before leaving the loop");
+        };
+        let boundary = if eof { bytes.len() } else { cursor.start };
         self.carry = bytes[boundary..].to_vec();
         bytes.truncate(boundary);
+        if eof {
+            self.done = true;
+            if bytes.is_empty() {
+                return Ok(None);
+            }
+        }
         let first_line = self.next_line;
         self.next_line += memchr::memchr_iter(b'\n', &bytes).count() as u64;
-        Ok(Some(Chunk { bytes, start: 0, first_line }))
+        Ok(Some(Chunk { bytes, start: 0, first_line, cut_lines, max_line: self.max_line }))
+    }
+
+    /// Appends up to `target` bytes; true at the end of the input.
+    fn read_more(&mut self, bytes: &mut Vec<u8>) -> io::Result<bool> {
+        let before = bytes.len();
+        bytes.resize(before + self.target, 0);
+        let mut filled = before;
+        while filled < bytes.len() {
+            match self.input.read(&mut bytes[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let eof = filled < bytes.len();
+        bytes.truncate(filled);
+        Ok(eof)
+    }
+
+    /// Reads past the end of the current line: the bytes read after its line
+    /// end, or `None` when the input ends first.
+    fn skip_rest_of_line(&mut self) -> io::Result<Option<Vec<u8>>> {
+        let mut scratch = vec![0u8; 64 * 1024];
+        loop {
+            let n = match self.input.read(&mut scratch) {
+                Ok(0) => return Ok(None),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            if let Some(end) = memchr::memchr(b'\n', &scratch[..n]) {
+                return Ok(Some(scratch[end + 1..n].to_vec()));
+            }
+        }
     }
 }
 
@@ -105,6 +178,8 @@ pub struct SliceRecords<'a> {
     data: &'a [u8],
     pos: usize,
     next_line: u64,
+    cut_lines: &'a [u64],
+    max_line: usize,
 }
 
 impl<'a> SliceRecords<'a> {
@@ -122,32 +197,23 @@ impl<'a> Iterator for SliceRecords<'a> {
             return None;
         }
         let (start, line) = (self.pos, self.next_line);
-        let mut inside_quotes = false;
-        let mut scan = start;
-        let (end, terminated, complete) = loop {
-            let line_end = memchr::memchr(b'\n', &self.data[scan..]).map(|o| scan + o);
-            let stop = line_end.unwrap_or(self.data.len());
-            // Escaped quotes come in pairs, so the parity of the quote count
-            // says whether a quoted field is still open at the line end.
-            inside_quotes ^= memchr::memchr_iter(b'"', &self.data[scan..stop]).count() % 2 == 1;
-            self.next_line += 1;
-            match line_end {
-                Some(at) if !inside_quotes => {
-                    self.pos = at + 1;
-                    break (at, true, true);
-                }
-                Some(at) => scan = at + 1,
-                None => {
-                    self.pos = self.data.len();
-                    break (self.data.len(), false, !inside_quotes);
-                }
+        let rest = &self.data[start..];
+        let bytes = match memchr::memchr(b'\n', rest) {
+            Some(end) => {
+                self.pos = start + end + 1;
+                rest[..end].strip_suffix(b"\r").unwrap_or(&rest[..end])
+            }
+            None => {
+                self.pos = self.data.len();
+                rest
             }
         };
-        let mut bytes = &self.data[start..end];
-        if terminated {
-            bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
+        self.next_line += 1;
+        // A long line that fit in the chunk is cut here, as one that did not was while reading.
+        if bytes.len() > self.max_line {
+            return Some(RawRecord { line, bytes: &bytes[..KEPT_OF_LONG_LINE.min(self.max_line)], cut: true });
         }
-        Some(RawRecord { line, bytes, complete })
+        Some(RawRecord { line, bytes, cut: self.cut_lines.binary_search(&line).is_ok() })
     }
 }
 
@@ -259,15 +325,16 @@ fn find_closing_quote(record: &[u8], from: usize) -> Option<usize> {
 mod tests {
     use super::*;
 
-    fn records(input: &str) -> Vec<(u64, String, bool)> {
-        // Tiny chunks: records must survive being cut anywhere.
+    /// (line, text, cut) of every record, checked to be the same whatever the chunk size.
+    fn records_with(input: &str, max_line: usize) -> Vec<(u64, String, bool)> {
         let mut out = Vec::new();
-        for target in [1, 3, 1 << 20] {
-            let mut chunker = Chunker::new(input.as_bytes(), target);
+        // Tiny chunks: records must survive being cut anywhere.
+        for target in [1, 3, 7, 1 << 20] {
+            let mut chunker = Chunker::with_max_line(input.as_bytes(), target, max_line);
             let mut got = Vec::new();
             while let Some(chunk) = chunker.next_chunk().unwrap() {
                 for r in chunk.records() {
-                    got.push((r.line, String::from_utf8(r.bytes.to_vec()).unwrap(), r.complete));
+                    got.push((r.line, String::from_utf8(r.bytes.to_vec()).unwrap(), r.cut));
                 }
             }
             if !out.is_empty() {
@@ -276,6 +343,10 @@ mod tests {
             out = got;
         }
         out
+    }
+
+    fn records(input: &str) -> Vec<(u64, String, bool)> {
+        records_with(input, MAX_LINE_BYTES)
     }
 
     fn fields(record: &str) -> Result<Vec<String>, String> {
@@ -288,20 +359,40 @@ mod tests {
     fn lf_crlf_and_missing_final_newline() {
         assert_eq!(
             records("a,b\nc,d\r\ne,f"),
-            vec![(1, "a,b".into(), true), (2, "c,d".into(), true), (3, "e,f".into(), true)]
+            vec![(1, "a,b".into(), false), (2, "c,d".into(), false), (3, "e,f".into(), false)]
         );
     }
 
     #[test]
-    fn quoted_field_spanning_lines_is_one_record() {
+    fn a_line_break_always_ends_a_record() {
+        // An open quote breaks its own line only: the next lines are records of their own.
         let got = records("a,\"x\ny\"\nb,c\n");
-        assert_eq!(got, vec![(1, "a,\"x\ny\"".into(), true), (3, "b,c".into(), true)]);
+        assert_eq!(got, vec![(1, "a,\"x".into(), false), (2, "y\"".into(), false), (3, "b,c".into(), false)]);
+        let got = records("h\nc,\"[1, 2\nd,e\n");
+        assert_eq!(got, vec![(1, "h".into(), false), (2, "c,\"[1, 2".into(), false), (3, "d,e".into(), false)]);
     }
 
     #[test]
-    fn truncated_inside_quotes_is_incomplete() {
-        let got = records("a,b\nc,\"[1, 2");
-        assert_eq!(got[1], (2, "c,\"[1, 2".into(), false));
+    fn blank_lines_are_records_too() {
+        assert_eq!(
+            records("a\n\n \r\nb\n"),
+            vec![(1, "a".into(), false), (2, "".into(), false), (3, " ".into(), false), (4, "b".into(), false)]
+        );
+    }
+
+    #[test]
+    fn long_lines_are_cut_and_the_next_lines_read() {
+        let long = "x".repeat(50);
+        let input = format!("h\n{long}\nnext\n{long}");
+        let got = records_with(&input, 20);
+        assert_eq!(got.len(), 4, "{got:?}");
+        assert_eq!(got[0], (1, "h".into(), false));
+        assert_eq!((got[1].0, got[1].1.len(), got[1].2), (2, 20, true), "cut to the limit");
+        assert_eq!(got[2], (3, "next".into(), false));
+        assert_eq!((got[3].0, got[3].2), (4, true), "a long last line is cut too");
+        // A line exactly at the limit is whole.
+        let at_limit = "y".repeat(20);
+        assert_eq!(records_with(&format!("{at_limit}\nz\n"), 20), vec![(1, at_limit, false), (2, "z".into(), false)]);
     }
 
     #[test]
@@ -318,5 +409,6 @@ mod tests {
         assert!(fields("a,b\"c").unwrap_err().contains("field 2"));
         assert!(fields("\"a\"b,c").unwrap_err().contains("after its closing quote"));
         assert!(fields("\"abc").unwrap_err().contains("unterminated"));
+        assert!(fields("c,\"[1, 2").unwrap_err().contains("field 2 has an unterminated quote"));
     }
 }

@@ -175,6 +175,11 @@ pub struct CurrentPartition {
 }
 
 impl CurrentPartition {
+    /// A date with no rows (or no table yet).
+    pub fn empty() -> CurrentPartition {
+        CurrentPartition { ids: Vec::new(), index: KeyIndex::default(), rows: 0 }
+    }
+
     /// What each row of `batch` is to the table: `None` unchanged, else insert or update.
     fn classify(&self, batch: &RecordBatch, hashes: &[u128], key: &str) -> Vec<Option<&'static str>> {
         let ids = batch.column_by_name(key).expect("validated batch has the key").as_string::<i32>();
@@ -191,7 +196,7 @@ impl CurrentPartition {
                     None => Some(OP_INSERT),
                     Some(entry) => {
                         entry.seen.store(true, Ordering::Relaxed);
-                        (entry.hash != *hash).then_some(OP_UPDATE)
+                        (entry.hash != *hash || entry.hash == row_hash::UNKNOWN).then_some(OP_UPDATE)
                     }
                 }
             })

@@ -11,6 +11,14 @@
 //!   whole table (delta-rs #4535).
 //! * Nothing differs: no commit at all.
 //!
+//! Before its commit, a load writes the date's rejects and records the
+//! rejects version holding them in the commit ([`crate::rejects`]); if only
+//! the rejects changed, the commit carries no data, just that record.
+//!
+//! Guards refuse (exit 4, nothing written) an export that would empty a
+//! date that has rows, or delete more than 100 rows and more than
+//! `--max-delete-ratio` of them; updates never count as deletions.
+//!
 //! A commit conflict (another writer touched the same date) reloads the
 //! table and starts over, a bounded number of times.
 
@@ -27,16 +35,18 @@ use datafusion::catalog::Session;
 use datafusion::common::ScalarValue;
 use datafusion::prelude::{col, lit, SessionContext};
 use deltalake::delta_datafusion::DeltaSessionContext;
-use deltalake::kernel::transaction::{CommitProperties, TransactionError};
+use deltalake::kernel::transaction::{CommitBuilder, CommitProperties, TransactionError};
+use deltalake::kernel::Transaction;
 use deltalake::parquet::basic::Compression;
 use deltalake::parquet::file::properties::{EnabledStatistics, WriterProperties};
 use deltalake::parquet::schema::types::ColumnPath;
-use deltalake::protocol::SaveMode;
+use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::{DeltaTable, DeltaTableError};
 
 use crate::definition::TableDefinition;
-use crate::error::{Error, Result, Stage};
+use crate::error::{Error, Kind, Result, Stage};
 use crate::read::days_since_epoch;
+use crate::rejects::{self, pairing, DayRejects};
 use crate::storage::{Location, Storage};
 use diff::{CurrentPartition, Diff, OP, OP_DELETE, OP_INSERT, OP_UPDATE};
 
@@ -71,10 +81,59 @@ pub struct LoadRequest<'a> {
     pub date: NaiveDate,
     /// The day's validated rows, in the table's schema.
     pub rows: &'a [RecordBatch],
-    /// Allow a day with no rows to empty a partition that has rows.
-    pub allow_empty: bool,
+    pub rejects_location: &'a Location,
+    /// The day's rejected lines, written to the rejects table first.
+    pub rejects: DayRejects<'a>,
+    pub guards: Guards,
     /// Recorded in the commit info under "shoplake".
     pub commit_info: serde_json::Value,
+}
+
+/// What a load may delete without an operator saying so.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Guards {
+    /// Allow an export without valid rows to empty a date that has rows.
+    pub allow_empty: bool,
+    /// Refuse deleting more than this share of a date's rows (and more than [`SHRINK_FLOOR_ROWS`]).
+    pub max_delete_ratio: f64,
+}
+
+/// Deleting up to this many rows of a date is never refused by the ratio.
+pub const SHRINK_FLOOR_ROWS: u64 = 100;
+
+impl Guards {
+    /// Refuses, before anything is written, a load that would empty or
+    /// shrink a date beyond what was allowed. Updates are not deletions.
+    fn check(&self, location: &Location, date: NaiveDate, incoming_rows: u64, diff: &Diff) -> Result<()> {
+        let (deleted, held) = (diff.deleted, diff.current_rows);
+        if incoming_rows == 0 && held > 0 {
+            if self.allow_empty {
+                return Ok(());
+            }
+            return Err(Error::rejected(
+                Stage::Write,
+                location,
+                format!(
+                    "the export has no valid rows for {date}: loading it would delete {held} rows \
+                     (pass --allow-empty to empty the date)"
+                ),
+            ));
+        }
+        if deleted > SHRINK_FLOOR_ROWS && deleted as f64 > self.max_delete_ratio * held as f64 {
+            return Err(Error::rejected(
+                Stage::Write,
+                location,
+                format!(
+                    "loading it would delete {deleted} of {held} rows for {date} ({:.1}%), more than \
+                     --max-delete-ratio {} allows; a corrected re-export normally deletes far fewer \
+                     (pass --max-delete-ratio 1 to allow it)",
+                    100.0 * deleted as f64 / held as f64,
+                    self.max_delete_ratio
+                ),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// What the load did to the table.
@@ -87,8 +146,12 @@ pub struct LoadOutcome {
     pub updated: u64,
     pub deleted: u64,
     pub unchanged: u64,
+    /// Rows the table held for the date before the load.
+    pub rows_before: u64,
     pub files_added: u64,
     pub files_removed: u64,
+    /// The rejects table's version holding this load's rejects.
+    pub rejects_version: i64,
 }
 
 /// The table and what it holds for the date, read while the export is
@@ -96,6 +159,12 @@ pub struct LoadOutcome {
 pub struct ReadAhead {
     table: DeltaTable,
     current: CurrentPartition,
+}
+
+impl ReadAhead {
+    pub fn table(&self) -> &DeltaTable {
+        &self.table
+    }
 }
 
 /// Opens the table, if there is one, and reads the date's partition.
@@ -106,9 +175,37 @@ pub async fn read_ahead(
     date: NaiveDate,
 ) -> Result<Option<ReadAhead>> {
     let Some(table) = storage.open_table(location).await? else { return Ok(None) };
+    // A table to take over has no fingerprints to read yet: the load opens it again.
+    if !table::has_column(&table, def.row_hash_column()) {
+        return Ok(None);
+    }
     let key = crate::validate::single_text_key(def)?;
     let current = CurrentPartition::read(&table, location, def, key, date).await?;
     Ok(Some(ReadAhead { table, current }))
+}
+
+/// What loading the day would do, with nothing written (`--dry-run`): the
+/// same diff and guards as a load, against the table as `ahead` read it.
+pub async fn plan_day(request: &LoadRequest<'_>, ahead: Option<ReadAhead>) -> Result<LoadOutcome> {
+    let LoadRequest { def, location, date, rows, .. } = *request;
+    let key = crate::validate::single_text_key(def)?;
+    let (version, current) = match ahead {
+        Some(ReadAhead { table, current }) => (crate::storage::version_of(&table), current),
+        None => (-1, CurrentPartition::empty()),
+    };
+    let diff = diff::against(&current, location, def, key, date, rows).await?;
+    let incoming: u64 = rows.iter().map(|b| b.num_rows() as u64).sum();
+    request.guards.check(location, date, incoming, &diff)?;
+    Ok(LoadOutcome {
+        table_version: version,
+        committed: false,
+        inserted: diff.inserted,
+        updated: diff.updated,
+        deleted: diff.deleted,
+        unchanged: diff.unchanged,
+        rows_before: diff.current_rows,
+        ..LoadOutcome::default()
+    })
 }
 
 /// Loads the day; `ahead` (if read) serves the first attempt.
@@ -119,6 +216,9 @@ pub async fn load_day(
 ) -> Result<LoadOutcome> {
     let spec = table::TableSpec::of(request.def)?;
     let key = crate::validate::single_text_key(request.def)?;
+    // The rejects table first: if it cannot be written, a new table is not
+    // even created.
+    rejects::open_for_writing(storage, request.rejects_location, request.def).await?;
     let mut attempt = 1;
     loop {
         let (table, current) = match ahead.take() {
@@ -132,40 +232,61 @@ pub async fn load_day(
                 (table, current)
             }
         };
-        match load_once(table, &current, request).await {
-            Err(LoadError::Conflict(reason)) if attempt < MAX_ATTEMPTS => {
+        match load_once(storage, table, &current, request).await {
+            Err(Attempt::Conflict(reason)) if attempt < MAX_ATTEMPTS => {
                 let pause = backoff(attempt);
                 tracing::warn!(date = %request.date, attempt, reason = %reason, pause_ms = pause.as_millis() as u64,
                     "commit conflict with a concurrent writer; reloading and trying again");
                 tokio::time::sleep(pause).await;
                 attempt += 1;
             }
-            Err(LoadError::Conflict(reason)) => {
+            Err(Attempt::Conflict(reason)) => {
                 return Err(Error::unavailable(
                     Stage::Write,
                     request.location,
                     format!("gave up after {attempt} commit conflicts with concurrent writers: {reason}"),
                 ))
             }
-            Err(LoadError::Failed(error)) => return Err(error),
+            Err(Attempt::Failed(error)) => return Err(error),
             Ok(outcome) => return Ok(outcome),
         }
     }
 }
 
-enum LoadError {
+/// The commit info of a table commit: the `shoplake` object, and the same
+/// as Delta's `userMetadata` string, which Spark's and Databricks'
+/// `DESCRIBE HISTORY` show (they drop keys they do not know).
+pub fn commit_info(shoplake: serde_json::Value) -> [(String, serde_json::Value); 2] {
+    let user_metadata = serde_json::Value::String(shoplake.to_string());
+    [("shoplake".to_string(), shoplake), ("userMetadata".to_string(), user_metadata)]
+}
+
+/// Why one attempt at a commit did not commit: a conflict with a
+/// concurrent writer (worth reloading and trying again), or a failure.
+pub(crate) enum Attempt {
     Conflict(String),
     Failed(Error),
 }
 
-impl From<Error> for LoadError {
+impl From<Error> for Attempt {
     fn from(error: Error) -> Self {
-        LoadError::Failed(error)
+        Attempt::Failed(error)
+    }
+}
+
+impl From<Attempt> for Error {
+    fn from(attempt: Attempt) -> Self {
+        match attempt {
+            Attempt::Failed(error) => error,
+            Attempt::Conflict(reason) => {
+                Error::new(Stage::Write, Kind::Unavailable, "commit", format!("commit conflict: {reason}"))
+            }
+        }
     }
 }
 
 /// Sorts commit conflicts (worth a retry) from other deltalake errors.
-fn commit_error(location: &Location, err: DeltaTableError) -> LoadError {
+pub(crate) fn commit_error(stage: Stage, location: &Location, err: DeltaTableError) -> Attempt {
     let conflict = match &err {
         DeltaTableError::VersionAlreadyExists(_) => true,
         DeltaTableError::Transaction { source } => matches!(
@@ -177,9 +298,9 @@ fn commit_error(location: &Location, err: DeltaTableError) -> LoadError {
         _ => false,
     };
     if conflict {
-        LoadError::Conflict(crate::error::flatten(&err))
+        Attempt::Conflict(crate::error::flatten(&err))
     } else {
-        LoadError::Failed(Error::delta(Stage::Write, location, err))
+        Attempt::Failed(Error::delta(stage, location, err))
     }
 }
 
@@ -193,28 +314,34 @@ fn backoff(attempt: u32) -> Duration {
 }
 
 async fn load_once(
+    storage: &Storage,
     table: DeltaTable,
     current: &CurrentPartition,
     request: &LoadRequest<'_>,
-) -> Result<LoadOutcome, LoadError> {
+) -> Result<LoadOutcome, Attempt> {
     let LoadRequest { def, location, date, rows, .. } = *request;
     let version_before = crate::storage::version_of(&table);
     let key = crate::validate::single_text_key(def)?;
     let diff = diff::against(current, location, def, key, date, rows).await?;
+    let incoming: u64 = rows.iter().map(|b| b.num_rows() as u64).sum();
+    request.guards.check(location, date, incoming, &diff)?;
 
-    if diff.inserted + diff.unchanged == 0 && diff.current_rows > 0 && !request.allow_empty {
-        return Err(LoadError::Failed(Error::rejected(
-            Stage::Write,
-            location,
-            format!(
-                "the export has no rows for {date}: loading it would delete {n} rows (pass --allow-empty to do that)",
-                n = diff.current_rows
-            ),
-        )));
-    }
+    // Nothing to change: the rows are the same and the rejects the table
+    // names for the date are this load's. Nothing is written, not even to
+    // the rejects table (a run that commits nothing must not move it).
     if diff.is_empty() {
-        return Ok(LoadOutcome { table_version: version_before, unchanged: diff.unchanged, ..LoadOutcome::default() });
+        if let Some(recorded) = recorded_rejects_match(storage, &table, request, diff.current_rows).await? {
+            return Ok(LoadOutcome {
+                table_version: version_before,
+                unchanged: diff.unchanged,
+                rows_before: diff.current_rows,
+                rejects_version: recorded,
+                ..LoadOutcome::default()
+            });
+        }
     }
+    // The rejects first: the commit names the version that holds them.
+    let rejects_version = rejects::stage(storage, request.rejects_location, def, &request.rejects).await?;
     let mut info = request.commit_info.clone();
     if let Some(fields) = info.as_object_mut() {
         for (name, count) in [
@@ -222,25 +349,96 @@ async fn load_once(
             ("rows_updated", diff.updated),
             ("rows_deleted", diff.deleted),
             ("rows_unchanged", diff.unchanged),
+            ("rows_before", diff.current_rows),
         ] {
             fields.insert(name.to_string(), count.into());
         }
+        fields.insert("rejects_version".to_string(), rejects_version.into());
     }
-    let properties = CommitProperties::default().with_metadata([("shoplake".to_string(), info)]);
-    if diff.current_rows == 0 {
-        write_new_partition(table, request, diff, properties).await
+    let properties = CommitProperties::default()
+        .with_metadata(commit_info(info))
+        .with_application_transaction(Transaction::new(pairing::app_id(date), rejects_version));
+    let outcome = if diff.is_empty() {
+        record_pairing(table, request, &diff, properties).await?
+    } else if diff.current_rows == 0 {
+        write_new_partition(table, request, &diff, properties).await?
     } else {
-        merge_changes(table, request, diff, properties).await
+        merge_changes(table, request, diff, properties).await?
+    };
+    Ok(LoadOutcome { rejects_version, ..outcome })
+}
+
+/// The rejects version the table records for the date, if it holds this
+/// load's rejects (so an unchanged table needs no commit at all).
+async fn recorded_rejects_match(
+    storage: &Storage,
+    table: &DeltaTable,
+    request: &LoadRequest<'_>,
+    rows_held: u64,
+) -> Result<Option<i64>> {
+    let (location, date) = (request.rejects_location, request.date);
+    match pairing::recorded(table, request.location, date).await? {
+        Some(recorded) if recorded >= 0 => {
+            let Some(mut then) = storage.open_table(location).await? else { return Ok(None) };
+            let content = match then.load_version(recorded as u64).await {
+                Ok(()) => rejects::content(&then, location, date).await,
+                Err(e) => Err(Error::delta(Stage::Rejects, location, e)),
+            };
+            match content {
+                Ok(content) => Ok((content == request.rejects.content()).then_some(recorded)),
+                // An outage is an error; a version no longer readable is just a record to renew.
+                Err(error) if error.kind == Kind::Unavailable => Err(error),
+                Err(error) => {
+                    tracing::debug!(%error, "the recorded rejects version cannot be read; recording a new one");
+                    Ok(None)
+                }
+            }
+        }
+        // Never recorded (a date loaded before shoplake recorded pairings, or
+        // written by another engine), or forgotten by a restore: only an
+        // empty date without rejects needs nothing.
+        _ if rows_held == 0 && request.rejects.rejects.is_empty() => Ok(Some(-1)),
+        _ => Ok(None),
     }
+}
+
+/// The rows are unchanged but the rejects are not: a commit without data
+/// that records, for the date, the rejects version holding them. It
+/// conflicts with any concurrent load of the same date.
+async fn record_pairing(
+    table: DeltaTable,
+    request: &LoadRequest<'_>,
+    diff: &Diff,
+    properties: CommitProperties,
+) -> Result<LoadOutcome, Attempt> {
+    let LoadRequest { def, location, date, .. } = *request;
+    let operation = DeltaOperation::Write {
+        mode: SaveMode::Overwrite,
+        partition_by: Some(vec![def.partition_by.clone()]),
+        predicate: Some(format!("{} = '{date}'", def.partition_by)),
+    };
+    let snapshot = table.snapshot().map_err(|e| Error::delta(Stage::Write, location, e))?;
+    let commit = CommitBuilder::from(properties)
+        .with_actions(Vec::new())
+        .build(Some(snapshot), table.log_store(), operation)
+        .await
+        .map_err(|e| commit_error(Stage::Write, location, e))?;
+    Ok(LoadOutcome {
+        table_version: commit.version() as i64,
+        committed: true,
+        unchanged: diff.unchanged,
+        rows_before: diff.current_rows,
+        ..LoadOutcome::default()
+    })
 }
 
 /// The partition is empty: every row is an insert.
 async fn write_new_partition(
     table: DeltaTable,
     request: &LoadRequest<'_>,
-    diff: Diff,
+    diff: &Diff,
     properties: CommitProperties,
-) -> Result<LoadOutcome, LoadError> {
+) -> Result<LoadOutcome, Attempt> {
     let LoadRequest { def, location, date, rows, .. } = *request;
     let same_day = col(&def.partition_by).eq(lit(ScalarValue::Date32(Some(days_since_epoch(date)))));
     let table = table
@@ -250,7 +448,7 @@ async fn write_new_partition(
         .with_writer_properties(writer_properties(def))
         .with_commit_properties(properties)
         .await
-        .map_err(|e| commit_error(location, e))?;
+        .map_err(|e| commit_error(Stage::Write, location, e))?;
     let files_added = diff::files_for_partition(&table, location, &def.partition_by, date).await?.len() as u64;
     Ok(LoadOutcome {
         table_version: crate::storage::version_of(&table),
@@ -281,7 +479,7 @@ async fn merge_changes(
     request: &LoadRequest<'_>,
     diff: Diff,
     properties: CommitProperties,
-) -> Result<LoadOutcome, LoadError> {
+) -> Result<LoadOutcome, Attempt> {
     let LoadRequest { def, location, date, .. } = *request;
     let key = crate::validate::single_text_key(def)?;
     let ctx = SessionContext::new();
@@ -289,7 +487,7 @@ async fn merge_changes(
     // The literal date prunes the scan to the partition and scopes the
     // commit's conflict check to it.
     let on = format!("target.{p} = '{date}' AND target.{key} = source.{key}", p = def.partition_by);
-    let merge_error = |e| LoadError::Failed(Error::delta(Stage::Write, location, e));
+    let merge_error = |e| Attempt::Failed(Error::delta(Stage::Write, location, e));
     let (table, metrics) = table
         .merge(source, on)
         .with_source_alias("source")
@@ -312,7 +510,7 @@ async fn merge_changes(
         })
         .map_err(merge_error)?
         .await
-        .map_err(|e| commit_error(location, e))?;
+        .map_err(|e| commit_error(Stage::Write, location, e))?;
 
     tracing::debug!(?metrics, "merge finished");
     let merged = (
@@ -331,7 +529,9 @@ async fn merge_changes(
         updated: merged.1,
         deleted: merged.2,
         unchanged: diff.unchanged,
+        rows_before: diff.current_rows,
         files_added: metrics.num_target_files_added as u64,
         files_removed: metrics.num_target_files_removed as u64,
+        rejects_version: 0,
     })
 }

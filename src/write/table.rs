@@ -1,6 +1,9 @@
 //! Opens the Delta table of a definition, creating it on first use with the
 //! definition's schema, partitioning and properties, and refuses a table
-//! whose schema is not the definition's.
+//! whose schema is not the definition's. A table on S3 is written only
+//! once its store was found to enforce conditional writes.
+
+use std::collections::BTreeMap;
 
 use datafusion::arrow::datatypes::DataType as ArrowType;
 use deltalake::kernel::transaction::CommitProperties;
@@ -8,11 +11,8 @@ use deltalake::kernel::{ArrayType, DataType as DeltaType, StructField};
 use deltalake::protocol::SaveMode;
 use deltalake::DeltaTable;
 
-use object_store::path::Path as StorePath;
-use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutPayload};
-
 use crate::definition::TableDefinition;
-use crate::error::{Error, Kind, Result, Stage};
+use crate::error::{Error, Result, Stage};
 use crate::storage::{Location, Storage};
 
 /// Delta type of an Arrow type used by table definitions.
@@ -62,6 +62,8 @@ pub struct TableSpec {
     pub fields: Vec<StructField>,
     pub partition_by: String,
     pub properties: Vec<(String, String)>,
+    /// The row fingerprint column, which a table to take over may lack.
+    pub row_hash: Option<String>,
 }
 
 impl TableSpec {
@@ -77,6 +79,7 @@ impl TableSpec {
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .chain([(STATS_COLUMNS.to_string(), stats_columns(def))])
                 .collect(),
+            row_hash: Some(def.row_hash_column().to_string()),
         })
     }
 }
@@ -84,11 +87,14 @@ impl TableSpec {
 /// The table at `location`, created from `spec` if there is none yet.
 /// Concurrent first loads race to create it; the losers load the winner's.
 pub async fn open_or_create(storage: &Storage, location: &Location, spec: &TableSpec) -> Result<DeltaTable> {
-    check_store(storage, location).await?;
     let mut last_error = None;
     for _ in 0..3 {
         if let Some(table) = storage.open_table(location).await? {
-            check_schema(&table, location, &spec.fields)?;
+            let table = match schema_fit(&table, location, spec)? {
+                Fit::Exact => table,
+                Fit::WithoutRowHash => adopt(table, location, spec).await?,
+            };
+            storage.check_commits_are_safe(location).await?;
             return Ok(table);
         }
         storage.prepare_for_writing(location)?;
@@ -109,15 +115,25 @@ pub async fn open_or_create(storage: &Storage, location: &Location, spec: &Table
         match created {
             Ok(table) => {
                 tracing::info!(table = %location, "created table");
+                storage.check_commits_are_safe(location).await?;
                 return Ok(table);
             }
             Err(e) => {
-                let error = Error::delta(Stage::Write, location, e);
-                if error.kind == Kind::Unavailable {
-                    return Err(error);
+                // Losing the race to another creator: load the winner's table.
+                if storage.open_table(location).await?.is_some() {
+                    tracing::debug!(table = %location, "another writer created the table first");
+                    continue;
                 }
-                tracing::debug!(table = %location, error = %error, "creating the table raced with another writer");
-                last_error = Some(error);
+                match super::commit_error(Stage::Write, location, e) {
+                    super::Attempt::Conflict(reason) => {
+                        last_error = Some(Error::unavailable(
+                            Stage::Write,
+                            location,
+                            format!("creating the table raced with other writers: {reason}"),
+                        ));
+                    }
+                    super::Attempt::Failed(error) => return Err(error),
+                }
             }
         }
     }
@@ -126,78 +142,105 @@ pub async fn open_or_create(storage: &Storage, location: &Location, spec: &Table
 
 /// The checks `open_or_create` makes, for a table opened another way.
 pub async fn check_table(storage: &Storage, location: &Location, spec: &TableSpec, table: &DeltaTable) -> Result<()> {
-    check_store(storage, location).await?;
-    check_schema(table, location, &spec.fields)
-}
-
-/// Tables on S3 are written only where commits are safe.
-async fn check_store(storage: &Storage, location: &Location) -> Result<()> {
-    if let Location::S3 { .. } = location {
-        let (store, prefix) = storage.object_store(location).await?;
-        check_conditional_writes(store.as_ref(), &prefix, location).await?;
+    if schema_fit(table, location, spec)? != Fit::Exact {
+        return Err(Error::internal(Stage::Write, location, "a table to take over was read ahead"));
     }
-    Ok(())
+    storage.check_commits_are_safe(location).await
 }
 
-fn check_schema(table: &DeltaTable, location: &Location, expected: &[StructField]) -> Result<()> {
+/// Whether the table has the definition's row fingerprint column (one
+/// that has not needs taking over before its rows can be compared).
+pub fn has_column(table: &DeltaTable, name: &str) -> bool {
+    table.snapshot().is_ok_and(|s| s.schema().fields().any(|f| f.name() == name))
+}
+
+/// How a table's schema fits its definition (column order aside).
+#[derive(Debug, PartialEq, Eq)]
+enum Fit {
+    Exact,
+    /// Every column but the row fingerprint: a table another engine (the
+    /// legacy Spark pipeline) created; shoplake can take it over.
+    WithoutRowHash,
+}
+
+fn schema_fit(table: &DeltaTable, location: &Location, spec: &TableSpec) -> Result<Fit> {
     let snapshot = table.snapshot().map_err(|e| Error::delta(Stage::Write, location, e))?;
-    let schema = snapshot.schema();
-    let actual: Vec<(String, DeltaType)> =
-        schema.fields().map(|f| (f.name().to_string(), f.data_type().clone())).collect();
-    let wanted: Vec<(String, DeltaType)> =
-        expected.iter().map(|f| (f.name().to_string(), f.data_type().clone())).collect();
-    if actual != wanted {
-        let names =
-            |cols: &[(String, DeltaType)]| cols.iter().map(|(n, t)| format!("{n} {t}")).collect::<Vec<_>>().join(", ");
-        return Err(Error::internal(
-            Stage::Write,
-            location,
-            format!(
-                "the table's schema does not match its definition; table: [{}]; definition: [{}]",
-                names(&actual),
-                names(&wanted)
-            ),
-        ));
+    let actual: BTreeMap<String, DeltaType> =
+        snapshot.schema().fields().map(|f| (f.name().to_string(), f.data_type().clone())).collect();
+    let wanted: BTreeMap<String, DeltaType> =
+        spec.fields.iter().map(|f| (f.name().to_string(), f.data_type().clone())).collect();
+    if actual == wanted {
+        return Ok(Fit::Exact);
     }
-    Ok(())
+    if let Some(row_hash) = &spec.row_hash {
+        let mut without = wanted.clone();
+        without.remove(row_hash);
+        if actual == without {
+            return Ok(Fit::WithoutRowHash);
+        }
+    }
+    let names = |cols: &BTreeMap<String, DeltaType>| {
+        cols.iter().map(|(n, t)| format!("{n} {t}")).collect::<Vec<_>>().join(", ")
+    };
+    Err(Error::usage(
+        Stage::Write,
+        location,
+        format!(
+            "the table's schema does not match its definition, so shoplake will not write to it; table: [{}]; definition: [{}]",
+            names(&actual),
+            names(&wanted)
+        ),
+    ))
 }
 
-/// Delta commits on S3 are safe only if the store refuses to overwrite an
-/// existing object on a conditional put (`If-None-Match: *`): otherwise two
-/// writers of the same version would silently lose one commit. deltalake 1.x
-/// has no other locking, so a store that ignores the condition is refused.
-pub async fn check_conditional_writes(
-    store: &dyn ObjectStore,
-    table_prefix: &StorePath,
-    location: &Location,
-) -> Result<()> {
-    let probe = table_prefix.clone().join("_shoplake_probe").join(uuid::Uuid::new_v4().to_string());
-    let put =
-        |body: &'static str| store.put_opts(&probe, PutPayload::from_static(body.as_bytes()), PutMode::Create.into());
-    put("first").await.map_err(|e| Error::object_store(Stage::Write, location, e))?;
-    let second = put("second").await;
-    let _ = store.delete(&probe).await;
-    match second {
-        Err(object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. }) => Ok(()),
-        Err(e) => Err(Error::object_store(Stage::Write, location, e)),
-        Ok(_) => Err(Error::internal(
-            Stage::Write,
-            location,
-            "this store does not enforce conditional writes (If-None-Match): concurrent commits could overwrite \
-             each other, so shoplake will not write here. AWS S3, MinIO and LocalStack enforce them.",
-        )),
+/// Takes over a table that has every column but the row fingerprint: adds
+/// it (nullable; existing rows have none, so their next load rewrites them
+/// with one) and the definition's table properties that are missing.
+async fn adopt(table: DeltaTable, location: &Location, spec: &TableSpec) -> Result<DeltaTable> {
+    let row_hash = spec.row_hash.as_deref().expect("only tables of definitions with a fingerprint are adopted");
+    tracing::warn!(table = %location, "taking over a table written without shoplake's row fingerprint: adding column {row_hash}");
+    let info =
+        serde_json::json!({ "adopted": true, "added_column": row_hash, "shoplake_version": env!("CARGO_PKG_VERSION") });
+    let field = StructField::new(row_hash, DeltaType::BINARY, true);
+    let table = table
+        .add_columns()
+        .with_fields([field])
+        .with_commit_properties(CommitProperties::default().with_metadata(super::commit_info(info)))
+        .await
+        .map_err(|e| Error::delta(Stage::Write, location, e))?;
+    let config =
+        table.snapshot().map_err(|e| Error::delta(Stage::Write, location, e))?.metadata().configuration().clone();
+    let missing: std::collections::HashMap<String, String> =
+        spec.properties.iter().filter(|(k, v)| config.get(k) != Some(v)).cloned().collect();
+    if missing.is_empty() {
+        return Ok(table);
+    }
+    let keys: Vec<String> = missing.keys().cloned().collect();
+    let before = table.clone();
+    match table.set_tbl_properties().with_properties(missing).await {
+        Ok(table) => Ok(table),
+        Err(e) => {
+            // Time travel and `changes` need them; loading does not.
+            tracing::warn!(table = %location, properties = ?keys, "could not set the definition's table properties: {}", crate::error::flatten(&e));
+            Ok(before)
+        }
     }
 }
 
 #[cfg(test)]
+#[cfg(test)]
 mod tests {
     use super::*;
+    use crate::storage::check_conditional_writes;
     use futures::stream::BoxStream;
+    use futures::TryStreamExt;
     use object_store::memory::InMemory;
+    use object_store::path::Path as StorePath;
     use object_store::{
         CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, PutMultipartOptions, PutOptions,
         PutResult,
     };
+    use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
     /// A store that ignores the put mode, like S3 servers without conditional writes.
     #[derive(Debug, Default)]
@@ -247,11 +290,31 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn stores_without_conditional_writes_are_refused() {
+    async fn stores_without_conditional_writes_are_refused_and_nothing_is_left_behind() {
         let location = Location::parse("s3://lake/t").unwrap();
         let prefix = StorePath::from("t");
-        check_conditional_writes(&InMemory::new(), &prefix, &location).await.expect("InMemory enforces them");
-        let err = check_conditional_writes(&Unconditional::default(), &prefix, &location).await.unwrap_err();
+        let commit = StorePath::from("t/_delta_log/00000000000000000000.json");
+        let objects = |store: &dyn ObjectStore| {
+            let listed: Vec<_> =
+                futures::executor::block_on(store.list(None).map_ok(|m| (m.location, m.size)).try_collect()).unwrap();
+            listed
+        };
+
+        let safe = InMemory::new();
+        safe.put(&commit, PutPayload::from_static(b"{\"commitInfo\":{}}")).await.unwrap();
+        let before = objects(&safe);
+        check_conditional_writes(&safe, &prefix, &location).await.expect("InMemory enforces them");
+        assert_eq!(objects(&safe), before, "no object added or changed");
+
+        let unsafe_store = Unconditional::default();
+        unsafe_store.0.put(&commit, PutPayload::from_static(b"{\"commitInfo\":{}}")).await.unwrap();
+        let before = objects(&unsafe_store.0);
+        let err = check_conditional_writes(&unsafe_store, &prefix, &location).await.unwrap_err();
         assert!(err.message.contains("does not enforce conditional writes"), "{err}");
+        assert_eq!(err.kind, crate::error::Kind::Usage);
+        let after = objects(&unsafe_store.0);
+        assert_eq!(after, before, "the commit file was rewritten with its own bytes only");
+        let bytes = unsafe_store.0.get(&commit).await.unwrap().bytes().await.unwrap();
+        assert_eq!(&bytes[..], b"{\"commitInfo\":{}}");
     }
 }

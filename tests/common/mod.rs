@@ -64,6 +64,78 @@ impl Workspace {
     pub fn snapshot(&self) -> TableSnapshot {
         snapshot(&self.table())
     }
+
+    /// `shoplake query --format json` (optionally `--as-of`): one JSON object per row.
+    pub fn query(&self, sql: &str, as_of: Option<&str>) -> Vec<serde_json::Value> {
+        let mut args = vec!["query", "--format", "json", "--sql", sql];
+        if let Some(v) = as_of {
+            args.extend_from_slice(&["--as-of", v]);
+        }
+        let out = self.shoplake(&args);
+        assert!(out.status.success(), "query {sql} as of {as_of:?}: {}", String::from_utf8_lossy(&out.stderr));
+        json_lines(&out.stdout)
+    }
+
+    /// `shoplake history --format json`, newest first.
+    pub fn history(&self) -> Vec<serde_json::Value> {
+        let out = self.shoplake(&["history", "--format", "json"]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        json_lines(&out.stdout)
+    }
+
+    /// The rejects `shoplake query` pairs with a version (latest by default):
+    /// (date, line, reason), sorted.
+    pub fn paired_rejects(&self, as_of: Option<&str>) -> Vec<(String, i64, String)> {
+        let sql = "SELECT CAST(export_date AS VARCHAR) AS d, line, reason FROM shopify_configuration_rejects ORDER BY d, line";
+        self.query(sql, as_of)
+            .iter()
+            .map(|r| {
+                (
+                    r["d"].as_str().unwrap().to_string(),
+                    r["line"].as_i64().unwrap(),
+                    r["reason"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    }
+}
+
+pub fn json_lines(stdout: &[u8]) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(stdout)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// (line, raw, reason) of a rejects table's latest version, by line.
+pub fn rejects_of(rejects_table: &Path) -> Vec<(i64, String, String)> {
+    use datafusion::arrow::array::AsArray;
+    use datafusion::arrow::datatypes::Int64Type;
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let url = url::Url::from_directory_path(rejects_table).unwrap();
+        let table = deltalake::DeltaTableBuilder::from_url(url).unwrap().load().await.unwrap();
+        let ctx = datafusion::prelude::SessionContext::new();
+        table.update_datafusion_session(&ctx.state()).unwrap();
+        ctx.register_table("r", table.table_provider().await.unwrap()).unwrap();
+        let batches = ctx.sql("SELECT line, raw, reason FROM r ORDER BY line").await.unwrap().collect().await.unwrap();
+        let mut out = Vec::new();
+        let text = |a: &datafusion::arrow::array::ArrayRef| {
+            datafusion::arrow::compute::cast(a, &datafusion::arrow::datatypes::DataType::Utf8).unwrap()
+        };
+        for b in batches {
+            let (raw, reason) = (text(b.column(1)), text(b.column(2)));
+            for i in 0..b.num_rows() {
+                out.push((
+                    b.column(0).as_primitive::<Int64Type>().value(i),
+                    raw.as_string::<i32>().value(i).to_string(),
+                    reason.as_string::<i32>().value(i).to_string(),
+                ));
+            }
+        }
+        out
+    })
 }
 
 /// An export: the header, then `lines`.

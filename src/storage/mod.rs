@@ -1,35 +1,36 @@
 //! Where exports and tables live: local paths (the default) and `s3://`
-//! URIs. S3 access goes through the standard AWS configuration chain
-//! (`aws-config`: environment, profiles, SSO, web identity, instance
-//! metadata), with a custom endpoint from `AWS_ENDPOINT_URL_S3` or
-//! `AWS_ENDPOINT_URL` (LocalStack, MinIO): path-style requests, plain http
-//! allowed. Credentials never leave this module except inside signed requests.
+//! URIs, normalised once when parsed. S3 access goes through the standard
+//! AWS configuration chain (`aws-config`: environment, profiles, SSO, web
+//! identity, instance metadata), with a custom endpoint from
+//! `AWS_ENDPOINT_URL_S3` or `AWS_ENDPOINT_URL` (LocalStack, MinIO):
+//! path-style requests, plain http allowed. Credentials never leave this
+//! module except inside signed requests. Before a table on S3 is written,
+//! the store is checked once per process to refuse an unconditional `PUT`
+//! ([`Storage::check_commits_are_safe`]).
 
+pub mod s3;
+
+use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Component, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
 
-use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
+use aws_credential_types::provider::SharedCredentialsProvider;
 use deltalake::{DeltaTable, DeltaTableBuilder};
-use object_store::aws::{AmazonS3Builder, AwsCredential};
+use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as StorePath;
-use object_store::{ClientOptions, CredentialProvider, ObjectStore, RetryConfig};
-use tokio::sync::{Mutex, OnceCell};
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutPayload, RetryConfig};
+use tokio::sync::OnceCell;
 use url::Url;
 
-use crate::error::{Error, Result, Stage};
+use crate::error::{Error, Kind, Result, Stage};
+use s3::{AwsChainCredentials, Timeouts};
 
-/// How long a request may be retried before the run gives up with exit 5.
-const RETRY_TIMEOUT: Duration = Duration::from_secs(30);
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
-/// Credentials are renewed this long before they expire.
-const CREDENTIAL_REFRESH_MARGIN: Duration = Duration::from_secs(300);
-
-/// A directory or object prefix, as given on the command line.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A directory or object prefix, as given on the command line, normalised:
+/// no trailing or doubled separators, no `.` segments, so `lake/t/` and
+/// `./lake/t` are the same table (and have the same rejects table).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Location {
     Local(PathBuf),
     S3 { bucket: String, prefix: String },
@@ -43,19 +44,21 @@ impl Location {
             if bucket.is_empty() {
                 return Err(bad("an s3:// URI needs a bucket: s3://bucket/prefix"));
             }
-            let prefix = prefix.trim_matches('/').to_string();
-            return Ok(Location::S3 { bucket: bucket.to_string(), prefix });
+            let segments: Vec<&str> = prefix.split('/').filter(|s| !s.is_empty() && *s != ".").collect();
+            if segments.contains(&"..") {
+                return Err(bad("`..` is not allowed in an s3:// URI"));
+            }
+            return Ok(Location::S3 { bucket: bucket.to_string(), prefix: segments.join("/") });
         }
-        if let Some(path) = text.strip_prefix("file://") {
-            return Ok(Location::Local(PathBuf::from(path)));
-        }
-        if text.contains("://") {
-            return Err(bad("only local paths and s3:// URIs are supported"));
-        }
-        if text.is_empty() {
+        let path = match text.strip_prefix("file://") {
+            Some(path) => path,
+            None if text.contains("://") => return Err(bad("only local paths and s3:// URIs are supported")),
+            None => text,
+        };
+        if path.is_empty() {
             return Err(bad("the location is empty"));
         }
-        Ok(Location::Local(PathBuf::from(text)))
+        Ok(Location::Local(normalise_path(path)))
     }
 
     /// A file or directory inside this one.
@@ -100,6 +103,23 @@ impl Location {
     }
 }
 
+/// `a//b/./c/` → `a/b/c`; `./x` → `x`; `/` stays `/`.
+fn normalise_path(text: &str) -> PathBuf {
+    let path = std::path::Path::new(text);
+    let mut out = PathBuf::new();
+    for component in path.components() {
+        match component {
+            Component::CurDir => {}
+            other => out.push(other.as_os_str()),
+        }
+    }
+    if out.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        out
+    }
+}
+
 impl fmt::Display for Location {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -115,11 +135,15 @@ pub fn version_of(table: &DeltaTable) -> i64 {
 }
 
 /// Opens object stores and Delta tables for locations. S3 settings are
-/// resolved once, on first use, so local runs never touch AWS configuration.
+/// resolved once, on first use, so local runs never touch AWS configuration;
+/// one store (one connection pool) per bucket.
 #[derive(Default)]
 pub struct Storage {
     options: S3Options,
     s3: OnceCell<S3Settings>,
+    buckets: std::sync::Mutex<HashMap<String, Arc<dyn ObjectStore>>>,
+    /// Tables whose store was checked for conditional writes in this process.
+    checked: tokio::sync::Mutex<HashSet<Location>>,
 }
 
 /// Explicit S3 settings; what is not given comes from the AWS chain and
@@ -146,6 +170,7 @@ struct S3Settings {
     region: String,
     endpoint: Option<String>,
     credentials: Arc<AwsChainCredentials>,
+    timeouts: Timeouts,
 }
 
 impl Storage {
@@ -154,7 +179,7 @@ impl Storage {
     }
 
     pub fn with_s3_options(options: S3Options) -> Self {
-        Storage { options, s3: OnceCell::new() }
+        Storage { options, ..Storage::default() }
     }
 
     /// The store holding `location`, and the location's path inside it.
@@ -192,7 +217,7 @@ impl Storage {
     pub fn prepare_for_writing(&self, location: &Location) -> Result<()> {
         if let Location::Local(path) = location {
             std::fs::create_dir_all(path)
-                .map_err(|e| Error::unavailable(Stage::Storage, location, format!("cannot create directory: {e}")))?;
+                .map_err(|e| Error::io(Stage::Storage, location, "cannot create directory", e))?;
         }
         Ok(())
     }
@@ -204,6 +229,9 @@ impl Storage {
             if !path.exists() {
                 return Ok(None);
             }
+            if !path.is_dir() {
+                return Err(Error::usage(Stage::Storage, location, "this is a file, not a table directory"));
+            }
         }
         let mut table =
             self.table_builder(location).await?.build().map_err(|e| Error::delta(Stage::Storage, location, e))?;
@@ -214,29 +242,106 @@ impl Storage {
         }
     }
 
+    /// Delta commits on S3 are safe only if the store refuses to overwrite
+    /// an existing object on a conditional put (`If-None-Match: *`):
+    /// otherwise two writers of the same version would silently lose one
+    /// commit. deltalake 1.x has no other locking, so a store that ignores
+    /// the condition is refused.
+    ///
+    /// The check re-puts the table's oldest commit file, with its own bytes,
+    /// conditionally: a safe store refuses; one that does not has rewritten
+    /// identical bytes. So it leaves nothing behind, needs only the GET and
+    /// PUT a writer has anyway (no DELETE), and runs once per table and
+    /// process. The table must exist (have a commit) when it is called.
+    pub async fn check_commits_are_safe(&self, location: &Location) -> Result<()> {
+        if !matches!(location, Location::S3 { .. }) {
+            return Ok(());
+        }
+        let mut checked = self.checked.lock().await;
+        if checked.contains(location) {
+            return Ok(());
+        }
+        let (store, prefix) = self.object_store(location).await?;
+        check_conditional_writes(store.as_ref(), &prefix, location).await?;
+        checked.insert(location.clone());
+        Ok(())
+    }
+
     async fn s3_store(&self, bucket: &str) -> Result<Arc<dyn ObjectStore>> {
         let settings = self.s3.get_or_try_init(|| S3Settings::resolve(&self.options)).await?;
+        if let Some(store) = self.buckets.lock().expect("bucket stores").get(bucket) {
+            return Ok(store.clone());
+        }
+        let allow_http = settings.endpoint.as_deref().is_some_and(|e| e.starts_with("http://"));
         let mut builder = AmazonS3Builder::new()
             .with_bucket_name(bucket)
             .with_region(&settings.region)
             .with_credentials(settings.credentials.clone())
-            .with_retry(RetryConfig { retry_timeout: RETRY_TIMEOUT, ..RetryConfig::default() })
-            .with_client_options(
-                ClientOptions::new().with_connect_timeout(CONNECT_TIMEOUT).with_timeout(REQUEST_TIMEOUT),
-            );
+            .with_retry(RetryConfig { retry_timeout: settings.timeouts.retry, ..RetryConfig::default() })
+            .with_http_connector(s3::Connector { timeouts: settings.timeouts, allow_http });
         if let Some(endpoint) = &settings.endpoint {
-            builder = builder
-                .with_endpoint(endpoint)
-                .with_virtual_hosted_style_request(false)
-                .with_allow_http(endpoint.starts_with("http://"));
+            builder =
+                builder.with_endpoint(endpoint).with_virtual_hosted_style_request(false).with_allow_http(allow_http);
         }
-        let store = builder.build().map_err(|e| Error::object_store(Stage::Storage, format!("s3://{bucket}"), e))?;
-        Ok(Arc::new(store))
+        let store: Arc<dyn ObjectStore> =
+            Arc::new(builder.build().map_err(|e| Error::object_store(Stage::Storage, format!("s3://{bucket}"), e))?);
+        self.buckets.lock().expect("bucket stores").insert(bucket.to_string(), store.clone());
+        Ok(store)
     }
 
     /// The custom S3 endpoint in use, if any (for messages).
     pub fn s3_endpoint(&self) -> Option<String> {
         self.s3.get().and_then(|s| s.endpoint.clone())
+    }
+}
+
+/// The probe behind [`Storage::check_commits_are_safe`], on any store.
+pub async fn check_conditional_writes(
+    store: &dyn ObjectStore,
+    table_prefix: &StorePath,
+    location: &Location,
+) -> Result<()> {
+    let store_error = |e| Error::object_store(Stage::Write, location, e);
+    let log = table_prefix.clone().join("_delta_log");
+    let oldest = {
+        let first = log.clone().join(format!("{:020}.json", 0));
+        match store.head(&first).await {
+            Ok(_) => first,
+            // The first commits' files may have expired: take the oldest left.
+            Err(object_store::Error::NotFound { .. }) => {
+                use futures::TryStreamExt;
+                let mut commits: Vec<StorePath> = store
+                    .list(Some(&log))
+                    .try_filter_map(|meta| async move {
+                        let is_commit = meta.location.filename().is_some_and(|n| n.ends_with(".json") && n.len() == 25);
+                        Ok(is_commit.then_some(meta.location))
+                    })
+                    .try_collect()
+                    .await
+                    .map_err(store_error)?;
+                commits.sort();
+                commits.into_iter().next().ok_or_else(|| {
+                    Error::internal(
+                        Stage::Write,
+                        location,
+                        "the table has no commit file to check conditional writes with",
+                    )
+                })?
+            }
+            Err(e) => return Err(store_error(e)),
+        }
+    };
+    let bytes = store.get(&oldest).await.map_err(store_error)?.bytes().await.map_err(store_error)?;
+    match store.put_opts(&oldest, PutPayload::from(bytes), PutMode::Create.into()).await {
+        Err(object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. }) => Ok(()),
+        Err(e) => Err(store_error(e)),
+        Ok(_) => Err(Error::new(
+            Stage::Write,
+            Kind::Usage,
+            location,
+            "this store does not enforce conditional writes (If-None-Match): concurrent commits could overwrite \
+             each other, so shoplake will not write here. AWS S3, MinIO and LocalStack enforce them.",
+        )),
     }
 }
 
@@ -288,55 +393,12 @@ impl S3Settings {
                 Error::usage(Stage::Storage, "AWS configuration", "no AWS credentials provider is configured")
             })?,
         };
-        Ok(S3Settings { region, endpoint, credentials: Arc::new(AwsChainCredentials::new(provider)) })
-    }
-}
-
-/// Hands credentials from the AWS chain to object_store, caching them and
-/// renewing them before they expire, so a long load never signs with
-/// expired credentials.
-pub struct AwsChainCredentials {
-    provider: SharedCredentialsProvider,
-    cached: Mutex<Option<(Arc<AwsCredential>, Option<SystemTime>)>>,
-}
-
-impl fmt::Debug for AwsChainCredentials {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Deliberately no key material.
-        f.write_str("AwsChainCredentials")
-    }
-}
-
-impl AwsChainCredentials {
-    pub fn new(provider: SharedCredentialsProvider) -> Self {
-        AwsChainCredentials { provider, cached: Mutex::new(None) }
-    }
-}
-
-#[async_trait::async_trait]
-impl CredentialProvider for AwsChainCredentials {
-    type Credential = AwsCredential;
-
-    async fn get_credential(&self) -> object_store::Result<Arc<AwsCredential>> {
-        let mut cached = self.cached.lock().await;
-        if let Some((credential, expiry)) = cached.as_ref() {
-            let fresh = expiry.is_none_or(|at| at > SystemTime::now() + CREDENTIAL_REFRESH_MARGIN);
-            if fresh {
-                return Ok(credential.clone());
-            }
-        }
-        let resolved = self.provider.provide_credentials().await.map_err(|e| object_store::Error::Generic {
-            store: "S3",
-            source: format!("no AWS credentials: {}", crate::error::flatten(&e)).into(),
-        })?;
-        let credential = Arc::new(AwsCredential {
-            key_id: resolved.access_key_id().to_string(),
-            secret_key: resolved.secret_access_key().to_string(),
-            token: resolved.session_token().map(str::to_string),
-        });
-        tracing::debug!(expires = ?resolved.expiry(), "resolved AWS credentials");
-        *cached = Some((credential.clone(), resolved.expiry()));
-        Ok(credential)
+        Ok(S3Settings {
+            region,
+            endpoint,
+            credentials: Arc::new(AwsChainCredentials::new(provider)),
+            timeouts: Timeouts::from_env()?,
+        })
     }
 }
 
@@ -351,9 +413,26 @@ mod tests {
             Location::S3 { bucket: "raw".into(), prefix: "exports".into() }
         );
         assert_eq!(Location::parse("s3://raw").unwrap(), Location::S3 { bucket: "raw".into(), prefix: "".into() });
-        assert_eq!(Location::parse("./data/raw").unwrap(), Location::Local("./data/raw".into()));
+        assert_eq!(Location::parse("./data/raw").unwrap(), Location::Local("data/raw".into()));
         assert!(Location::parse("gs://bucket/x").is_err());
         assert!(Location::parse("s3:///x").is_err());
+    }
+
+    #[test]
+    fn the_same_place_written_differently_is_one_location() {
+        for (a, b) in [
+            ("lake/t/", "lake/t"),
+            ("./lake//t", "lake/t"),
+            ("lake/./t/", "lake/t"),
+            ("file://lake/t/", "lake/t"),
+            ("s3://b/lake//t/", "s3://b/lake/t"),
+            ("s3://b/./lake/t", "s3://b/lake/t"),
+        ] {
+            assert_eq!(Location::parse(a).unwrap(), Location::parse(b).unwrap(), "{a} vs {b}");
+        }
+        assert_eq!(Location::parse("lake/t/").unwrap().with_suffix("_rejects").to_string(), "lake/t_rejects");
+        assert_eq!(Location::parse("/").unwrap().to_string(), "/");
+        assert!(Location::parse("s3://b/../x").is_err());
     }
 
     #[test]

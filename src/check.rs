@@ -1,0 +1,352 @@
+//! Stage 5, check: the data-quality checks declared beside the table
+//! (`tables/<name>/checks.toml`, the way dbt declares tests beside a
+//! model), run on the day's valid rows before anything is written. A failed
+//! check of severity `fail` refuses the load (exit 4, nothing written); one
+//! of severity `warn` is reported and logged. Results go to the run report,
+//! the metrics and the commit info.
+//!
+//! Kinds: `volume` (the day's valid rows against the previous loaded
+//! date's), `null_ratio` (of a column), `accepted_values` (of a column) and
+//! `sql` (a query over the day's rows, table `day`, that must return no row).
+
+use std::sync::Arc;
+
+use chrono::NaiveDate;
+use datafusion::arrow::array::{Array, AsArray, RecordBatch};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::DataType;
+use datafusion::datasource::MemTable;
+use datafusion::prelude::SessionContext;
+use deltalake::DeltaTable;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result, Stage};
+
+/// How a failed check is treated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    /// Reported and logged; the load goes on.
+    Warn,
+    /// The load is refused (exit 4), nothing is written.
+    Fail,
+}
+
+/// One check as declared in `checks.toml`; unknown keys are an error.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Check {
+    /// The day's valid rows may differ from the previous loaded date's by
+    /// at most `max_change_percent`, once that date has `min_rows`.
+    Volume { name: String, severity: Severity, max_change_percent: f64, min_rows: u64 },
+    /// At most `max_ratio` of the day's rows may have no `column`.
+    NullRatio { name: String, severity: Severity, column: String, max_ratio: f64 },
+    /// `column` holds only these values (or nothing).
+    AcceptedValues { name: String, severity: Severity, column: String, values: Vec<String> },
+    /// A query over the day's rows (table `day`) that must return no row.
+    Sql { name: String, severity: Severity, sql: String },
+}
+
+/// The file format of `checks.toml`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChecksFile {
+    #[serde(default)]
+    pub checks: Vec<Check>,
+}
+
+impl Check {
+    pub fn name(&self) -> &str {
+        match self {
+            Check::Volume { name, .. }
+            | Check::NullRatio { name, .. }
+            | Check::AcceptedValues { name, .. }
+            | Check::Sql { name, .. } => name,
+        }
+    }
+
+    pub fn severity(&self) -> Severity {
+        match self {
+            Check::Volume { severity, .. }
+            | Check::NullRatio { severity, .. }
+            | Check::AcceptedValues { severity, .. }
+            | Check::Sql { severity, .. } => *severity,
+        }
+    }
+
+    fn kind(&self) -> &'static str {
+        match self {
+            Check::Volume { .. } => "volume",
+            Check::NullRatio { .. } => "null_ratio",
+            Check::AcceptedValues { .. } => "accepted_values",
+            Check::Sql { .. } => "sql",
+        }
+    }
+
+    /// The columns a check names must be the table's.
+    pub fn validate(&self, columns: &[&str]) -> std::result::Result<(), String> {
+        match self {
+            Check::NullRatio { column, max_ratio, .. }
+                if !(0.0..=1.0).contains(max_ratio) || !columns.contains(&column.as_str()) =>
+            {
+                Err(format!("check {}: needs a table column and a max_ratio between 0 and 1", self.name()))
+            }
+            Check::AcceptedValues { column, .. } if !columns.contains(&column.as_str()) => {
+                Err(format!("check {}: {column} is not a column of the table", self.name()))
+            }
+            Check::Volume { max_change_percent, .. } if *max_change_percent < 0.0 => {
+                Err(format!("check {}: max_change_percent must not be negative", self.name()))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// What a check found.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CheckResult {
+    pub name: String,
+    pub kind: &'static str,
+    pub severity: Severity,
+    pub passed: bool,
+    /// What was measured, for people.
+    pub detail: String,
+}
+
+/// The rows a previous date holds, for the volume check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PreviousDay {
+    pub date: NaiveDate,
+    pub rows: u64,
+}
+
+/// The latest date before `date` that has rows in `table`, from the log's
+/// file statistics (no data file is read).
+pub fn previous_day(table: &DeltaTable, partition_by: &str, date: NaiveDate) -> Result<Option<PreviousDay>> {
+    let snapshot = table.snapshot().map_err(|e| Error::delta(Stage::Validate, table.table_url(), e))?;
+    let mut latest: Option<PreviousDay> = None;
+    for file in snapshot.log_data().iter() {
+        let Some(day) =
+            file.partition_values_map().get(partition_by).cloned().flatten().and_then(|d| d.parse::<NaiveDate>().ok())
+        else {
+            continue;
+        };
+        if day >= date || latest.is_some_and(|l| l.date > day) {
+            continue;
+        }
+        let rows = file.num_records().unwrap_or(0) as u64;
+        match &mut latest {
+            Some(l) if l.date == day => l.rows += rows,
+            _ => latest = Some(PreviousDay { date: day, rows }),
+        }
+    }
+    Ok(latest.filter(|l| l.rows > 0))
+}
+
+/// Runs every check on the day's valid rows (the table's schema).
+pub async fn run(
+    checks: &[Check],
+    rows: &[RecordBatch],
+    previous: Option<PreviousDay>,
+    source: &str,
+) -> Result<Vec<CheckResult>> {
+    let total: u64 = rows.iter().map(|b| b.num_rows() as u64).sum();
+    let mut results = Vec::with_capacity(checks.len());
+    for check in checks {
+        let (passed, detail) = match check {
+            Check::Volume { max_change_percent, min_rows, .. } => match previous {
+                Some(p) if p.rows >= *min_rows => {
+                    let change = 100.0 * (total as f64 - p.rows as f64) / p.rows as f64;
+                    (
+                        change.abs() <= *max_change_percent,
+                        format!("{total} rows against {} on {} ({change:+.1}%)", p.rows, p.date),
+                    )
+                }
+                Some(p) => {
+                    (true, format!("{total} rows; {} on {} is under {min_rows}, too few to compare", p.rows, p.date))
+                }
+                None => (true, format!("{total} rows; no earlier date to compare with")),
+            },
+            Check::NullRatio { column, max_ratio, .. } => {
+                let nulls: u64 =
+                    rows.iter().map(|b| b.column_by_name(column).map_or(0, |c| c.null_count() as u64)).sum();
+                let ratio = if total == 0 { 0.0 } else { nulls as f64 / total as f64 };
+                (ratio <= *max_ratio, format!("{nulls} of {total} rows have no {column} ({:.2}%)", 100.0 * ratio))
+            }
+            Check::AcceptedValues { column, values, .. } => {
+                let mut unexpected = 0u64;
+                let mut examples: Vec<String> = Vec::new();
+                for batch in rows {
+                    let Some(array) = batch.column_by_name(column) else { continue };
+                    let text = cast(array, &DataType::Utf8).map_err(|e| Error::internal(Stage::Validate, source, e))?;
+                    let text = text.as_string::<i32>();
+                    for value in text.iter().flatten() {
+                        if !values.iter().any(|v| v == value) {
+                            unexpected += 1;
+                            if examples.len() < 3 && !examples.iter().any(|e| e == value) {
+                                examples.push(value.to_string());
+                            }
+                        }
+                    }
+                }
+                let detail = if unexpected == 0 {
+                    format!("every {column} is one of {} accepted values", values.len())
+                } else {
+                    format!("{unexpected} rows have another {column}, e.g. {}", examples.join(", "))
+                };
+                (unexpected == 0, detail)
+            }
+            Check::Sql { sql, .. } => {
+                let found = sql_rows(sql, rows).await.map_err(|e| {
+                    Error::internal(
+                        Stage::Validate,
+                        source,
+                        format!("check {}: {}", check.name(), crate::error::flatten(&e)),
+                    )
+                })?;
+                let detail = match found {
+                    0 => "the query returned no row".to_string(),
+                    n => format!("the query returned {n} rows"),
+                };
+                (found == 0, detail)
+            }
+        };
+        if !passed {
+            match check.severity() {
+                Severity::Warn => tracing::warn!(check = check.name(), %detail, "data-quality check failed (warn)"),
+                Severity::Fail => tracing::error!(check = check.name(), %detail, "data-quality check failed"),
+            }
+        }
+        results.push(CheckResult {
+            name: check.name().to_string(),
+            kind: check.kind(),
+            severity: check.severity(),
+            passed,
+            detail,
+        });
+    }
+    Ok(results)
+}
+
+async fn sql_rows(sql: &str, rows: &[RecordBatch]) -> datafusion::error::Result<usize> {
+    let ctx = SessionContext::new();
+    let schema = match rows.first() {
+        Some(batch) => batch.schema(),
+        None => crate::definition::TableDefinition::shopify_configuration().arrow_schema(),
+    };
+    ctx.register_table("day", Arc::new(MemTable::try_new(schema, vec![rows.to_vec()])?))?;
+    let batches = ctx.sql(sql).await?.collect().await?;
+    Ok(batches.iter().map(RecordBatch::num_rows).sum())
+}
+
+/// Refuses the load when a check of severity `fail` failed.
+pub fn verdict(results: &[CheckResult], source: &str) -> Result<()> {
+    let failed: Vec<String> = results
+        .iter()
+        .filter(|r| !r.passed && r.severity == Severity::Fail)
+        .map(|r| format!("{}: {}", r.name, r.detail))
+        .collect();
+    if failed.is_empty() {
+        return Ok(());
+    }
+    Err(Error::rejected(Stage::Validate, source, format!("data-quality check failed: {}", failed.join("; "))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::definition::TableDefinition;
+
+    /// A day of `rows` shops read through the real stages, so the rows have the table's schema.
+    async fn day(rows: usize, channel: Option<&str>, negative: bool) -> Vec<RecordBatch> {
+        let def = TableDefinition::shopify_configuration();
+        let header = def.export_columns().map(|c| c.name.as_str()).collect::<Vec<_>>().join(",");
+        let mut text = format!("{header}\n");
+        for i in 0..rows {
+            let channel = channel.unwrap_or("");
+            let count = if negative && i == 0 { "-1" } else { "1" };
+            text.push_str(&format!("s{i},s{i}.myshopify.com,APP,True,False,{count},[0],True,False,True,False,3,True,True,False,False,True,False,shopify_,False,{channel},2019-04-02\n"));
+        }
+        let date = NaiveDate::from_ymd_opt(2019, 4, 2).unwrap();
+        let (rx, reader) =
+            crate::read::start(def, date, "t.csv".into(), Box::new(std::io::Cursor::new(text.into_bytes())));
+        let stream = crate::transform::run(def, rx, "t.csv").await.unwrap();
+        let validated = crate::validate::run(def, stream, "t.csv").await.unwrap();
+        reader.await.unwrap().unwrap();
+        validated.batches
+    }
+
+    fn volume(severity: Severity) -> Check {
+        Check::Volume { name: "volume".into(), severity, max_change_percent: 50.0, min_rows: 10 }
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn each_kind_passes_and_fails_at_its_limit() {
+        let previous = Some(PreviousDay { date: NaiveDate::from_ymd_opt(2019, 4, 1).unwrap(), rows: 20 });
+        let rows = day(10, Some("direct"), false).await;
+        let checks = vec![
+            volume(Severity::Fail),
+            Check::NullRatio {
+                name: "nulls".into(),
+                severity: Severity::Warn,
+                column: "install_channel".into(),
+                max_ratio: 0.0,
+            },
+            Check::AcceptedValues {
+                name: "channels".into(),
+                severity: Severity::Warn,
+                column: "install_channel".into(),
+                values: vec!["direct".into()],
+            },
+            Check::Sql {
+                name: "negative".into(),
+                severity: Severity::Fail,
+                sql: "SELECT id FROM day WHERE nbr_merchandised_queries < 0".into(),
+            },
+        ];
+        let results = run(&checks, &rows, previous, "t").await.unwrap();
+        assert!(results.iter().all(|r| r.passed), "{results:?}");
+        assert_eq!(results[0].detail, "10 rows against 20 on 2019-04-01 (-50.0%)", "exactly at the limit passes");
+        verdict(&results, "t").unwrap();
+
+        let rows = day(9, None, true).await;
+        let results = run(&checks, &rows, previous, "t").await.unwrap();
+        assert_eq!(
+            results.iter().map(|r| r.passed).collect::<Vec<_>>(),
+            vec![false, false, true, false],
+            "{results:?}"
+        );
+        let err = verdict(&results, "t").unwrap_err();
+        assert_eq!(err.kind, crate::Kind::DataRejected);
+        assert!(err.message.contains("volume: 9 rows against 20") && err.message.contains("negative"), "{err}");
+        assert!(!err.message.contains("nulls"), "a warning does not refuse the load: {err}");
+
+        let rows = day(10, Some("partner"), false).await;
+        let results = run(&checks, &rows, previous, "t").await.unwrap();
+        assert!(!results[2].passed && results[2].detail.contains("e.g. partner"), "{results:?}");
+        verdict(&results, "t").expect("only a warning");
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn volume_needs_an_earlier_date_with_enough_rows() {
+        let rows = day(3, Some("direct"), false).await;
+        let results = run(&[volume(Severity::Fail)], &rows, None, "t").await.unwrap();
+        assert!(results[0].passed, "{results:?}");
+        let few = Some(PreviousDay { date: NaiveDate::from_ymd_opt(2019, 4, 1).unwrap(), rows: 9 });
+        assert!(run(&[volume(Severity::Fail)], &rows, few, "t").await.unwrap()[0].passed);
+        let warn =
+            run(&[volume(Severity::Warn)], &rows, Some(PreviousDay { rows: 100, ..few.unwrap() }), "t").await.unwrap();
+        assert!(!warn[0].passed);
+        verdict(&warn, "t").expect("a warning only");
+    }
+
+    #[test]
+    fn a_typo_in_a_check_fails_loudly() {
+        let bad = "[[checks]]\nname = \"v\"\nkind = \"volume\"\nseverity = \"fail\"\nmax_change_percent = 5\nmin_rows = 1\nmax_chnage = 3\n";
+        assert!(toml::from_str::<ChecksFile>(bad).is_err());
+        let bad = "[[checks]]\nname = \"v\"\nkind = \"volumes\"\nseverity = \"fail\"\n";
+        assert!(toml::from_str::<ChecksFile>(bad).is_err());
+        let bad = "[[checks]]\nname = \"v\"\nkind = \"sql\"\nseverity = \"fatal\"\nsql = \"SELECT 1\"\n";
+        assert!(toml::from_str::<ChecksFile>(bad).is_err());
+    }
+}
