@@ -1,7 +1,18 @@
 # shoplake — the two commands a new machine needs:
 #   make demo   a week of generated exports loaded into ./lake, one day re-run
-#   make test   unit, CLI and property tests, then the S3 integration tests
-#               against LocalStack and MinIO (installed and started here)
+#   make test   every test tier below, with what each needs installed and
+#               started here (LocalStack, MinIO, Airflow, Prometheus, Spark)
+#
+# The tiers, each runnable alone:
+#   make unit-test         unit, CLI, hardening, operations, audit, property tests
+#   make integration-test  S3 scenarios against LocalStack and MinIO (host processes)
+#   make integration-test-docker   the same through testcontainers (needs Docker)
+#   make airflow-test      the DAG, run for real with `airflow dags test`
+#   make cron-test         the cron wrapper (lock, date, log, exit code)
+#   make metrics-test      metrics through real node_exporter and Pushgateway
+#   make interop-test      Spark 3.5 + Delta 3.3 reading and writing our tables
+#   make lint              rustfmt, clippy, actionlint, hadolint, shellcheck, ruff, ...
+# and: make release (tarball + SHA-256), make bench (bench/RESULTS.md).
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 
@@ -14,7 +25,8 @@ DEMO_TO ?= 2019-04-07
 DEMO_ROWS ?= 10000
 DEMO_RERUN ?= 2019-04-03
 
-.PHONY: build demo test unit-test integration-test services-start services-stop bench clean-demo
+.PHONY: build demo test unit-test integration-test integration-test-docker airflow-test cron-test \
+	metrics-test interop-test lint lint-cheap release services-start services-stop bench clean-demo
 
 # Always the whole workspace: one feature set, one build of the dependencies.
 build:
@@ -38,7 +50,7 @@ demo: build
 clean-demo:
 	rm -rf ./data/raw ./lake
 
-test: unit-test integration-test
+test: unit-test integration-test airflow-test cron-test metrics-test interop-test
 
 unit-test:
 	cargo test --workspace --lib --bins --test cli --test hardening --test operations --test adoption --test property --test audit
@@ -46,11 +58,43 @@ unit-test:
 integration-test:
 	./integration-tests/run.sh
 
+# Without SHOPLAKE_IT_*: the harness starts the services with testcontainers.
+integration-test-docker:
+	cargo build --workspace --bins
+	env -u SHOPLAKE_IT_LOCALSTACK_ENDPOINT -u SHOPLAKE_IT_MINIO_ENDPOINT \
+	  SHOPLAKE_BIN=$(SHOPLAKE) cargo test --workspace --test localstack --test minio -- --test-threads 2
+
+airflow-test: build
+	SHOPLAKE_BIN=$(SHOPLAKE) ./deploy/airflow/test.sh
+
+cron-test: build
+	SHOPLAKE_BIN=$(SHOPLAKE) ./deploy/cron/test.sh
+
+metrics-test: build
+	SHOPLAKE_BIN=$(SHOPLAKE) ./deploy/prometheus/test.sh
+
+interop-test: build
+	SHOPLAKE_BIN=$(SHOPLAKE) ./interop/run.sh
+
+# Formatting, clippy (its own check build of every dependency: see README
+# "Continuous integration" for its cost), then the other linters.
+lint: lint-cheap
+	cargo clippy --workspace --all-targets --locked -- -D warnings
+
+lint-cheap:
+	cargo fmt --all --check
+	./tools/lint.sh
+
+release:
+	./tools/release.sh
+
 services-start:
 	./localstack/services.sh start all
 
 services-stop:
 	./localstack/services.sh stop all
 
-bench: build
-	./bench/run.sh
+# The release binary is what users run, so it is what the bench measures.
+bench:
+	cargo build --release --locked --bin shoplake
+	SHOPLAKE_BIN=$(CARGO_TARGET_DIR)/release/shoplake ./bench/run.sh

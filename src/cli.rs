@@ -34,7 +34,11 @@ macro_rules! say_raw {
 }
 
 #[derive(Debug, Parser)]
-#[command(name = "shoplake", version, about = "Loads daily Shopify configuration exports into a Delta Lake table.")]
+#[command(
+    name = "shoplake",
+    version = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("SHOPLAKE_GIT_COMMIT"), ")"),
+    about = "Loads daily Shopify configuration exports into a Delta Lake table."
+)]
 struct Cli {
     /// Log format on stderr (levels with RUST_LOG, e.g. RUST_LOG=debug).
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]

@@ -129,6 +129,7 @@ async fn run_stages(
         "rows_valid": report.rows_valid,
         "checks": report.checks,
         "shoplake_version": env!("CARGO_PKG_VERSION"),
+        "shoplake_commit": env!("SHOPLAKE_GIT_COMMIT"),
     });
     let request = write::LoadRequest {
         def,

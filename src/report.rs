@@ -98,12 +98,15 @@ impl RunReport {
             "  rows     {} read = {} valid + {} filtered + {} rejected + {} duplicate",
             self.rows_read, self.rows_valid, self.rows_filtered, self.rows_rejected, self.rows_duplicate
         );
-        let _ = writeln!(
-            out,
-            "  changes  {} inserted, {} updated, {} deleted, {} unchanged",
-            self.rows_inserted, self.rows_updated, self.rows_deleted, self.rows_unchanged
-        );
-        if self.status != Status::DryRun {
+        // A failed run changed nothing: no zeros that read like a result.
+        if self.status != Status::Failed {
+            let _ = writeln!(
+                out,
+                "  changes  {} inserted, {} updated, {} deleted, {} unchanged",
+                self.rows_inserted, self.rows_updated, self.rows_deleted, self.rows_unchanged
+            );
+        }
+        if !matches!(self.status, Status::DryRun | Status::Failed) {
             let _ = writeln!(out, "  files    {} added, {} removed", self.files_added, self.files_removed);
         }
         for check in &self.checks {

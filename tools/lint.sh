@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# The non-Rust linters (`make lint` also runs cargo fmt --check and clippy):
+#   actionlint         .github/workflows/*.yml (with shellcheck on their run: scripts)
+#   hadolint           Dockerfile
+#   ShellCheck         every shell script: *.sh, .ci/run, files with a sh/bash shebang
+#   ruff check         the Python files under deploy/, bench/, interop/, tools/
+#   yamllint           the YAML files (tools/yamllint.yml)
+#   check-jsonschema   .github/dependabot.yml against Dependabot's schema
+# Installs them first (tools/install-lint-tools.sh, cached outside the clone).
+# Runs every linter even when one fails; exits 1 if any failed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+tools_path="$(./tools/install-lint-tools.sh)"
+export PATH="$tools_path:$PATH"
+
+# The repository's files: tracked ones and new ones not ignored, or all files
+# outside a git checkout.
+list_files() {
+  if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+    git ls-files -z --cached --others --exclude-standard | while IFS= read -r -d '' f; do
+      [[ -f $f ]] && printf '%s\n' "$f"
+    done
+  else
+    find . -type f -not -path './.git/*' -not -path './target/*' | sed 's|^\./||'
+  fi
+}
+mapfile -t files < <(list_files | sort)
+
+shell_scripts=()
+python_files=()
+yaml_files=()
+for f in "${files[@]}"; do
+  case "$f" in
+    *.sh | .ci/run) shell_scripts+=("$f") ;;
+    *.py)
+      case "$f" in deploy/* | bench/* | interop/* | tools/*) python_files+=("$f") ;; esac
+      ;;
+    *.yml | *.yaml) yaml_files+=("$f") ;;
+    *.*) ;;
+    *)
+      # Extensionless executables: scripts if their shebang says sh or bash.
+      if head -c 64 "$f" 2>/dev/null | head -n1 | grep -Eq '^#!.*([/ ](ba)?sh)([[:space:]]|$)'; then
+        shell_scripts+=("$f")
+      fi
+      ;;
+  esac
+done
+
+passed=0
+failed=0
+run() {
+  local name="$1"
+  shift
+  if "$@"; then
+    passed=$((passed + 1))
+    echo "lint: $name: ok"
+  else
+    failed=$((failed + 1))
+    echo "lint: $name: FAILED"
+  fi
+}
+
+workflows=(.github/workflows/*.yml)
+run "actionlint (${#workflows[@]} workflows)" actionlint "${workflows[@]}"
+run "hadolint Dockerfile" hadolint Dockerfile
+run "shellcheck (${#shell_scripts[@]} scripts)" shellcheck --external-sources "${shell_scripts[@]}"
+if [[ ${#python_files[@]} -gt 0 ]]; then
+  run "ruff check (${#python_files[@]} files)" ruff check --no-cache "${python_files[@]}"
+fi
+run "yamllint (${#yaml_files[@]} files)" yamllint --strict -c tools/yamllint.yml "${yaml_files[@]}"
+if [[ -f .github/dependabot.yml ]]; then
+  run "check-jsonschema dependabot.yml" check-jsonschema --builtin-schema vendor.dependabot .github/dependabot.yml
+fi
+
+echo "lint: $passed passed, $failed failed"
+[[ $failed -eq 0 ]]
