@@ -332,10 +332,9 @@ mod tests {
         let rows = day(3, Some("direct"), false).await;
         let results = run(&[volume(Severity::Fail)], &rows, None, "t").await.unwrap();
         assert!(results[0].passed, "{results:?}");
-        let few = Some(PreviousDay { date: NaiveDate::from_ymd_opt(2019, 4, 1).unwrap(), rows: 9 });
-        assert!(run(&[volume(Severity::Fail)], &rows, few, "t").await.unwrap()[0].passed);
-        let warn =
-            run(&[volume(Severity::Warn)], &rows, Some(PreviousDay { rows: 100, ..few.unwrap() }), "t").await.unwrap();
+        let few = PreviousDay { date: NaiveDate::from_ymd_opt(2019, 4, 1).unwrap(), rows: 9 };
+        assert!(run(&[volume(Severity::Fail)], &rows, Some(few), "t").await.unwrap()[0].passed);
+        let warn = run(&[volume(Severity::Warn)], &rows, Some(PreviousDay { rows: 100, ..few }), "t").await.unwrap();
         assert!(!warn[0].passed);
         verdict(&warn, "t").expect("a warning only");
     }

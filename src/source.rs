@@ -125,7 +125,7 @@ pub async fn open(storage: &Storage, file: &SourceFile) -> Result<Box<dyn Read +
 /// not on the async one that opens it.
 enum GunzipOnFirstRead {
     Raw(Box<dyn Read + Send>),
-    Decoding(flate2::read::MultiGzDecoder<Box<dyn Read + Send>>),
+    Decoding(Box<flate2::read::MultiGzDecoder<Box<dyn Read + Send>>>),
     Taken,
 }
 
@@ -133,7 +133,7 @@ impl Read for GunzipOnFirstRead {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         if let GunzipOnFirstRead::Raw(_) = self {
             let GunzipOnFirstRead::Raw(raw) = std::mem::replace(self, GunzipOnFirstRead::Taken) else { unreachable!() };
-            *self = GunzipOnFirstRead::Decoding(flate2::read::MultiGzDecoder::new(raw));
+            *self = GunzipOnFirstRead::Decoding(Box::new(flate2::read::MultiGzDecoder::new(raw)));
         }
         match self {
             GunzipOnFirstRead::Decoding(decoder) => decoder.read(buf),

@@ -148,19 +148,7 @@ fn assert_rejects_follow_each_version(ws: &Workspace) {
 fn rejects_are_paired_with_table_versions_by_record_even_with_interleaved_loads() {
     let ws = Workspace::new();
     let raw = ws.raw();
-    let out = ws.shoplake(&[
-        "generate",
-        "--from",
-        D1,
-        "--to",
-        "2019-04-06",
-        "--rows",
-        "400",
-        "--dirty",
-        "--out",
-        raw.to_str().unwrap(),
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    ws.generate(D1, "2019-04-06", 400, &["--dirty"]);
     let out = ws.shoplake(&["backfill", "--from", D1, "--to", "2019-04-06", "--parallel", "3"]);
     assert!(out.status.success(), "{}", stderr(&out));
     // Re-exports of three dates with one more bad line each, loaded in parallel again.

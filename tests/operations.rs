@@ -175,19 +175,7 @@ fn the_metrics_file_says_what_the_run_did() {
 /// Backfill eight dates one at a time, interrupt it after the first date.
 fn interrupted_backfill(signal: &str) -> (i32, Vec<serde_json::Value>, Workspace) {
     let ws = Workspace::new();
-    let raw = ws.raw();
-    let out = ws.shoplake(&[
-        "generate",
-        "--from",
-        D1,
-        "--to",
-        "2019-04-08",
-        "--rows",
-        "40000",
-        "--out",
-        raw.to_str().unwrap(),
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    ws.generate(D1, "2019-04-08", 40000, &[]);
     let mut child = Command::new(env!("CARGO_BIN_EXE_shoplake"))
         .args(["backfill", "--from", D1, "--to", "2019-04-08", "--format", "json"])
         .env("SHOPLAKE_SOURCE", ws.raw())

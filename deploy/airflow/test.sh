@@ -4,6 +4,7 @@
 # against a temporary sqlite metadata DB, a temporary source directory and a temporary table.
 #
 #   deploy/airflow/test.sh            (make airflow-test)
+#   deploy/airflow/test.sh --install  only install the venv (.ci/run, during the Rust build)
 #
 # Environment:
 #   SHOPLAKE_BIN            binary to test (default $SHOPLAKE_CACHE/target/debug/shoplake); waited
@@ -78,6 +79,7 @@ t0=$SECONDS
 install_venv
 log "time: venv $((SECONDS - t0))s"
 exec 8>&-
+if [ "${1:-}" = --install ]; then exit 0; fi
 PY=$VENV/bin/python
 AIRFLOW=$VENV/bin/airflow
 

@@ -96,7 +96,7 @@ pub async fn entries(table: &DeltaTable, limit: Option<usize>) -> Result<Vec<His
             Some((version, meta))
         })
         .collect();
-    commits.sort_by(|a, b| b.0.cmp(&a.0));
+    commits.sort_by_key(|c| std::cmp::Reverse(c.0));
     commits.truncate(limit.unwrap_or(usize::MAX));
 
     // Commit files are small: fetch several at a time (a long log on S3).

@@ -92,7 +92,7 @@ pub async fn rejects_for(
             _ => None,
         })
         .collect();
-    if paired.is_empty() && !(latest_for_unpaired && !unpaired.is_empty()) {
+    if paired.is_empty() && (!latest_for_unpaired || unpaired.is_empty()) {
         return Ok((Vec::new(), unpaired));
     }
     let Some(latest) = storage.open_table(location).await? else {

@@ -372,12 +372,11 @@ impl ColumnBuilder {
                 b.append_option(v);
                 v.is_some()
             }),
-            Values::CountList(b, items) => values::count_list_into(text, items).map(|present| {
+            Values::CountList(b, items) => values::count_list_into(text, items).inspect(|&present| {
                 if present {
                     b.values().append_slice(items);
                 }
                 b.append(present);
-                present
             }),
             Values::Date(b) => file_date.parse(text).map(|v| {
                 b.append_option(v.map(days_since_epoch));

@@ -65,6 +65,15 @@ impl Workspace {
         snapshot(&self.table())
     }
 
+    /// `shoplake generate` of `rows` shops a day into this workspace's exports.
+    pub fn generate(&self, from: &str, to: &str, rows: u64, extra: &[&str]) {
+        let (rows, raw) = (rows.to_string(), self.raw());
+        let mut args = vec!["generate", "--from", from, "--to", to, "--rows", &rows, "--out", raw.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let out = self.shoplake(&args);
+        assert!(out.status.success(), "generate: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
     /// `shoplake query --format json` (optionally `--as-of`): one JSON object per row.
     pub fn query(&self, sql: &str, as_of: Option<&str>) -> Vec<serde_json::Value> {
         let mut args = vec!["query", "--format", "json", "--sql", sql];
