@@ -12,7 +12,8 @@
 #   make metrics-test      metrics through real node_exporter and Pushgateway
 #   make interop-test      Spark 3.5 + Delta 3.3 reading and writing our tables
 #   make lint              rustfmt, clippy, actionlint, hadolint, shellcheck, ruff, ...
-# and: make release (tarball + SHA-256), make bench (bench/RESULTS.md).
+# and: make release (tarball + SHA-256), make bench (bench/RESULTS.md),
+#      make bench-profiles (how [profile.release] was chosen: bench/PROFILES.md).
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 
@@ -26,7 +27,7 @@ DEMO_ROWS ?= 10000
 DEMO_RERUN ?= 2019-04-03
 
 .PHONY: build demo test unit-test integration-test integration-test-docker airflow-test cron-test \
-	metrics-test interop-test lint lint-cheap release services-start services-stop bench clean-demo
+	metrics-test interop-test lint lint-cheap release services-start services-stop bench bench-profiles clean-demo
 
 # Always the whole workspace: one feature set, one build of the dependencies.
 build:
@@ -53,7 +54,7 @@ clean-demo:
 test: unit-test integration-test airflow-test cron-test metrics-test interop-test
 
 unit-test:
-	cargo test --workspace --lib --bins --test cli --test hardening --test operations --test adoption --test property --test audit
+	cargo test --workspace --lib --bins --test local
 
 integration-test:
 	./integration-tests/run.sh
@@ -62,7 +63,7 @@ integration-test:
 integration-test-docker:
 	cargo build --workspace --bins
 	env -u SHOPLAKE_IT_LOCALSTACK_ENDPOINT -u SHOPLAKE_IT_MINIO_ENDPOINT \
-	  SHOPLAKE_BIN=$(SHOPLAKE) cargo test --workspace --test localstack --test minio -- --test-threads 2
+	  SHOPLAKE_BIN=$(SHOPLAKE) cargo test --workspace --test s3 -- --test-threads 2
 
 airflow-test: build
 	SHOPLAKE_BIN=$(SHOPLAKE) ./deploy/airflow/test.sh
@@ -98,3 +99,7 @@ services-stop:
 bench:
 	cargo build --release --locked --bin shoplake
 	SHOPLAKE_BIN=$(CARGO_TARGET_DIR)/release/shoplake ./bench/run.sh
+
+# Release profile candidates built and raced (one cold release build each).
+bench-profiles:
+	./bench/profiles.sh

@@ -11,10 +11,10 @@ services=./localstack/services.sh
 
 # Build first, while nothing else competes for the two cores.
 cargo build --workspace --bins
-cargo test --workspace --test localstack --test minio --no-run
+cargo test --workspace --test s3 --no-run
 
 trap '"$services" stop all' EXIT
 "$services" start all
 eval "$("$services" env)"
 export SHOPLAKE_BIN="$CARGO_TARGET_DIR/debug/shoplake"
-cargo test --workspace --test localstack --test minio -- --test-threads "${SHOPLAKE_IT_THREADS:-3}"
+cargo test --workspace --test s3 -- --test-threads "${SHOPLAKE_IT_THREADS:-3}"

@@ -1,9 +1,7 @@
 //! End-to-end tests of the `shoplake` binary on local files: each runs the
 //! real binary, then reads the table back and checks its contents.
 
-mod common;
-
-use common::{export, line, Workspace, HEADER};
+use crate::common::{export, line, Workspace, HEADER};
 
 const D1: &str = "2019-04-01";
 const D2: &str = "2019-04-02";
@@ -364,5 +362,5 @@ fn backfill_loads_a_range_in_parallel() {
 }
 
 fn rejects_of(ws: &Workspace) -> Vec<(i64, String, String)> {
-    common::rejects_of(&ws.rejects_table())
+    crate::common::rejects_of(&ws.rejects_table())
 }

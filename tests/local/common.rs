@@ -1,4 +1,4 @@
-//! Helpers shared by the CLI tests: run the real binary, write fixture
+//! Helpers shared by the local end-to-end tests: run the real binary, write fixture
 //! exports, and read a table back as plain values.
 #![allow(dead_code)]
 

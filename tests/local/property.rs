@@ -5,8 +5,6 @@
 //! that would empty a loaded date is refused, and loading the same file
 //! again adds no version.
 
-mod common;
-
 use std::collections::BTreeMap;
 
 use proptest::prelude::*;
@@ -61,7 +59,7 @@ fn flag_text(v: Option<bool>, style: u8) -> String {
 }
 
 fn render(date: &str, rows: &[Row]) -> String {
-    let mut text = format!("{}\n", common::HEADER);
+    let mut text = format!("{}\n", crate::common::HEADER);
     for (n, r) in rows.iter().enumerate() {
         let pins = match &r.pins {
             None => String::new(),
@@ -132,7 +130,7 @@ proptest! {
 
     #[test]
     fn the_table_equals_the_last_load_of_each_date(loads in loads()) {
-        let ws = common::Workspace::new();
+        let ws = crate::common::Workspace::new();
         let runtime = tokio::runtime::Runtime::new().unwrap();
         let storage = Storage::new();
         let mut model: BTreeMap<String, BTreeMap<String, Vec<String>>> = BTreeMap::new();

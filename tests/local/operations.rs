@@ -2,12 +2,10 @@
 //! data-quality checks declared beside the table, the metrics file, and a
 //! backfill interrupted by a real signal.
 
-mod common;
-
 use std::io::BufRead;
 use std::process::{Command, Stdio};
 
-use common::{export, json_lines, line, Workspace};
+use crate::common::{export, json_lines, line, Workspace};
 
 const D1: &str = "2019-04-01";
 const D2: &str = "2019-04-02";

@@ -4,10 +4,8 @@
 //! directly, so it runs without Spark; `make interop-test` does the same
 //! with Spark itself.
 
-mod common;
-
 use chrono::NaiveDate;
-use common::{export, line, Workspace};
+use crate::common::{export, line, Workspace};
 use deltalake::protocol::SaveMode;
 use shoplake::definition::TableDefinition;
 

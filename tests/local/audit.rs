@@ -2,9 +2,7 @@
 //! day 2, re-load a corrected day 1, restore. The expected state of every
 //! version is written down here and compared with `query --as-of`.
 
-mod common;
-
-use common::{export, line, Workspace};
+use crate::common::{export, line, Workspace};
 use serde_json::Value;
 
 const D1: &str = "2019-04-01";

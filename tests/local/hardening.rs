@@ -2,12 +2,10 @@
 //! test checks the table's contents afterwards, and the case just beside
 //! the guard it tests.
 
-mod common;
-
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use common::{export, line, rejects_of, Workspace, HEADER};
+use crate::common::{export, line, rejects_of, Workspace, HEADER};
 
 const D1: &str = "2019-04-01";
 const D2: &str = "2019-04-02";

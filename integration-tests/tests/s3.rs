@@ -1,0 +1,11 @@
+//! The S3 scenarios against LocalStack and against MinIO, as one test
+//! binary (each links all of deltalake and DataFusion; one link instead of
+//! two). Run one backend with a filter: `cargo test --test s3 minio::`.
+
+mod localstack {
+    shoplake_integration_tests::scenario_tests!(shoplake_integration_tests::Backend::LocalStack);
+}
+
+mod minio {
+    shoplake_integration_tests::scenario_tests!(shoplake_integration_tests::Backend::Minio);
+}

@@ -1,0 +1,15 @@
+//! The end-to-end tests on local files, as one test binary: each test runs
+//! the real `shoplake` binary (or the library, for the property and
+//! adoption tests) and reads the tables back. One binary because each links
+//! all of deltalake and DataFusion: six separate ones cost about a minute
+//! of linking each on the 2-core build machine.
+//!
+//! Run one group with a filter: `cargo test --test local hardening::`.
+
+mod adoption;
+mod audit;
+mod cli;
+mod common;
+mod hardening;
+mod operations;
+mod property;
