@@ -10,6 +10,8 @@
 #   PROFILE_ROWS     rows of the export (default 1000000)
 #   PROFILE_REPEAT   runs per scenario and binary (default 5; the median is reported)
 #   PROFILE_OUT      where PROFILES.md goes (default bench/)
+#   PROFILE_REUSE=1  race the binaries of the previous run again (no builds;
+#                    its build times are kept)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/shoplake/target}"
@@ -25,28 +27,34 @@ log() { echo "[profiles] $*" >&2; }
 # overridden (an explicit value, even cargo's default, is another build); the
 # others override it.
 candidates=(
-  "Cargo.toml's [profile.release] (cargo's defaults: 16 codegen units, thin-local LTO)|"
-  "thin LTO, 1 codegen unit|CARGO_PROFILE_RELEASE_LTO=thin CARGO_PROFILE_RELEASE_CODEGEN_UNITS=1"
+  "Cargo.toml's [profile.release] (thin LTO, 1 codegen unit)|"
+  "cargo's defaults (thin-local LTO, 16 codegen units)|CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16"
 )
 
-rm -rf "$WORK"
-mkdir -p "$WORK/bin"
 results="$WORK/results.jsonl"
-: >"$results"
-
-for i in "${!candidates[@]}"; do
-  IFS='|' read -r name vars <<<"${candidates[$i]}"
-  log "building: $name"
-  start=$SECONDS
-  # shellcheck disable=SC2086 # $vars is a list of VAR=value words on purpose
-  env $vars cargo build --release --locked --bin shoplake >&2
-  seconds=$((SECONDS - start))
-  cp "$CARGO_TARGET_DIR/release/shoplake" "$WORK/bin/$i"
-  python3 -c 'import json,sys,os; print(json.dumps({"candidate": int(sys.argv[1]), "name": sys.argv[2], "vars": sys.argv[3], "build_seconds": int(sys.argv[4]), "binary_mb": round(os.path.getsize(sys.argv[5]) / 1e6, 1)}))' \
-    "$i" "$name" "$vars" "$seconds" "$WORK/bin/$i" >>"$results"
-done
-# Leave the shipped profile's binary where `make bench` and `make release` expect it.
-cargo build --release --locked --bin shoplake >&2
+if [ "${PROFILE_REUSE:-0}" = 1 ] && [ -f "$results" ]; then
+  log "reusing the binaries and build times in $WORK"
+  grep build_seconds "$results" >"$results.builds"
+  mv "$results.builds" "$results"
+  rm -rf "$WORK/raw" "$WORK/revised" "$WORK"/t[0-9]*
+else
+  rm -rf "$WORK"
+  mkdir -p "$WORK/bin"
+  : >"$results"
+  for i in "${!candidates[@]}"; do
+    IFS='|' read -r name vars <<<"${candidates[$i]}"
+    log "building: $name"
+    start=$SECONDS
+    # shellcheck disable=SC2086 # $vars is a list of VAR=value words on purpose
+    env $vars cargo build --release --locked --bin shoplake >&2
+    seconds=$((SECONDS - start))
+    cp "$CARGO_TARGET_DIR/release/shoplake" "$WORK/bin/$i"
+    python3 -c 'import json,sys,os; print(json.dumps({"candidate": int(sys.argv[1]), "name": sys.argv[2], "vars": sys.argv[3], "build_seconds": int(sys.argv[4]), "binary_mb": round(os.path.getsize(sys.argv[5]) / 1e6, 1)}))' \
+      "$i" "$name" "$vars" "$seconds" "$WORK/bin/$i" >>"$results"
+  done
+  # Leave the shipped profile's binary where `make bench` and `make release` expect it.
+  cargo build --release --locked --bin shoplake >&2
+fi
 
 BIN="$WORK/bin/0"
 log "generating $ROWS shops and a 1% corrected re-export"
@@ -101,7 +109,7 @@ base = builds[0]["candidate"]
 for b in builds[1:]:
     i = b["candidate"]
     ratios = ", ".join(f'{labels[s]} {median(i, s, "seconds") / median(base, s, "seconds"):.2f}x' for s in scenarios)
-    print(f'- {b["name"]} against Cargo.toml's profile: {ratios} (time, lower is faster).')
+    print(f'- {b["name"]} against the shipped profile: {ratios} (time, lower is faster).')
 print("\nCargo variables of each candidate:\n")
 for b in builds:
     print(f'- {b["name"]}: `{b["vars"] or "(none)"}`')

@@ -209,7 +209,7 @@ cpu = sh("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2")
 out.append(f"- {platform.platform()}, {os.cpu_count()} cores, {mem_gib:.0f} GiB")
 out.append(f"- CPU: {cpu}")
 out.append(f"- {sh(binary + ' --version')}, {sh('rustc --version')}, {profile} profile")
-out.append(f"- Python baseline: {sh(sys.executable + ' --version')}, deltalake 1.6.6 and pyarrow in a venv")
+out.append(f"- Python baseline: {sh(sys.executable + ' --version')}, deltalake 1.6.6 and pyarrow 26.0.1 in a venv")
 if "spark" not in skipped:
     java = sh("java -version 2>&1 | head -1")
     out.append(f"- Spark: pyspark 3.5.7, delta-spark 3.3.2 (jars io.delta:delta-spark_2.12:3.3.2, "

@@ -45,7 +45,7 @@ echo "release: ${build[*]} (shoplake $version for $target)"
 # A smoke test of what is shipped, where it can run: it starts and says its version.
 if [[ $target == "$host" ]]; then
   reported="$("$bin" --version)"
-  [[ $reported == "shoplake $version" ]] || { echo "release: $bin --version says '$reported', expected 'shoplake $version'" >&2; exit 1; }
+  [[ $reported == "shoplake $version (commit "* ]] || { echo "release: $bin --version says '$reported', expected 'shoplake $version (commit …)'" >&2; exit 1; }
 fi
 
 name="shoplake-$version-$target"

@@ -273,18 +273,28 @@ def plan_run(context: Any, cfg: dict[str, Any]) -> tuple[str, list[str]]:
     return export_date, build_ingest_args(export_date, cfg, params)
 
 
-def alert_on_failure(context: Any) -> None:
-    """on_failure_callback: the place where alerting plugs in."""
+def _attempt_fields(context: Any) -> tuple[tuple[Any, ...], Any]:
+    """What the callbacks log of a task attempt: (dag, task, run, export date,
+    exit code, try), and the exception that ended it."""
     ti = context.get("ti") or context.get("task_instance")
     exc = context.get("exception")
-    log.error(
-        "SHOPLAKE ALERT dag=%s task=%s run_id=%s export_date=%s exit_code=%s try=%s error=%s",
+    fields = (
         getattr(ti, "dag_id", DAG_ID),
         getattr(ti, "task_id", "?"),
         getattr(ti, "run_id", "?"),
         getattr(exc, "export_date", None),
         getattr(exc, "exit_code", None),
         getattr(ti, "try_number", "?"),
+    )
+    return fields, exc
+
+
+def alert_on_failure(context: Any) -> None:
+    """on_failure_callback: the place where alerting plugs in."""
+    fields, exc = _attempt_fields(context)
+    log.error(
+        "SHOPLAKE ALERT dag=%s task=%s run_id=%s export_date=%s exit_code=%s try=%s error=%s",
+        *fields,
         exc,
     )
     # Page / notify here, e.g. SlackNotifier or a PagerDuty Events API call from
@@ -294,16 +304,10 @@ def alert_on_failure(context: Any) -> None:
 
 def log_retry(context: Any) -> None:
     """on_retry_callback: exit 3 / 5, the task will be retried after retry_delay."""
-    ti = context.get("ti") or context.get("task_instance")
-    exc = context.get("exception")
+    fields, _ = _attempt_fields(context)
     log.warning(
         "SHOPLAKE RETRY dag=%s task=%s run_id=%s export_date=%s exit_code=%s try=%s",
-        getattr(ti, "dag_id", DAG_ID),
-        getattr(ti, "task_id", "?"),
-        getattr(ti, "run_id", "?"),
-        getattr(exc, "export_date", None),
-        getattr(exc, "exit_code", None),
-        getattr(ti, "try_number", "?"),
+        *fields,
     )
 
 
