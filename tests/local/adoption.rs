@@ -4,8 +4,8 @@
 //! directly, so it runs without Spark; `make interop-test` does the same
 //! with Spark itself.
 
-use chrono::NaiveDate;
 use crate::common::{export, line, Workspace};
+use chrono::NaiveDate;
 use deltalake::protocol::SaveMode;
 use shoplake::definition::TableDefinition;
 
