@@ -41,9 +41,10 @@ BENCH_LOAD_START="$(cut -d' ' -f1-3 /proc/loadavg)"
 BENCH_BIN_MTIME="$(stat -c %Y "$BIN")"
 export BENCH_LOAD_START BENCH_BIN_MTIME
 # Pinned, so the baseline is the same program from run to run.
-BASELINE_PIP=("deltalake==1.6.6" "pyarrow==26.0.1" "matplotlib==3.9.4")
+PYARROW_VERSION=26.0.1
+BASELINE_PIP=("deltalake==1.6.6" "pyarrow==$PYARROW_VERSION" "matplotlib==3.9.4")
 if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import deltalake, pyarrow, matplotlib
-assert pyarrow.__version__ == '26.0.1', pyarrow.__version__" 2>/dev/null; then
+assert pyarrow.__version__ == '$PYARROW_VERSION', pyarrow.__version__" 2>/dev/null; then
   log "creating the baseline venv in $VENV"
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install -q "${BASELINE_PIP[@]}"
