@@ -18,7 +18,6 @@ use std::time::Duration;
 use chrono::NaiveDate;
 use futures::StreamExt;
 
-use crate::definition::TableDefinition;
 use crate::error::{Error, Kind, Result};
 use crate::ingest::{self, IngestConfig};
 use crate::report::{RunReport, Status};
@@ -47,11 +46,11 @@ pub async fn run(
     run_id: &str,
     stop: &AtomicBool,
 ) -> (Vec<RunReport>, Option<Error>) {
-    let def = TableDefinition::shopify_configuration();
+    let target = &config.ingest.target;
     if !config.ingest.dry_run {
         let created = async {
-            open_or_create(storage, &config.ingest.table, &TableSpec::of(def)?).await?;
-            crate::rejects::open_for_writing(storage, &config.ingest.rejects_table, def).await?;
+            open_or_create(storage, &target.table, &TableSpec::of(target.def)?).await?;
+            crate::rejects::open_for_writing(storage, &target.rejects, target.def).await?;
             Ok::<_, Error>(())
         };
         if let Err(error) = created.await {
@@ -66,10 +65,10 @@ pub async fn run(
             let progress = &progress;
             async move {
                 if stop.load(Ordering::SeqCst) {
-                    let mut report = RunReport::new(
+                    let mut report = RunReport::for_target(
+                        &day_config.target,
                         date.to_string(),
-                        day_config.source.join(&crate::source::file_name(date)).to_string(),
-                        day_config.table.to_string(),
+                        day_config.source.join(&day_config.target.def.source_file(date)).to_string(),
                         run_id.to_string(),
                     );
                     report.status = Status::NotStarted;

@@ -14,12 +14,13 @@ use std::sync::Arc;
 use chrono::NaiveDate;
 use datafusion::arrow::array::{Array, AsArray, RecordBatch};
 use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
 use deltalake::DeltaTable;
 use serde::{Deserialize, Serialize};
 
+use crate::definition::TableDefinition;
 use crate::error::{Error, Result, Stage};
 
 /// How a failed check is treated.
@@ -83,23 +84,36 @@ impl Check {
         }
     }
 
-    /// The columns a check names must be the table's.
-    pub fn validate(&self, columns: &[&str]) -> std::result::Result<(), String> {
+    /// A check must name the table's columns, and its SQL must plan
+    /// against the day's rows (the definition pipeline runs this).
+    pub async fn validate(&self, def: &TableDefinition) -> std::result::Result<(), String> {
+        let has = |column: &str| def.column(column).is_some();
         match self {
-            Check::NullRatio { column, max_ratio, .. }
-                if !(0.0..=1.0).contains(max_ratio) || !columns.contains(&column.as_str()) =>
-            {
-                Err(format!("check {}: needs a table column and a max_ratio between 0 and 1", self.name()))
+            Check::NullRatio { max_ratio, .. } if !(0.0..=1.0).contains(max_ratio) => {
+                Err(format!("check {}: max_ratio must be between 0 and 1", self.name()))
             }
-            Check::AcceptedValues { column, .. } if !columns.contains(&column.as_str()) => {
+            Check::NullRatio { column, .. } | Check::AcceptedValues { column, .. } if !has(column) => {
                 Err(format!("check {}: {column} is not a column of the table", self.name()))
             }
             Check::Volume { max_change_percent, .. } if *max_change_percent < 0.0 => {
                 Err(format!("check {}: max_change_percent must not be negative", self.name()))
             }
+            Check::Sql { sql, .. } => {
+                let ctx = day_context(def.arrow_schema(), Vec::new()).map_err(|e| e.to_string())?;
+                ctx.sql(sql).await.map(|_| ()).map_err(|e| {
+                    format!("check {}: the SQL does not plan: {}", self.name(), crate::error::flatten(&e))
+                })
+            }
             _ => Ok(()),
         }
     }
+}
+
+/// A session where the day's rows are the table `day`.
+fn day_context(schema: SchemaRef, rows: Vec<RecordBatch>) -> datafusion::error::Result<SessionContext> {
+    let ctx = SessionContext::new();
+    ctx.register_table("day", Arc::new(MemTable::try_new(schema, vec![rows])?))?;
+    Ok(ctx)
 }
 
 /// What a check found.
@@ -145,11 +159,12 @@ pub fn previous_day(table: &DeltaTable, partition_by: &str, date: NaiveDate) -> 
 
 /// Runs every check on the day's valid rows (the table's schema).
 pub async fn run(
-    checks: &[Check],
+    def: &TableDefinition,
     rows: &[RecordBatch],
     previous: Option<PreviousDay>,
     source: &str,
 ) -> Result<Vec<CheckResult>> {
+    let checks = &def.checks;
     let total: u64 = rows.iter().map(|b| b.num_rows() as u64).sum();
     let mut results = Vec::with_capacity(checks.len());
     for check in checks {
@@ -197,7 +212,7 @@ pub async fn run(
                 (unexpected == 0, detail)
             }
             Check::Sql { sql, .. } => {
-                let found = sql_rows(sql, rows).await.map_err(|e| {
+                let found = sql_rows(sql, def.arrow_schema(), rows).await.map_err(|e| {
                     Error::internal(
                         Stage::Validate,
                         source,
@@ -228,14 +243,9 @@ pub async fn run(
     Ok(results)
 }
 
-async fn sql_rows(sql: &str, rows: &[RecordBatch]) -> datafusion::error::Result<usize> {
-    let ctx = SessionContext::new();
-    let schema = match rows.first() {
-        Some(batch) => batch.schema(),
-        None => crate::definition::TableDefinition::shopify_configuration().arrow_schema(),
-    };
-    ctx.register_table("day", Arc::new(MemTable::try_new(schema, vec![rows.to_vec()])?))?;
-    let batches = ctx.sql(sql).await?.collect().await?;
+async fn sql_rows(sql: &str, schema: SchemaRef, rows: &[RecordBatch]) -> datafusion::error::Result<usize> {
+    let schema = rows.first().map_or(schema, RecordBatch::schema);
+    let batches = day_context(schema, rows.to_vec())?.sql(sql).await?.collect().await?;
     Ok(batches.iter().map(RecordBatch::num_rows).sum())
 }
 
@@ -255,11 +265,10 @@ pub fn verdict(results: &[CheckResult], source: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::definition::TableDefinition;
-
+    
     /// A day of `rows` shops read through the real stages, so the rows have the table's schema.
     async fn day(rows: usize, channel: Option<&str>, negative: bool) -> Vec<RecordBatch> {
-        let def = TableDefinition::shopify_configuration();
+        let def = crate::definition::built_in("shopify_configuration");
         let header = def.export_columns().map(|c| c.name.as_str()).collect::<Vec<_>>().join(",");
         let mut text = format!("{header}\n");
         for i in 0..rows {
@@ -271,9 +280,14 @@ mod tests {
         let (rx, reader) =
             crate::read::start(def, date, "t.csv".into(), Box::new(std::io::Cursor::new(text.into_bytes())));
         let stream = crate::transform::run(def, rx, "t.csv").await.unwrap();
-        let validated = crate::validate::run(def, stream, "t.csv").await.unwrap();
+        let validated = crate::validate::run(def, &crate::row_hash::ValueHasher::new(def), stream, "t.csv").await.unwrap();
         reader.await.unwrap().unwrap();
         validated.batches
+    }
+
+    /// The table's definition with `checks` instead of its own.
+    fn with(checks: Vec<Check>) -> TableDefinition {
+        TableDefinition { checks, ..crate::definition::built_in("shopify_configuration").clone() }
     }
 
     fn volume(severity: Severity) -> Check {
@@ -304,13 +318,13 @@ mod tests {
                 sql: "SELECT id FROM day WHERE nbr_merchandised_queries < 0".into(),
             },
         ];
-        let results = run(&checks, &rows, previous, "t").await.unwrap();
+        let results = run(&with(checks.clone()), &rows, previous, "t").await.unwrap();
         assert!(results.iter().all(|r| r.passed), "{results:?}");
         assert_eq!(results[0].detail, "10 rows against 20 on 2019-04-01 (-50.0%)", "exactly at the limit passes");
         verdict(&results, "t").unwrap();
 
         let rows = day(9, None, true).await;
-        let results = run(&checks, &rows, previous, "t").await.unwrap();
+        let results = run(&with(checks.clone()), &rows, previous, "t").await.unwrap();
         assert_eq!(
             results.iter().map(|r| r.passed).collect::<Vec<_>>(),
             vec![false, false, true, false],
@@ -322,7 +336,7 @@ mod tests {
         assert!(!err.message.contains("nulls"), "a warning does not refuse the load: {err}");
 
         let rows = day(10, Some("partner"), false).await;
-        let results = run(&checks, &rows, previous, "t").await.unwrap();
+        let results = run(&with(checks.clone()), &rows, previous, "t").await.unwrap();
         assert!(!results[2].passed && results[2].detail.contains("e.g. partner"), "{results:?}");
         verdict(&results, "t").expect("only a warning");
     }
@@ -330,11 +344,11 @@ mod tests {
     #[tokio::test(flavor = "multi_thread")]
     async fn volume_needs_an_earlier_date_with_enough_rows() {
         let rows = day(3, Some("direct"), false).await;
-        let results = run(&[volume(Severity::Fail)], &rows, None, "t").await.unwrap();
+        let results = run(&with(vec![volume(Severity::Fail)]), &rows, None, "t").await.unwrap();
         assert!(results[0].passed, "{results:?}");
         let few = PreviousDay { date: NaiveDate::from_ymd_opt(2019, 4, 1).unwrap(), rows: 9 };
-        assert!(run(&[volume(Severity::Fail)], &rows, Some(few), "t").await.unwrap()[0].passed);
-        let warn = run(&[volume(Severity::Warn)], &rows, Some(PreviousDay { rows: 100, ..few }), "t").await.unwrap();
+        assert!(run(&with(vec![volume(Severity::Fail)]), &rows, Some(few), "t").await.unwrap()[0].passed);
+        let warn = run(&with(vec![volume(Severity::Warn)]), &rows, Some(PreviousDay { rows: 100, ..few }), "t").await.unwrap();
         assert!(!warn[0].passed);
         verdict(&warn, "t").expect("a warning only");
     }

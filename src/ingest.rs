@@ -11,6 +11,7 @@ use serde_json::json;
 
 use crate::definition::TableDefinition;
 use crate::error::{Error, Result, Stage};
+use crate::target::TableTarget;
 use crate::read::{self, Reject};
 use crate::report::{RunReport, Status};
 use crate::storage::{Location, Storage};
@@ -19,9 +20,9 @@ use crate::{check, rejects, source, transform, validate, write};
 #[derive(Debug, Clone)]
 pub struct IngestConfig {
     pub date: NaiveDate,
+    /// The root the definition's source pattern is under.
     pub source: Location,
-    pub table: Location,
-    pub rejects_table: Location,
+    pub target: TableTarget,
     /// Highest share of rejected lines a load accepts (0.01 = 1%).
     pub max_reject_ratio: f64,
     /// What the load may delete (empty export, shrink).
@@ -34,12 +35,11 @@ pub struct IngestConfig {
 /// what was known when it stopped.
 pub async fn run(storage: &Storage, config: &IngestConfig, run_id: &str) -> (RunReport, Result<()>) {
     let started = Instant::now();
-    let def = TableDefinition::shopify_configuration();
-    let expected_file = config.source.join(&source::file_name(config.date));
-    let mut report = RunReport::new(
+    let def = config.target.def;
+    let mut report = RunReport::for_target(
+        &config.target,
         config.date.to_string(),
-        expected_file.to_string(),
-        config.table.to_string(),
+        config.source.join(&def.source_file(config.date)).to_string(),
         run_id.to_string(),
     );
     let result = run_stages(storage, config, def, run_id, &mut report).await;
@@ -59,7 +59,15 @@ async fn run_stages(
     report: &mut RunReport,
 ) -> Result<()> {
     let date = config.date;
-    let file = source::locate(storage, &config.source, date).await?;
+    let location = &config.target.table;
+    // The table is opened once; its schema is compared with the definition
+    // before the export is read (a change that cannot be made in place is
+    // refused here, exit 2), and the fingerprint follows from both.
+    let table = storage.open_table(location).await?;
+    let plan = crate::schema::plan(def, table.as_ref(), location)?;
+    plan.check(def, location)?;
+    let hasher = plan.hasher(def);
+    let file = source::locate(storage, &config.source, def, date).await?;
     let uri = file.uri();
     report.source = uri.clone();
     tracing::info!(date = %date, source = %uri, bytes = file.size, "reading export");
@@ -68,12 +76,12 @@ async fn run_stages(
     let (batches, reader) = read::start(def, date, uri.clone(), input);
     let export = async {
         match transform::run(def, batches, &uri).await {
-            Ok(rows) => validate::run(def, rows, &uri).await,
+            Ok(rows) => validate::run(def, &hasher, rows, &uri).await,
             Err(error) => Err(error),
         }
     };
     // What the table holds for the date is read at the same time.
-    let (validated, ahead) = tokio::join!(export, write::read_ahead(storage, &config.table, def, date));
+    let (validated, ahead) = tokio::join!(export, write::read_ahead(table, location, def, &hasher, date));
     // The reader's own failure (a bad header, say) explains the rest.
     let summary = reader.await.map_err(|e| Error::internal(Stage::Read, &uri, e))??;
     let validated = validated?;
@@ -87,6 +95,8 @@ async fn run_stages(
     report.rows_rejected = rows_rejected;
     report.rows_duplicate = validated.rows_duplicate;
     report.rows_valid = validated.rows_valid;
+    report.ignored_columns = summary.ignored_columns.clone();
+    report.missing_columns = summary.missing_columns.clone();
     let accounted = report.rows_filtered + report.rows_rejected + report.rows_duplicate + report.rows_valid;
     if accounted != report.rows_read {
         return Err(Error::internal(
@@ -115,7 +125,7 @@ async fn run_stages(
         Some(ahead) => check::previous_day(ahead.table(), &def.partition_by, date)?,
         None => None,
     };
-    report.checks = check::run(&def.checks, &validated.batches, previous, &uri).await?;
+    report.checks = check::run(def, &validated.batches, previous, &uri).await?;
     check::verdict(&report.checks, &uri)?;
 
     let commit_info = json!({
@@ -128,15 +138,19 @@ async fn run_stages(
         "rows_duplicate": report.rows_duplicate,
         "rows_valid": report.rows_valid,
         "checks": report.checks,
+        "header_policy": { "unknown_columns": def.unknown_columns, "missing_columns": def.missing_columns },
+        "ignored_columns": report.ignored_columns,
+        "null_columns": report.missing_columns,
         "shoplake_version": env!("CARGO_PKG_VERSION"),
         "shoplake_commit": env!("SHOPLAKE_GIT_COMMIT"),
     });
     let request = write::LoadRequest {
         def,
-        location: &config.table,
+        hasher: &hasher,
+        location,
         date,
         rows: &validated.batches,
-        rejects_location: &config.rejects_table,
+        rejects_location: &config.target.rejects,
         rejects: rejects::DayRejects { date, source_uri: &uri, run_id, rejects: &all_rejects },
         guards: config.guards,
         commit_info,
@@ -159,6 +173,7 @@ async fn run_stages(
     report.rows_unchanged = outcome.unchanged;
     report.files_added = outcome.files_added;
     report.files_removed = outcome.files_removed;
+    report.added_columns = outcome.added_columns.clone();
     if outcome.deleted > 0 {
         tracing::warn!(date = %date, deleted = outcome.deleted, of = outcome.rows_before, "rows deleted: the export no longer has them");
     }

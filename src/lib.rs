@@ -1,11 +1,12 @@
-//! shoplake loads daily Shopify configuration exports into the Delta Lake
-//! table `shopify_configuration`, idempotently, one Delta version per load.
+//! shoplake loads daily exports into Delta Lake tables, idempotently, one
+//! Delta version per load; each table is a definition read at run time
+//! (`tables/<name>/`, [`definition`]), `shopify_configuration` the first.
 //!
 //! Data flows one way, one module per stage: [`source`] → [`read`] →
 //! [`transform`] → [`validate`] → [`check`] → [`write`] → [`report`]
 //! (and [`metrics`]), orchestrated by [`ingest`] (and [`backfill`] for
-//! ranges). The table's columns, rules and checks come from [`definition`]
-//! (`tables/shopify_configuration/`).
+//! ranges). A table's columns, rules and checks come from its definition;
+//! where it lives from [`target`].
 
 pub mod audit;
 pub mod backfill;
@@ -21,8 +22,10 @@ pub mod read;
 pub mod rejects;
 pub mod report;
 pub mod row_hash;
+pub mod schema;
 pub mod source;
 pub mod storage;
+pub mod target;
 pub mod testing;
 pub mod transform;
 pub mod validate;

@@ -2,7 +2,9 @@
 //! file for node_exporter's textfile collector (`--metrics-file`, written
 //! to a temporary file and renamed, so the collector never reads half a
 //! file) and a push to a Pushgateway (`--pushgateway`, grouped by job and
-//! table). Every series is labelled by table only: the loaded date is a
+//! table). Every series is labelled by table only (its name and its URI:
+//! `table_name`, `table`); with `--all-tables` each table has its own file
+//! (the table's name before the file's extension) and push. The loaded date is a
 //! value (`shoplake_export_date_timestamp_seconds`), not a label, so a
 //! back-fill of years does not create a series per day.
 //!
@@ -25,6 +27,9 @@ use crate::report::{RunReport, Status};
 /// What one run (one ingest, or a whole backfill) did, for metrics.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunMetrics {
+    /// The table's definition name.
+    pub table_name: String,
+    /// The table's URI.
     pub table: String,
     pub exit_code: u8,
     pub rows: [(&'static str, u64); 5],
@@ -41,9 +46,10 @@ pub struct RunMetrics {
 
 impl RunMetrics {
     /// The metrics of the runs behind `reports` (several for a backfill), ending with `exit_code`.
-    pub fn of(table: &str, reports: &[RunReport], exit_code: u8, duration: Duration) -> RunMetrics {
+    pub fn of(table_name: &str, table: &str, reports: &[RunReport], exit_code: u8, duration: Duration) -> RunMetrics {
         let sum = |f: fn(&RunReport) -> u64| reports.iter().map(f).sum::<u64>();
         RunMetrics {
+            table_name: table_name.to_string(),
             table: table.to_string(),
             exit_code,
             rows: [
@@ -72,6 +78,11 @@ impl RunMetrics {
         }
     }
 
+    /// The labels every series of this table carries.
+    fn labels(&self) -> String {
+        format!("table_name=\"{}\",table=\"{}\"", escape(&self.table_name), escape(&self.table))
+    }
+
     fn succeeded(&self) -> bool {
         self.exit_code == 0 && !self.dry_run
     }
@@ -79,7 +90,7 @@ impl RunMetrics {
     /// The text exposition; `last_success` is the time to report as the
     /// last success (the file keeps the previous one after a failure).
     pub fn render(&self, last_success: Option<f64>) -> String {
-        let table = format!("table=\"{}\"", escape(&self.table));
+        let table = self.labels();
         let mut out = String::new();
         let mut gauge = |name: &str, help: &str, samples: &[(String, f64)]| {
             let _ = writeln!(out, "# HELP {name} {help}");
@@ -162,7 +173,7 @@ impl RunMetrics {
     /// Writes the metrics for the textfile collector: to a temporary file
     /// in the same directory, then renamed over `path`.
     pub fn write_file(&self, path: &Path) -> std::io::Result<()> {
-        let previous = std::fs::read_to_string(path).ok().and_then(|text| last_success_in(&text, &self.table));
+        let previous = std::fs::read_to_string(path).ok().and_then(|text| last_success_in(&text, &self.labels()));
         let text = self.render(previous);
         let directory = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
@@ -204,6 +215,17 @@ impl RunMetrics {
     }
 }
 
+/// The metrics file of one table of an `--all-tables` run: the table's
+/// name before the file's extension (`shoplake.prom` → `shoplake.<name>.prom`).
+pub fn per_table_path(path: &Path, table_name: &str) -> std::path::PathBuf {
+    let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = match path.extension() {
+        Some(ext) => format!("{stem}.{table_name}.{}", ext.to_string_lossy()),
+        None => format!("{stem}.{table_name}"),
+    };
+    path.with_file_name(name)
+}
+
 /// A URL (or a message quoting one) with any `user:password@` taken out,
 /// for logs: a Pushgateway URL may carry basic-auth credentials.
 pub fn redact(text: &str) -> String {
@@ -225,9 +247,9 @@ pub fn redact(text: &str) -> String {
     out
 }
 
-/// The last-success value of `table` in a metrics file, if any.
-fn last_success_in(text: &str, table: &str) -> Option<f64> {
-    let prefix = format!("shoplake_last_success_timestamp_seconds{{table=\"{}\"}} ", escape(table));
+/// The last-success value of the table with these labels in a metrics file, if any.
+fn last_success_in(text: &str, labels: &str) -> Option<f64> {
+    let prefix = format!("shoplake_last_success_timestamp_seconds{{{labels}}} ");
     text.lines().find_map(|line| line.strip_prefix(&prefix)).and_then(|v| v.trim().parse().ok())
 }
 
@@ -279,24 +301,24 @@ mod tests {
     fn renders_the_text_format_and_keeps_the_last_success_after_a_failure() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("shoplake.prom");
-        let ok = RunMetrics::of("./lake/\"t\"", &[report(Status::Committed)], 0, Duration::from_millis(1500));
+        let ok = RunMetrics::of("t", "./lake/\"t\"", &[report(Status::Committed)], 0, Duration::from_millis(1500));
         ok.write_file(&path).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
-        assert!(text.contains("shoplake_rows{table=\"./lake/\\\"t\\\"\",bucket=\"read\"} 10"), "{text}");
-        assert!(text.contains("shoplake_run_duration_seconds{table=\"./lake/\\\"t\\\"\"} 1.5"), "{text}");
+        assert!(text.contains("shoplake_rows{table_name=\"t\",table=\"./lake/\\\"t\\\"\",bucket=\"read\"} 10"), "{text}");
+        assert!(text.contains("shoplake_run_duration_seconds{table_name=\"t\",table=\"./lake/\\\"t\\\"\"} 1.5"), "{text}");
         assert!(
-            text.contains("shoplake_export_date_timestamp_seconds{table=\"./lake/\\\"t\\\"\"} 1554076800"),
+            text.contains("shoplake_export_date_timestamp_seconds{table_name=\"t\",table=\"./lake/\\\"t\\\"\"} 1554076800"),
             "{text}"
         );
-        let success = last_success_in(&text, "./lake/\"t\"").expect("a success is recorded");
+        let success = last_success_in(&text, &ok.labels()).expect("a success is recorded");
 
         std::thread::sleep(Duration::from_millis(20));
-        let failed = RunMetrics::of("./lake/\"t\"", &[report(Status::Failed)], 3, Duration::from_millis(10));
+        let failed = RunMetrics::of("t", "./lake/\"t\"", &[report(Status::Failed)], 3, Duration::from_millis(10));
         failed.write_file(&path).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
-        assert!(text.contains("shoplake_run_exit_code{table=\"./lake/\\\"t\\\"\"} 3"), "{text}");
-        assert!(text.contains("shoplake_run_success{table=\"./lake/\\\"t\\\"\"} 0"), "{text}");
-        assert_eq!(last_success_in(&text, "./lake/\"t\""), Some(success), "the previous success is kept");
+        assert!(text.contains("shoplake_run_exit_code{table_name=\"t\",table=\"./lake/\\\"t\\\"\"} 3"), "{text}");
+        assert!(text.contains("shoplake_run_success{table_name=\"t\",table=\"./lake/\\\"t\\\"\"} 0"), "{text}");
+        assert_eq!(last_success_in(&text, &ok.labels()), Some(success), "the previous success is kept");
         assert!(
             !failed.render(None).contains("shoplake_last_success_timestamp_seconds"),
             "a failed push leaves it out"

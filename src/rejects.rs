@@ -73,6 +73,7 @@ fn spec(def: &TableDefinition) -> TableSpec {
         partition_by: PARTITION.to_string(),
         properties: shared_properties(def),
         row_hash: None,
+        def: None,
     }
 }
 

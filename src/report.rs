@@ -24,6 +24,8 @@ pub enum Status {
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RunReport {
+    /// The table's name (its definition).
+    pub table_name: String,
     pub date: String,
     pub source: String,
     pub table: String,
@@ -44,11 +46,23 @@ pub struct RunReport {
     pub run_id: String,
     /// The data-quality checks of `checks.toml`, as run on the day's rows.
     pub checks: Vec<crate::check::CheckResult>,
+    /// Export columns not loaded (`unknown_columns = "ignore"`).
+    pub ignored_columns: Vec<String>,
+    /// Declared columns the export lacked, loaded as null (`missing_columns = "null"`).
+    pub missing_columns: Vec<String>,
+    /// Columns this load added to the table (schema evolution).
+    pub added_columns: Vec<String>,
 }
 
 impl RunReport {
+    /// A report of a run on `target` that has not done anything yet.
+    pub fn for_target(target: &crate::target::TableTarget, date: String, source: String, run_id: String) -> Self {
+        RunReport { table_name: target.name().to_string(), ..RunReport::new(date, source, target.table.to_string(), run_id) }
+    }
+
     pub fn new(date: String, source: String, table: String, run_id: String) -> Self {
         RunReport {
+            table_name: String::new(),
             date,
             source,
             table,
@@ -68,6 +82,9 @@ impl RunReport {
             duration_ms: 0,
             run_id,
             checks: Vec::new(),
+            ignored_columns: Vec::new(),
+            missing_columns: Vec::new(),
+            added_columns: Vec::new(),
         }
     }
 
@@ -86,7 +103,7 @@ impl RunReport {
             Status::DryRun => format!("dry run: nothing written (table at version {version})"),
             Status::NotStarted => "not started: interrupted".to_string(),
         };
-        let _ = writeln!(out, "{}  {verdict}", self.date);
+        let _ = writeln!(out, "{}  {}  {verdict}", self.table_name, self.date);
         let _ = writeln!(out, "  source   {}", self.source);
         let _ = writeln!(out, "  table    {}", self.table);
         if self.status == Status::Failed && self.rows_read == 0 {
@@ -108,6 +125,15 @@ impl RunReport {
         }
         if !matches!(self.status, Status::DryRun | Status::Failed) {
             let _ = writeln!(out, "  files    {} added, {} removed", self.files_added, self.files_removed);
+        }
+        for (what, columns) in [
+            ("ignored", &self.ignored_columns),
+            ("as null", &self.missing_columns),
+            ("added", &self.added_columns),
+        ] {
+            if !columns.is_empty() {
+                let _ = writeln!(out, "  columns  {what}: {}", columns.join(", "));
+            }
         }
         for check in &self.checks {
             let verdict = match (check.passed, check.severity) {
@@ -151,8 +177,13 @@ mod tests {
             "files_removed",
             "duration_ms",
             "run_id",
-            // Beyond PRODUCT.md's list: the data-quality checks (issue #9).
+            // Beyond PRODUCT.md's list: the data-quality checks (issue #9), the
+            // table's name (#15) and what the load did about the header (#16).
             "checks",
+            "table_name",
+            "ignored_columns",
+            "missing_columns",
+            "added_columns",
         ];
         expected.sort();
         assert_eq!(keys, expected);

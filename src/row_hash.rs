@@ -7,18 +7,31 @@
 //! presence byte, then length-prefixed text, little-endian numbers, list
 //! lengths and items), not over a library's row format, so it stays the same
 //! across library versions.
+//!
+//! Columns a table gained after it was created (schema evolution, marked
+//! [`ADDED_COLUMN`] in the table's schema) are encoded only when they hold
+//! a value, after the others, with their name: a row whose new column is
+//! null keeps the fingerprint it had before the column existed, so old
+//! files need no rewrite and re-loading an old export changes nothing.
 
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, BinaryArray, RecordBatch};
-use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::datatypes::{DataType, TimeUnit};
 use xxhash_rust::xxh3::xxh3_128;
 
 use crate::definition::TableDefinition;
 
+/// Field metadata marking a column added to an existing table.
+pub const ADDED_COLUMN: (&str, &str) = ("shoplake.fingerprint", "when_present");
+
 /// Computes the fingerprints of rows.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ValueHasher {
+    /// Encoded always, in the table's column order.
     columns: Vec<String>,
+    /// Added later: encoded with their name when not null, sorted by name.
+    added: Vec<String>,
 }
 
 /// A column as the hasher reads it, with its null mask resolved once.
@@ -27,8 +40,12 @@ enum Values<'a> {
     TextView(&'a datafusion::arrow::array::StringViewArray),
     Flag(&'a datafusion::arrow::array::BooleanArray),
     Long(&'a datafusion::arrow::array::Int64Array),
+    Double(&'a datafusion::arrow::array::Float64Array),
+    Decimal(&'a datafusion::arrow::array::Decimal128Array),
     Date(&'a datafusion::arrow::array::Date32Array),
+    Timestamp(&'a datafusion::arrow::array::TimestampMicrosecondArray),
     LongList(&'a datafusion::arrow::array::ListArray),
+    TextList(&'a datafusion::arrow::array::ListArray),
 }
 
 struct Column<'a> {
@@ -43,8 +60,12 @@ impl<'a> Column<'a> {
             DataType::Utf8View => Values::TextView(array.as_string_view()),
             DataType::Boolean => Values::Flag(array.as_boolean()),
             DataType::Int64 => Values::Long(array.as_primitive()),
+            DataType::Float64 => Values::Double(array.as_primitive()),
+            DataType::Decimal128(..) => Values::Decimal(array.as_primitive()),
             DataType::Date32 => Values::Date(array.as_primitive()),
+            DataType::Timestamp(TimeUnit::Microsecond, _) => Values::Timestamp(array.as_primitive()),
             DataType::List(item) if item.data_type() == &DataType::Int64 => Values::LongList(array.as_list::<i32>()),
+            DataType::List(item) if item.data_type() == &DataType::Utf8 => Values::TextList(array.as_list::<i32>()),
             _ => return None,
         };
         Some(Column { values, nulls: array.nulls() })
@@ -61,7 +82,24 @@ impl<'a> Column<'a> {
             Values::TextView(a) => text(a.value(row), out),
             Values::Flag(a) => out.push(a.value(row) as u8),
             Values::Long(a) => out.extend_from_slice(&a.value(row).to_le_bytes()),
+            Values::Double(a) => out.extend_from_slice(&a.value(row).to_bits().to_le_bytes()),
+            Values::Decimal(a) => out.extend_from_slice(&a.value(row).to_le_bytes()),
             Values::Date(a) => out.extend_from_slice(&a.value(row).to_le_bytes()),
+            Values::Timestamp(a) => out.extend_from_slice(&a.value(row).to_le_bytes()),
+            Values::TextList(a) => {
+                let offsets = a.value_offsets();
+                let (from, to) = (offsets[row] as usize, offsets[row + 1] as usize);
+                let items = a.values().as_string::<i32>();
+                out.extend_from_slice(&((to - from) as u32).to_le_bytes());
+                for i in from..to {
+                    if items.is_null(i) {
+                        out.push(0);
+                    } else {
+                        out.push(1);
+                        text(items.value(i), out);
+                    }
+                }
+            }
             Values::LongList(a) => {
                 let offsets = a.value_offsets();
                 let (from, to) = (offsets[row] as usize, offsets[row + 1] as usize);
@@ -86,34 +124,88 @@ fn text(value: &str, out: &mut Vec<u8>) {
 }
 
 impl ValueHasher {
+    /// The fingerprint of a new table of `def`: every value column, always encoded.
     pub fn new(def: &TableDefinition) -> Self {
-        ValueHasher { columns: def.hashed_columns().map(|c| c.name.clone()).collect() }
+        ValueHasher { columns: def.hashed_columns().map(|c| c.name.clone()).collect(), added: Vec::new() }
+    }
+
+    /// The fingerprint of `def`'s rows in an existing table whose columns
+    /// are `table_columns` (name, added later?), in the table's order.
+    /// Hashed columns the table does not have yet will be added to it, so
+    /// they count as added.
+    pub fn for_table<'a>(def: &TableDefinition, table_columns: impl IntoIterator<Item = (&'a str, bool)>) -> Self {
+        let hashed: Vec<&str> = def.hashed_columns().map(|c| c.name.as_str()).collect();
+        let mut columns = Vec::new();
+        let mut added = Vec::new();
+        for (name, was_added) in table_columns {
+            if hashed.contains(&name) {
+                if was_added {
+                    added.push(name.to_string());
+                } else {
+                    columns.push(name.to_string());
+                }
+            }
+        }
+        let not_in_table: Vec<String> = hashed
+            .iter()
+            .filter(|h| !columns.iter().chain(&added).any(|c| c == *h))
+            .map(|h| h.to_string())
+            .collect();
+        added.extend(not_in_table);
+        added.sort();
+        ValueHasher { columns, added }
     }
 
     /// One hash per row of `batch`, which holds the value columns by name.
     pub fn hash_rows(&self, batch: &RecordBatch) -> std::result::Result<Vec<u128>, String> {
+        // An added column the rows do not have yet (a table not evolved
+        // yet) is null in every row: it adds nothing to the fingerprint.
+        let added_names: Vec<&String> = self.added.iter().filter(|n| batch.column_by_name(n).is_some()).collect();
         let arrays = self
             .columns
             .iter()
-            .map(|name| batch.column_by_name(name).ok_or_else(|| format!("no column {name}")))
+            .chain(added_names.iter().copied())
+            .map(|name| {
+                let array = batch.column_by_name(name).ok_or_else(|| format!("no column {name}"))?;
+                normalise(array).map_err(|e| format!("column {name}: {e}"))
+            })
             .collect::<std::result::Result<Vec<_>, _>>()?;
         let columns = arrays
             .iter()
-            .zip(&self.columns)
+            .zip(self.columns.iter().chain(added_names.iter().copied()))
             .map(|(a, name)| {
                 Column::of(a).ok_or_else(|| format!("column {name} has unexpected type {}", a.data_type()))
             })
             .collect::<std::result::Result<Vec<_>, _>>()?;
+        let (always, added) = columns.split_at(self.columns.len());
         let mut buffer = Vec::with_capacity(512);
         Ok((0..batch.num_rows())
             .map(|row| {
                 buffer.clear();
-                for column in &columns {
+                for column in always {
                     column.encode(row, &mut buffer);
+                }
+                for (column, name) in added.iter().zip(&added_names) {
+                    if !column.nulls.is_some_and(|n| n.is_null(row)) {
+                        buffer.push(2);
+                        text(name, &mut buffer);
+                        column.encode(row, &mut buffer);
+                    }
                 }
                 xxh3_128(&buffer)
             })
             .collect())
+    }
+}
+
+/// Lists of text as the hasher reads them (a scan may give string views).
+fn normalise(array: &ArrayRef) -> std::result::Result<ArrayRef, String> {
+    match array.data_type() {
+        DataType::List(item) if matches!(item.data_type(), DataType::Utf8View | DataType::LargeUtf8) => {
+            let target = DataType::List(Arc::new(item.as_ref().clone().with_data_type(DataType::Utf8)));
+            datafusion::arrow::compute::cast(array, &target).map_err(|e| e.to_string())
+        }
+        _ => Ok(array.clone()),
     }
 }
 
@@ -169,7 +261,7 @@ mod tests {
 
     #[test]
     fn equal_rows_hash_equal_and_nulls_differ_from_values() {
-        let hasher = ValueHasher { columns: vec!["t".into(), "f".into(), "n".into()] };
+        let hasher = ValueHasher { columns: vec!["t".into(), "f".into(), "n".into()], added: Vec::new() };
         let b = batch(
             vec![Some("a"), Some("a"), None, Some(""), Some("ab"), Some("a")],
             vec![Some(true), Some(true), Some(true), Some(true), Some(true), None],
@@ -188,9 +280,22 @@ mod tests {
     }
 
     #[test]
+    fn a_column_added_later_changes_no_fingerprint_while_it_is_null() {
+        let before = ValueHasher { columns: vec!["t".into(), "f".into()], added: Vec::new() };
+        let after = ValueHasher { columns: vec!["t".into(), "f".into()], added: vec!["n".into()] };
+        let b = batch(vec![Some("a"), Some("a")], vec![Some(true), Some(true)], vec![None, Some(0)]);
+        let (old, new) = (before.hash_rows(&b).unwrap(), after.hash_rows(&b).unwrap());
+        assert_eq!(old[0], new[0], "null in the added column: the fingerprint it had");
+        assert_ne!(old[1], new[1], "a value in the added column changes it");
+        // Beside it: the same column present from the start is always encoded.
+        let from_start = ValueHasher { columns: vec!["t".into(), "f".into(), "n".into()], added: Vec::new() };
+        assert_ne!(from_start.hash_rows(&b).unwrap()[0], old[0]);
+    }
+
+    #[test]
     fn the_encoding_is_stable() {
         // A stored fingerprint must not change between releases: this pins one.
-        let hasher = ValueHasher { columns: vec!["t".into(), "f".into(), "n".into()] };
+        let hasher = ValueHasher { columns: vec!["t".into(), "f".into(), "n".into()], added: Vec::new() };
         let h = hasher.hash_rows(&batch(vec![Some("shopify_")], vec![Some(false)], vec![None])).unwrap();
         let mut expected = Vec::new();
         expected.extend_from_slice(&[1, 8, 0, 0, 0]);

@@ -1,6 +1,7 @@
-//! Stage 1, source: finds the day's export, `<source>/<YYYY-MM-DD>.csv` or
-//! `.csv.gz`, and opens it as a byte stream (decompressed when gzipped),
-//! without copying it into memory.
+//! Stage 1, source: finds the day's export, the definition's source pattern
+//! under `--source` (`{date}.csv` by default) or the same with `.gz`, and
+//! opens it as a byte stream (decompressed when gzipped), without copying it
+//! into memory.
 //!
 //! The object found is pinned by its ETag (and S3 version, where the bucket
 //! keeps versions): it is read with `If-Match`, object_store's own retries
@@ -14,6 +15,7 @@ use chrono::NaiveDate;
 use futures::TryStreamExt;
 use object_store::{GetOptions, GetResultPayload, ObjectStore, ObjectStoreExt};
 
+use crate::definition::TableDefinition;
 use crate::error::{Error, Kind, Result, Stage};
 use crate::storage::{Location, Storage};
 
@@ -34,16 +36,12 @@ impl SourceFile {
     }
 }
 
-/// File name of the export for `date`.
-pub fn file_name(date: NaiveDate) -> String {
-    format!("{}.csv", date.format("%Y-%m-%d"))
-}
-
-/// Finds the export for `date` under `source`. Both a `.csv` and a `.csv.gz`
-/// for one day is ambiguous, and refused rather than guessed.
-pub async fn locate(storage: &Storage, source: &Location, date: NaiveDate) -> Result<SourceFile> {
-    let plain = source.join(&file_name(date));
-    let gzipped = source.join(&format!("{}.gz", file_name(date)));
+/// Finds the export of `date` under `source`. Both the file and a `.gz` of
+/// it for one day is ambiguous, and refused rather than guessed.
+pub async fn locate(storage: &Storage, source: &Location, def: &TableDefinition, date: NaiveDate) -> Result<SourceFile> {
+    let name = def.source_file(date);
+    let plain = source.join(&name);
+    let gzipped = source.join(&format!("{name}.gz"));
     let mut found = Vec::new();
     for (location, is_gz) in [(plain.clone(), false), (gzipped.clone(), true)] {
         let (store, path) = storage.object_store(&location).await?;
@@ -189,7 +187,8 @@ mod tests {
         let storage = Storage::new();
         let source = Location::Local(dir.path().to_path_buf());
 
-        let file = locate(&storage, &source, day).await.unwrap();
+        let def = crate::definition::built_in("shopify_configuration");
+        let file = locate(&storage, &source, def, day).await.unwrap();
         check_unchanged(&storage, &file).await.expect("nothing changed yet");
         // Rewritten in place with other content (another size).
         std::thread::sleep(std::time::Duration::from_millis(20));
@@ -206,9 +205,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let day = NaiveDate::from_ymd_opt(2019, 4, 1).unwrap();
         let storage = Storage::new();
-        let err = locate(&storage, &Location::Local(dir.path().to_path_buf()), day).await.unwrap_err();
+        let def = crate::definition::built_in("shopify_configuration");
+        let err = locate(&storage, &Location::Local(dir.path().to_path_buf()), def, day).await.unwrap_err();
         assert_eq!(err.kind, Kind::SourceMissing, "an empty directory: the export is not there yet");
-        let err = locate(&storage, &Location::Local(dir.path().join("nope")), day).await.unwrap_err();
+        let err = locate(&storage, &Location::Local(dir.path().join("nope")), def, day).await.unwrap_err();
         assert_eq!(err.kind, Kind::Usage, "{err}");
     }
 }

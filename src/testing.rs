@@ -1,7 +1,7 @@
 //! Reading a table back as plain values, for the CLI, property and S3
-//! integration tests (and anyone checking a table by hand): every row as
-//! sorted `column=value` strings, by date and key, plus the data files of
-//! each date.
+//! integration tests (and anyone checking a table by hand): every row of a
+//! table of any definition as sorted `column=value` strings, by date and
+//! key, plus the data files of each date.
 
 use std::collections::BTreeMap;
 
@@ -9,6 +9,7 @@ use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::prelude::SessionContext;
 
+use crate::definition::TableDefinition;
 use crate::error::{Error, Result, Stage};
 use crate::storage::{Location, Storage};
 
@@ -17,14 +18,19 @@ use crate::storage::{Location, Storage};
 pub struct TableSnapshot {
     /// `None` when there is no table.
     pub version: Option<i64>,
-    /// export_date → id → the row's values as sorted `column=value` strings.
+    /// date → key → the row's values as sorted `column=value` strings.
     pub rows: BTreeMap<String, BTreeMap<String, Vec<String>>>,
-    /// export_date → active data files.
+    /// date → active data files.
     pub files: BTreeMap<String, Vec<String>>,
 }
 
-/// The table at its latest version, or at `version`.
-pub async fn snapshot(storage: &Storage, location: &Location, version: Option<i64>) -> Result<TableSnapshot> {
+/// The table of `def` at its latest version, or at `version`.
+pub async fn snapshot(
+    storage: &Storage,
+    def: &TableDefinition,
+    location: &Location,
+    version: Option<i64>,
+) -> Result<TableSnapshot> {
     let Some(mut table) = storage.open_table(location).await? else {
         return Ok(TableSnapshot { version: None, rows: BTreeMap::new(), files: BTreeMap::new() });
     };
@@ -44,14 +50,15 @@ pub async fn snapshot(storage: &Storage, location: &Location, version: Option<i6
         .await
         .map_err(|e| Error::datafusion(Stage::Query, location, e))?;
     let mut rows: BTreeMap<String, BTreeMap<String, Vec<String>>> = BTreeMap::new();
-    for (id, date, values) in batches.iter().flat_map(rows_of) {
+    for (id, date, values) in batches.iter().flat_map(|b| rows_of(def, b)) {
         if rows.entry(date.clone()).or_default().insert(id.clone(), values).is_some() {
             return Err(Error::internal(Stage::Query, location, format!("key ({id}, {date}) appears twice")));
         }
     }
     let mut files: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let partition = format!("{}=", def.partition_by);
     for uri in table.get_file_uris().map_err(delta_error)? {
-        let date = uri.split("export_date=").nth(1).and_then(|rest| rest.split('/').next()).unwrap_or("").to_string();
+        let date = uri.split(partition.as_str()).nth(1).and_then(|rest| rest.split('/').next()).unwrap_or("").to_string();
         files.entry(date).or_default().push(uri);
     }
     for list in files.values_mut() {
@@ -60,8 +67,8 @@ pub async fn snapshot(storage: &Storage, location: &Location, version: Option<i6
     Ok(TableSnapshot { version: Some(crate::storage::version_of(&table)), rows, files })
 }
 
-/// (id, export_date, sorted `column=value` strings) for each row of a batch.
-pub fn rows_of(batch: &RecordBatch) -> Vec<(String, String, Vec<String>)> {
+/// (key, date, sorted `column=value` strings) for each row of a batch.
+pub fn rows_of(def: &TableDefinition, batch: &RecordBatch) -> Vec<(String, String, Vec<String>)> {
     let options = FormatOptions::default().with_null("<null>");
     let schema = batch.schema();
     let formatters: Vec<ArrayFormatter> = batch
@@ -69,8 +76,9 @@ pub fn rows_of(batch: &RecordBatch) -> Vec<(String, String, Vec<String>)> {
         .iter()
         .map(|c| ArrayFormatter::try_new(c.as_ref(), &options).expect("displayable column"))
         .collect();
-    let index = |name: &str| schema.index_of(name).expect("id and export_date columns");
-    let (id_index, date_index) = (index("id"), index("export_date"));
+    let index = |name: &str| schema.index_of(name).expect("the key and partition columns");
+    let (id_index, date_index) = (index(def.day_key()), index(&def.partition_by));
+    let row_hash = def.row_hash_column();
     (0..batch.num_rows())
         .map(|row| {
             // Column order differs between reads (partition columns last): compare as a set.
@@ -79,7 +87,7 @@ pub fn rows_of(batch: &RecordBatch) -> Vec<(String, String, Vec<String>)> {
                 .fields()
                 .iter()
                 .enumerate()
-                .filter(|(_, f)| f.name() != "_row_hash")
+                .filter(|(_, f)| f.name() != row_hash)
                 .map(|(i, f)| format!("{}={}", f.name(), formatters[i].value(row)))
                 .collect();
             values.sort();

@@ -1,11 +1,15 @@
 //! Stage 3, transform: runs the table's `transform.sql` in DataFusion over
 //! the reader's batches, as a stream, so the export is never held twice.
+//! The same SQL is planned when the definition is loaded ([`plan_check`]),
+//! so an unknown column or a wrong type is found by `shoplake validate`,
+//! not at 03:00.
 
 use std::fmt;
 use std::sync::{Arc, Mutex};
 
-use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::datatypes::{DataType, Schema, SchemaRef};
 use datafusion::catalog::streaming::StreamingTable;
+use datafusion::datasource::MemTable;
 use datafusion::error::DataFusionError;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
@@ -15,7 +19,7 @@ use futures::StreamExt;
 
 use crate::definition::TableDefinition;
 use crate::error::{Error, Result, Stage};
-use crate::read::{self, BatchReceiver};
+use crate::read::{self, BatchReceiver, LINE, RAW, REJECT};
 
 /// The name under which the transform SQL sees the export.
 pub const EXPORT_TABLE: &str = "export";
@@ -35,6 +39,52 @@ pub async fn run(def: &TableDefinition, batches: BatchReceiver, source_uri: &str
         .await
         .map_err(|e| Error::internal(Stage::Transform, format!("tables/{}/transform.sql", def.name), e))?;
     frame.execute_stream().await.map_err(|e| Error::datafusion(Stage::Transform, source_uri, e))
+}
+
+/// Plans `transform.sql` over an empty export of the declared columns and
+/// checks what it hands on ([`check_output`]).
+pub async fn plan_check(def: &TableDefinition) -> std::result::Result<(), String> {
+    let ctx = SessionContext::new();
+    let empty = MemTable::try_new(read::export_schema(def), vec![vec![]]).map_err(|e| e.to_string())?;
+    ctx.register_table(EXPORT_TABLE, Arc::new(empty)).map_err(|e| e.to_string())?;
+    let frame = ctx.sql(&def.transform_sql).await.map_err(|e| crate::error::flatten(&e))?;
+    check_output(def, frame.schema().as_arrow())
+}
+
+/// What the transform must hand on: every table column but the
+/// fingerprint, with its declared type, and the bookkeeping columns.
+pub fn check_output(def: &TableDefinition, output: &Schema) -> std::result::Result<(), String> {
+    let row_hash = def.row_hash_column();
+    let mut problems = Vec::new();
+    for column in def.columns.iter().filter(|c| c.name != row_hash) {
+        match output.field_with_name(&column.name) {
+            Err(_) => problems.push(format!("produces no column {}", column.name)),
+            Ok(field) if !same_type(field.data_type(), &column.data_type) => problems.push(format!(
+                "column {} is {}, the definition declares {}",
+                column.name,
+                crate::definition::type_name(field.data_type()),
+                crate::definition::type_name(&column.data_type)
+            )),
+            Ok(_) => {}
+        }
+    }
+    for (name, data_type) in [(LINE, DataType::UInt64), (REJECT, DataType::Utf8), (RAW, DataType::Utf8)] {
+        if output.field_with_name(name).map(|f| f.data_type().clone()).ok() != Some(data_type) {
+            problems.push(format!("must pass through column {name} (SELECT *, or name it)"));
+        }
+    }
+    match problems.is_empty() {
+        true => Ok(()),
+        false => Err(problems.join("; ")),
+    }
+}
+
+/// Types equal up to the item field's name and nullability of lists.
+fn same_type(found: &DataType, declared: &DataType) -> bool {
+    match (found, declared) {
+        (DataType::List(a), DataType::List(b)) => a.data_type() == b.data_type(),
+        (a, b) => a == b,
+    }
 }
 
 /// The export as a one-shot DataFusion partition.

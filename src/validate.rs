@@ -7,7 +7,7 @@ use std::hash::BuildHasher;
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatch, StringArray};
 use datafusion::arrow::compute::{filter_record_batch, is_null};
-use datafusion::arrow::datatypes::{DataType, Schema, SchemaRef, UInt64Type};
+use datafusion::arrow::datatypes::{Schema, UInt64Type};
 use datafusion::execution::SendableRecordBatchStream;
 use futures::StreamExt;
 use hashbrown::HashTable;
@@ -35,6 +35,7 @@ pub struct Validated {
 
 pub async fn run(
     def: &TableDefinition,
+    hasher: &ValueHasher,
     mut transformed: SendableRecordBatchStream,
     source_uri: &str,
 ) -> Result<Validated> {
@@ -44,18 +45,18 @@ pub async fn run(
     let schema = Arc::new(Schema::new(
         table_schema.fields().iter().filter(|f| f.name() != row_hash).cloned().collect::<Vec<_>>(),
     ));
-    let key = single_text_key(def)?;
+    let key = def.day_key();
     let mut kept: Vec<KeptBatch> = Vec::new();
     let mut value_rejects = Vec::new();
     let mut rows_transformed = 0u64;
     let mut latest = LatestByKey::default();
-    let hasher = Arc::new(ValueHasher::new(def));
+    let hasher = Arc::new(hasher.clone());
     let hashing = Arc::new(tokio::sync::Semaphore::new(2));
 
     while let Some(batch) = transformed.next().await {
         let batch = batch.map_err(|e| Error::datafusion(Stage::Transform, source_uri, e))?;
         rows_transformed += batch.num_rows() as u64;
-        check_transform_output(def, &schema, &batch)?;
+        check_transform_output(def, &batch)?;
 
         let reasons = batch.column_by_name(REJECT).expect("checked").as_string::<i32>();
         let lines = batch.column_by_name(LINE).expect("checked").as_primitive::<UInt64Type>();
@@ -122,44 +123,11 @@ pub async fn run(
     Ok(Validated { batches, value_rejects, rows_transformed, rows_duplicate, rows_valid })
 }
 
-/// The key within a day (the key minus the partition column) must be one
-/// text column: the loader matches rows on it.
-pub fn single_text_key(def: &TableDefinition) -> Result<&str> {
-    match def.row_key().as_slice() {
-        [name] if def.columns.iter().any(|c| c.name == *name && c.data_type == DataType::Utf8) => Ok(name),
-        _ => Err(Error::internal(
-            Stage::Definition,
-            &def.name,
-            "the key must be one text column plus the partition column",
-        )),
-    }
-}
-
-/// The transform SQL must hand on every table column with its declared type,
-/// and the bookkeeping columns.
-fn check_transform_output(def: &TableDefinition, schema: &SchemaRef, batch: &RecordBatch) -> Result<()> {
-    let sql_file = format!("tables/{}/transform.sql", def.name);
-    for field in schema.fields() {
-        match batch.column_by_name(field.name()) {
-            None => {
-                return Err(Error::internal(Stage::Transform, sql_file, format!("produces no column {}", field.name())))
-            }
-            Some(col) if col.data_type() != field.data_type() => {
-                return Err(Error::internal(
-                    Stage::Transform,
-                    sql_file,
-                    format!("column {} is {}, the table declares {}", field.name(), col.data_type(), field.data_type()),
-                ))
-            }
-            Some(_) => {}
-        }
-    }
-    for (name, data_type) in [(LINE, DataType::UInt64), (REJECT, DataType::Utf8), (RAW, DataType::Utf8)] {
-        if batch.column_by_name(name).map(|c| c.data_type()) != Some(&data_type) {
-            return Err(Error::internal(Stage::Transform, sql_file, format!("must pass through column {name}")));
-        }
-    }
-    Ok(())
+/// The transform's output, checked again on the data (the definition
+/// pipeline checked the plan).
+fn check_transform_output(def: &TableDefinition, batch: &RecordBatch) -> Result<()> {
+    crate::transform::check_output(def, batch.schema().as_ref())
+        .map_err(|message| Error::internal(Stage::Transform, format!("{}/transform.sql", def.origin), message))
 }
 
 /// A failed check is the data's fault: exit 4, nothing written.

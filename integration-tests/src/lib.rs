@@ -162,6 +162,7 @@ impl Service {
             endpoint: Some(self.endpoint.clone()),
             region: Some(self.region.clone()),
             credentials: Some((self.access_key.clone(), self.secret_key.clone())),
+            encryption: None,
         })
     }
 }
@@ -297,13 +298,15 @@ impl Case {
     }
 
     pub async fn snapshot_at(&self, version: Option<i64>) -> TableSnapshot {
-        shoplake::testing::snapshot(&self.storage, &Location::parse(&self.table()).unwrap(), version)
+        let def = shoplake::definition::built_in("shopify_configuration");
+        shoplake::testing::snapshot(&self.storage, def, &Location::parse(&self.table()).unwrap(), version)
             .await
             .expect("read S3 table")
     }
 
     pub async fn local_snapshot(&self) -> TableSnapshot {
-        shoplake::testing::snapshot(&Storage::new(), &Location::Local(self.local_table()), None)
+        let def = shoplake::definition::built_in("shopify_configuration");
+        shoplake::testing::snapshot(&Storage::new(), def, &Location::Local(self.local_table()), None)
             .await
             .expect("read local table")
     }

@@ -9,12 +9,12 @@ use datafusion::prelude::SessionContext;
 use deltalake::delta_datafusion::DeltaCdfTableProvider;
 
 use super::existing_table;
-use crate::definition::TableDefinition;
+use crate::target::TableTarget;
 use crate::error::{Error, Result, Stage};
 use crate::storage::{Location, Storage};
 
-pub async fn run(storage: &Storage, location: &Location, from: i64, to: Option<i64>) -> Result<Vec<RecordBatch>> {
-    let def = TableDefinition::shopify_configuration();
+pub async fn run(storage: &Storage, target: &TableTarget, from: i64, to: Option<i64>) -> Result<Vec<RecordBatch>> {
+    let (def, location) = (target.def, &target.table);
     let table = existing_table(storage, location).await?;
     let latest = crate::storage::version_of(&table);
     let to = to.unwrap_or(latest);
@@ -43,7 +43,7 @@ pub async fn run(storage: &Storage, location: &Location, from: i64, to: Option<i
     let provider = DeltaCdfTableProvider::try_new(builder).map_err(|e| cdf_error(location, e))?;
     let ctx = SessionContext::new();
     ctx.register_table("changes", Arc::new(provider)).map_err(|e| Error::datafusion(Stage::Query, location, e))?;
-    let key = crate::validate::single_text_key(def)?;
+    let key = def.day_key();
     let columns: Vec<&str> = def.hashed_columns().map(|c| c.name.as_str()).collect();
     // Within a version, a key's update_preimage comes before its update_postimage.
     let sql = format!(

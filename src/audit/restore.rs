@@ -15,10 +15,10 @@ use serde_json::json;
 
 use super::pairing::{self, Pairing};
 use super::{existing_table, history};
-use crate::definition::TableDefinition;
+use crate::target::TableTarget;
 use crate::error::{Error, Result, Stage};
 use crate::rejects;
-use crate::storage::{Location, Storage};
+use crate::storage::Storage;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RestoreOutcome {
@@ -31,14 +31,8 @@ pub struct RestoreOutcome {
     pub unpaired_dates: Vec<NaiveDate>,
 }
 
-pub async fn run(
-    storage: &Storage,
-    location: &Location,
-    rejects_location: &Location,
-    version: i64,
-    run_id: &str,
-) -> Result<RestoreOutcome> {
-    let def = TableDefinition::shopify_configuration();
+pub async fn run(storage: &Storage, target: &TableTarget, version: i64, run_id: &str) -> Result<RestoreOutcome> {
+    let (def, location, rejects_location) = (target.def, &target.table, &target.rejects);
     let table = existing_table(storage, location).await?;
     let latest = crate::storage::version_of(&table);
     if version < 0 || version > latest {

@@ -6,6 +6,8 @@
 //! here: it is recorded in `_reject`, because the transform's filter comes
 //! first (PRODUCT.md, "What happens to each input line").
 
+mod columns;
+pub mod header;
 mod records;
 pub mod values;
 
@@ -13,16 +15,15 @@ use std::io::Read;
 use std::sync::Arc;
 
 use chrono::NaiveDate;
-use datafusion::arrow::array::{
-    ArrayBuilder, ArrayRef, BooleanBuilder, Date32Builder, Int64Builder, ListBuilder, StringBuilder, UInt64Builder,
-};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::definition::{Kind, TableDefinition, LIST_ITEM};
+use crate::definition::{Column, Kind, TableDefinition};
 use crate::error::{Error, Result, Stage};
+use columns::{BatchBuilder, BATCH_ROWS};
+use header::{HeaderLayout, ValueSource};
 use records::{Chunk, Chunker, Fields};
 
 /// Bookkeeping columns carried beside the table's columns until validation.
@@ -30,7 +31,6 @@ pub const LINE: &str = "_line";
 pub const REJECT: &str = "_reject";
 pub const RAW: &str = "_raw";
 
-const BATCH_ROWS: usize = 32 * 1024;
 const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 
 /// A line that is refused, kept in the rejects table.
@@ -50,14 +50,26 @@ pub struct ReadSummary {
     pub blank_lines: u64,
     /// Lines refused before their values could be read.
     pub line_rejects: Vec<Reject>,
+    /// The export's header as read.
+    pub header: Vec<String>,
+    /// Header columns not loaded (`unknown_columns = "ignore"`).
+    pub ignored_columns: Vec<String>,
+    /// Declared columns the export lacks, loaded as null (`missing_columns = "null"`).
+    pub missing_columns: Vec<String>,
 }
 
 pub type BatchReceiver = mpsc::Receiver<RecordBatch>;
 
-/// The schema of the batches the reader produces: every column read from
-/// the export (nullable: a bad value is null), then `_line`, `_reject`, `_raw`.
+/// The columns the reader produces: every column but the derived ones and
+/// the fingerprint (a file date the export does not hold included).
+pub fn read_columns(def: &TableDefinition) -> impl Iterator<Item = &Column> {
+    def.columns.iter().filter(|c| !matches!(c.kind, Kind::Derived | Kind::RowHash))
+}
+
+/// The schema of the batches the reader produces: [`read_columns`]
+/// (nullable: a bad value is null), then `_line`, `_reject`, `_raw`.
 pub fn export_schema(def: &TableDefinition) -> SchemaRef {
-    let mut fields: Vec<Field> = def.export_columns().map(|c| Field::new(&c.name, c.data_type.clone(), true)).collect();
+    let mut fields: Vec<Field> = read_columns(def).map(|c| Field::new(&c.name, c.data_type.clone(), true)).collect();
     fields.push(Field::new(LINE, DataType::UInt64, false));
     fields.push(Field::new(REJECT, DataType::Utf8, true));
     fields.push(Field::new(RAW, DataType::Utf8, true));
@@ -111,9 +123,16 @@ fn read_export(
         .map_err(|_| Error::rejected(Stage::Read, source_uri, "header line is not valid UTF-8"))?;
     let layout = HeaderLayout::match_definition(def, &header_names)
         .map_err(|message| Error::rejected(Stage::Read, source_uri, message))?;
+    if !layout.ignored.is_empty() {
+        tracing::warn!(source = source_uri, columns = %layout.ignored.join(", "), "the export has columns the definition does not declare: not loaded (unknown_columns = \"ignore\")");
+    }
+    if !layout.missing.is_empty() {
+        tracing::warn!(source = source_uri, columns = %layout.missing.join(", "), "the export lacks declared columns: loaded as null (missing_columns = \"null\")");
+    }
+    let header_report = (header_names.clone(), layout.ignored.clone(), layout.missing.clone());
     (first.start, first.first_line) = records.position();
 
-    let parser = ChunkParser { def, layout, file_date: values::FileDate::new(date), schema: export_schema(def) };
+    let parser = ChunkParser { def, layout, date, file_date: values::FileDate::new(date), schema: export_schema(def) };
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, 4);
     // Chunks go to parser threads; each sends its batches on `tx` itself.
     // The workers share the only handle on the queue's receiving end: when
@@ -164,6 +183,7 @@ fn read_export(
                 Err(error) => worker_error = worker_error.or(Some(error)),
             }
         }
+        (summary.header, summary.ignored_columns, summary.missing_columns) = header_report;
         match failure.or(worker_error) {
             Some(error) => Err(error),
             None => Ok(summary),
@@ -175,6 +195,7 @@ fn read_export(
 struct ChunkParser {
     def: &'static TableDefinition,
     layout: HeaderLayout,
+    date: NaiveDate,
     file_date: values::FileDate,
     schema: SchemaRef,
 }
@@ -224,14 +245,20 @@ impl ChunkParser {
             }
 
             reasons.clear();
-            for (builder, &position) in batch.columns.iter_mut().zip(&self.layout.positions) {
-                let field = fields.get(record.bytes, position);
-                // SAFETY: the whole record is valid UTF-8 (checked above), and a
-                // field is a slice of it cut at ASCII commas and quotes (or such a
-                // slice with ASCII quotes removed), so it is valid UTF-8 too.
-                let text = unsafe { std::str::from_utf8_unchecked(field) };
-                if let Err(reason) = builder.append(text, &self.file_date) {
-                    reasons.push(format!("{}: {reason}", builder.name));
+            for (builder, source) in batch.columns.iter_mut().zip(&self.layout.sources) {
+                match *source {
+                    ValueSource::Field(position) => {
+                        let field = fields.get(record.bytes, position);
+                        // SAFETY: the whole record is valid UTF-8 (checked above), and a
+                        // field is a slice of it cut at ASCII commas and quotes (or such a
+                        // slice with ASCII quotes removed), so it is valid UTF-8 too.
+                        let text = unsafe { std::str::from_utf8_unchecked(field) };
+                        if let Err(reason) = builder.append(text, &self.file_date) {
+                            reasons.push(format!("{}: {reason}", builder.name));
+                        }
+                    }
+                    ValueSource::FileDate => builder.append_date(self.date),
+                    ValueSource::Missing => builder.append_null(),
                 }
             }
             batch.lines.append_value(record.line);
@@ -242,176 +269,14 @@ impl ChunkParser {
                 batch.rejects.append_value(reasons.join("; "));
                 batch.raws.append_value(String::from_utf8_lossy(record.bytes));
             }
-            if batch.lines.len() >= BATCH_ROWS && tx.blocking_send(batch.finish()?).is_err() {
+            if batch.rows() >= BATCH_ROWS && tx.blocking_send(batch.finish()?).is_err() {
                 return Ok(false);
             }
         }
-        if batch.lines.len() > 0 && tx.blocking_send(batch.finish()?).is_err() {
+        if batch.rows() > 0 && tx.blocking_send(batch.finish()?).is_err() {
             return Ok(false);
         }
         Ok(true)
-    }
-}
-
-/// Where each column of the definition sits in the file's header.
-struct HeaderLayout {
-    field_count: usize,
-    /// Header position of each export column, in definition order.
-    positions: Vec<usize>,
-}
-
-impl HeaderLayout {
-    fn match_definition(def: &TableDefinition, header: &[String]) -> std::result::Result<Self, String> {
-        let mut problems = Vec::new();
-        let mut positions = Vec::new();
-        let mut missing = Vec::new();
-        for column in def.export_columns() {
-            match header.iter().position(|h| *h == column.name) {
-                Some(p) => positions.push(p),
-                None => missing.push(column.name.as_str()),
-            }
-        }
-        let unexpected: Vec<&str> =
-            header.iter().filter(|h| !def.export_columns().any(|c| c.name == **h)).map(String::as_str).collect();
-        let mut duplicated: Vec<&str> =
-            header.iter().enumerate().filter(|(i, h)| header[..*i].contains(h)).map(|(_, h)| h.as_str()).collect();
-        duplicated.dedup();
-        if !missing.is_empty() {
-            problems.push(format!("missing columns: {}", missing.join(", ")));
-        }
-        if !unexpected.is_empty() {
-            problems.push(format!("unexpected columns: {}", unexpected.join(", ")));
-        }
-        if !duplicated.is_empty() {
-            problems.push(format!("repeated columns: {}", duplicated.join(", ")));
-        }
-        if problems.is_empty() {
-            Ok(HeaderLayout { field_count: header.len(), positions })
-        } else {
-            Err(format!("the header does not match table {}: {}", def.name, problems.join("; ")))
-        }
-    }
-}
-
-/// Builds one batch of the export schema.
-struct BatchBuilder {
-    schema: SchemaRef,
-    columns: Vec<ColumnBuilder>,
-    lines: UInt64Builder,
-    rejects: StringBuilder,
-    raws: StringBuilder,
-}
-
-impl BatchBuilder {
-    fn new(def: &'static TableDefinition, schema: SchemaRef) -> Self {
-        BatchBuilder {
-            schema,
-            columns: def.export_columns().map(ColumnBuilder::new).collect(),
-            lines: UInt64Builder::with_capacity(BATCH_ROWS),
-            rejects: StringBuilder::new(),
-            raws: StringBuilder::new(),
-        }
-    }
-
-    fn finish(&mut self) -> Result<RecordBatch> {
-        let mut arrays: Vec<ArrayRef> = self.columns.iter_mut().map(ColumnBuilder::finish).collect();
-        arrays.push(Arc::new(self.lines.finish()));
-        arrays.push(Arc::new(self.rejects.finish()));
-        arrays.push(Arc::new(self.raws.finish()));
-        RecordBatch::try_new(self.schema.clone(), arrays).map_err(|e| Error::internal(Stage::Read, "export batch", e))
-    }
-}
-
-struct ColumnBuilder {
-    name: &'static str,
-    nullable: bool,
-    values: Values,
-}
-
-enum Values {
-    Text(StringBuilder),
-    Flag(BooleanBuilder),
-    Count(Int64Builder),
-    /// The builder, and a buffer for one list's items.
-    CountList(ListBuilder<Int64Builder>, Vec<i64>),
-    Date(Date32Builder),
-}
-
-impl ColumnBuilder {
-    fn new(column: &'static crate::definition::Column) -> Self {
-        let values = match column.kind {
-            Kind::Text => Values::Text(StringBuilder::with_capacity(BATCH_ROWS, BATCH_ROWS * 16)),
-            Kind::Flag => Values::Flag(BooleanBuilder::with_capacity(BATCH_ROWS)),
-            Kind::Count => Values::Count(Int64Builder::with_capacity(BATCH_ROWS)),
-            Kind::CountList => Values::CountList(
-                ListBuilder::new(Int64Builder::with_capacity(BATCH_ROWS)).with_field(Field::new(
-                    LIST_ITEM,
-                    DataType::Int64,
-                    true,
-                )),
-                Vec::new(),
-            ),
-            Kind::FileDate => Values::Date(Date32Builder::with_capacity(BATCH_ROWS)),
-            Kind::Derived | Kind::RowHash => unreachable!("not read from the export"),
-        };
-        ColumnBuilder { name: &column.name, nullable: column.nullable, values }
-    }
-
-    /// Appends the field's value, or a null and the reason it breaks its rule.
-    fn append(&mut self, text: &str, file_date: &values::FileDate) -> std::result::Result<(), String> {
-        let outcome = match &mut self.values {
-            Values::Text(b) => {
-                b.append_option(values::text(text));
-                Ok(!text.is_empty())
-            }
-            Values::Flag(b) => values::flag(text).map(|v| {
-                b.append_option(v);
-                v.is_some()
-            }),
-            Values::Count(b) => values::count(text).map(|v| {
-                b.append_option(v);
-                v.is_some()
-            }),
-            Values::CountList(b, items) => values::count_list_into(text, items).inspect(|&present| {
-                if present {
-                    b.values().append_slice(items);
-                }
-                b.append(present);
-            }),
-            Values::Date(b) => file_date.parse(text).map(|v| {
-                b.append_option(v.map(days_since_epoch));
-                v.is_some()
-            }),
-        };
-        match outcome {
-            Ok(true) => Ok(()),
-            Ok(false) if self.nullable => Ok(()),
-            Ok(false) => Err("is empty".into()),
-            Err(reason) => {
-                self.append_null();
-                Err(reason)
-            }
-        }
-    }
-
-    fn append_null(&mut self) {
-        match &mut self.values {
-            Values::Text(b) => b.append_null(),
-            Values::Flag(b) => b.append_null(),
-            Values::Count(b) => b.append_null(),
-            Values::CountList(b, _) => b.append_null(),
-            Values::Date(b) => b.append_null(),
-        }
-    }
-
-    fn finish(&mut self) -> ArrayRef {
-        match &mut self.values {
-            Values::Text(b) => Arc::new(b.finish()),
-            Values::Flag(b) => Arc::new(b.finish()),
-            Values::Count(b) => Arc::new(b.finish()),
-            Values::CountList(b, _) => Arc::new(b.finish()),
-            Values::Date(b) => Arc::new(b.finish()),
-        }
     }
 }
 
@@ -425,26 +290,7 @@ mod tests {
     use datafusion::arrow::array::{Array, AsArray};
 
     fn def() -> &'static TableDefinition {
-        TableDefinition::shopify_configuration()
-    }
-
-    #[test]
-    fn header_must_hold_exactly_the_export_columns() {
-        let names: Vec<String> = def().export_columns().map(|c| c.name.clone()).collect();
-        let mut shuffled = names.clone();
-        shuffled.reverse();
-        let layout = HeaderLayout::match_definition(def(), &shuffled).unwrap();
-        assert_eq!(layout.positions[0], names.len() - 1, "any order is fine");
-
-        let mut missing = names.clone();
-        missing.retain(|n| n != "showing_logo");
-        let err = HeaderLayout::match_definition(def(), &missing).err().unwrap();
-        assert!(err.contains("missing columns: showing_logo"), "{err}");
-
-        let mut extra = names.clone();
-        extra.push("surprise".into());
-        let err = HeaderLayout::match_definition(def(), &extra).err().unwrap();
-        assert!(err.contains("unexpected columns: surprise"), "{err}");
+        crate::definition::built_in("shopify_configuration")
     }
 
     const GOOD: &str = "a1,shop.myshopify.com,APP,True,False,3,\"[0, 4]\",true,false,1,0,2.0,True,False,True,False,True,False,shopify_,False,app_store,2019-04-01";

@@ -1,5 +1,5 @@
 //! Turns one field's text into a typed value, by the column's kind
-//! (table.toml). Each function returns `Ok(None)` for an empty field
+//! (table.toml; the rules are listed in tables/README.md). Each function returns `Ok(None)` for an empty field
 //! (missing) and `Err(reason)` for text that breaks the rule, which rejects
 //! the line.
 
@@ -131,6 +131,149 @@ fn quoted(text: &str) -> String {
     }
 }
 
+/// A finite floating-point number (`3.14`, `-0.5`, `1e-3`); `nan` and
+/// `inf` are refused: no export means them.
+pub fn float(text: &str) -> Parsed<f64> {
+    if text.is_empty() {
+        return Ok(None);
+    }
+    match text.parse::<f64>() {
+        Ok(value) if value.is_finite() && !text.starts_with(|c: char| c.is_ascii_whitespace()) => Ok(Some(value)),
+        _ => Err(format!("{} is not a number", quoted(text))),
+    }
+}
+
+/// A fixed-point decimal with at most `scale` digits after the point and
+/// `precision` digits in all (`12.5` in decimal(10,2) is 1250 hundredths);
+/// more decimals than the scale are refused, never rounded.
+pub fn decimal(text: &str, precision: u8, scale: i8) -> Parsed<i128> {
+    if text.is_empty() {
+        return Ok(None);
+    }
+    let bad = || format!("{} is not a decimal number", quoted(text));
+    let (negative, unsigned) = match text.as_bytes()[0] {
+        b'-' => (true, &text[1..]),
+        b'+' => (false, &text[1..]),
+        _ => (false, text),
+    };
+    let (whole, fraction) = unsigned.split_once('.').unwrap_or((unsigned, ""));
+    if (whole.is_empty() && fraction.is_empty())
+        || !whole.bytes().all(|b| b.is_ascii_digit())
+        || !fraction.bytes().all(|b| b.is_ascii_digit())
+    {
+        return Err(bad());
+    }
+    let scale = scale as usize;
+    let fraction = fraction.trim_end_matches('0');
+    if fraction.len() > scale {
+        return Err(format!("{} has more than {scale} decimal places", quoted(text)));
+    }
+    let whole = whole.trim_start_matches('0');
+    if whole.len() + scale > precision as usize {
+        return Err(format!("{} does not fit decimal({precision},{scale})", quoted(text)));
+    }
+    let mut value: i128 = 0;
+    for b in whole.bytes().chain(fraction.bytes()).chain(std::iter::repeat_n(b'0', scale - fraction.len())) {
+        value = value * 10 + i128::from(b - b'0');
+    }
+    Ok(Some(if negative { -value } else { value }))
+}
+
+/// A calendar date `YYYY-MM-DD`.
+pub fn date_value(text: &str) -> Parsed<NaiveDate> {
+    if text.is_empty() {
+        return Ok(None);
+    }
+    (text.len() == 10)
+        .then(|| NaiveDate::parse_from_str(text, "%Y-%m-%d").ok())
+        .flatten()
+        .map(Some)
+        .ok_or_else(|| format!("{} is not a date YYYY-MM-DD", quoted(text)))
+}
+
+/// An instant, as microseconds since 1970 UTC: RFC 3339 with an offset
+/// (`2019-04-01T12:30:00Z`, `...+02:00`), or, when the column declares a
+/// time zone, `YYYY-MM-DD HH:MM:SS[.ffffff]` (or with `T`) in that zone. A
+/// local time that a clock change skips is refused; one it repeats is the
+/// earlier instant.
+pub fn timestamp(text: &str, zone: Option<chrono_tz::Tz>) -> Parsed<i64> {
+    if text.is_empty() {
+        return Ok(None);
+    }
+    if let Ok(instant) = chrono::DateTime::parse_from_rfc3339(text) {
+        return Ok(Some(instant.timestamp_micros()));
+    }
+    let local = ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f"]
+        .iter()
+        .find_map(|format| chrono::NaiveDateTime::parse_from_str(text, format).ok());
+    match (local, zone) {
+        (Some(local), Some(zone)) => match local.and_local_timezone(zone) {
+            chrono::LocalResult::Single(t) | chrono::LocalResult::Ambiguous(t, _) => Ok(Some(t.timestamp_micros())),
+            chrono::LocalResult::None => Err(format!("{} does not exist in {zone} (a clock change skips it)", quoted(text))),
+        },
+        (Some(_), None) => Err(format!("{} has no UTC offset and the column declares no time_zone", quoted(text))),
+        (None, _) => Err(format!("{} is not a timestamp (RFC 3339, or YYYY-MM-DD HH:MM:SS)", quoted(text))),
+    }
+}
+
+/// A bracketed list of quoted texts, as JSON or Python write them:
+/// `["a", "b"]`, `['a', 'b']`, `[]`; `\` escapes the quote and itself.
+pub fn text_list_into(text: &str, items: &mut Vec<String>) -> Result<bool, String> {
+    items.clear();
+    if text.is_empty() {
+        return Ok(false);
+    }
+    let bad = || format!("{} is not a list of quoted texts like [\"a\", \"b\"]", quoted(text));
+    let inner = text.strip_prefix('[').and_then(|t| t.strip_suffix(']')).ok_or_else(bad)?;
+    let mut chars = inner.chars().peekable();
+    let mut after_comma = false;
+    loop {
+        while chars.next_if(|c| c.is_ascii_whitespace()).is_some() {}
+        let Some(quote) = chars.next() else {
+            return if after_comma { Err(bad()) } else { Ok(true) };
+        };
+        if quote != '"' && quote != '\'' {
+            return Err(bad());
+        }
+        let mut item = String::new();
+        loop {
+            match chars.next() {
+                None => return Err(bad()),
+                Some('\\') => item.push(chars.next().ok_or_else(bad)?),
+                Some(c) if c == quote => break,
+                Some(c) => item.push(c),
+            }
+        }
+        items.push(item);
+        while chars.next_if(|c| c.is_ascii_whitespace()).is_some() {}
+        match chars.next() {
+            None => return Ok(true),
+            Some(',') => after_comma = true,
+            Some(_) => return Err(bad()),
+        }
+    }
+}
+
+/// Whether `text` reads as `column`'s kind, on the file of `date`.
+pub fn check(column: &crate::definition::Column, text: &str, date: NaiveDate) -> Result<(), String> {
+    use crate::definition::Kind;
+    let mut items = Vec::new();
+    let mut texts = Vec::new();
+    match (column.kind, &column.data_type) {
+        (Kind::Text, _) => Ok(()),
+        (Kind::Flag, _) => flag(text).map(drop),
+        (Kind::Count, _) => count(text).map(drop),
+        (Kind::CountList, _) => count_list_into(text, &mut items).map(drop),
+        (Kind::Float, _) => float(text).map(drop),
+        (Kind::Decimal, datafusion::arrow::datatypes::DataType::Decimal128(p, s)) => decimal(text, *p, *s).map(drop),
+        (Kind::Date, _) => date_value(text).map(drop),
+        (Kind::FileDate, _) => file_date(text, date).map(drop),
+        (Kind::Timestamp, _) => timestamp(text, column.time_zone).map(drop),
+        (Kind::TextList, _) => text_list_into(text, &mut texts).map(drop),
+        _ => Err(format!("column {} is not read from the export", column.name)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -185,6 +328,79 @@ mod tests {
         assert_eq!(fast.parse("2019-04-01"), Ok(Some(day)));
         assert!(fast.parse("2019-04-02").is_err());
         assert_eq!(fast.parse(""), Ok(None));
+    }
+
+    #[test]
+    fn floats() {
+        assert_eq!(float("3.25"), Ok(Some(3.25)));
+        assert_eq!(float("-0.5"), Ok(Some(-0.5)));
+        assert_eq!(float("1e-3"), Ok(Some(0.001)));
+        assert_eq!(float("17"), Ok(Some(17.0)));
+        assert_eq!(float(""), Ok(None));
+        for bad in ["nan", "NaN", "inf", "-infinity", "1,5", "abc", " 1", "1 ", "0x10", "1e999"] {
+            assert!(float(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn decimals() {
+        assert_eq!(decimal("12.34", 10, 2), Ok(Some(1234)));
+        assert_eq!(decimal("12.5", 10, 2), Ok(Some(1250)));
+        assert_eq!(decimal("12", 10, 2), Ok(Some(1200)));
+        assert_eq!(decimal("-0.01", 10, 2), Ok(Some(-1)));
+        assert_eq!(decimal("+7.100", 10, 2), Ok(Some(710)), "trailing zeros are not decimals");
+        assert_eq!(decimal(".5", 10, 2), Ok(Some(50)));
+        assert_eq!(decimal("99999999.99", 10, 2), Ok(Some(9_999_999_999)));
+        assert_eq!(decimal("", 10, 2), Ok(None));
+        assert!(decimal("1.234", 10, 2).unwrap_err().contains("more than 2 decimal places"), "never rounded");
+        assert!(decimal("100000000", 10, 2).unwrap_err().contains("does not fit"));
+        for bad in ["1e3", "1.2.3", "-", ".", "12,50", "$5", " 1", "1 "] {
+            assert!(decimal(bad, 10, 2).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn plain_dates() {
+        let day = NaiveDate::from_ymd_opt(2019, 2, 28).unwrap();
+        assert_eq!(date_value("2019-02-28"), Ok(Some(day)));
+        assert_eq!(date_value(""), Ok(None));
+        for bad in ["2019-02-29", "2019-2-28", "28/02/2019", "2019-02-28T00:00:00"] {
+            assert!(date_value(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn timestamps() {
+        let paris: chrono_tz::Tz = "Europe/Paris".parse().unwrap();
+        let noon_utc = 1_554_120_000_000_000; // 2019-04-01T12:00:00Z
+        assert_eq!(timestamp("2019-04-01T12:00:00Z", None), Ok(Some(noon_utc)));
+        assert_eq!(timestamp("2019-04-01T14:00:00+02:00", None), Ok(Some(noon_utc)));
+        assert_eq!(timestamp("2019-04-01 14:00:00", Some(paris)), Ok(Some(noon_utc)), "CEST is UTC+2");
+        assert_eq!(timestamp("2019-04-01T14:00:00.000001", Some(paris)), Ok(Some(noon_utc + 1)));
+        assert_eq!(timestamp("", None), Ok(None));
+        assert!(timestamp("2019-04-01 14:00:00", None).unwrap_err().contains("no UTC offset"));
+        assert!(timestamp("2019-03-31 02:30:00", Some(paris)).unwrap_err().contains("does not exist"));
+        let repeated = timestamp("2019-10-27 02:30:00", Some(paris)).unwrap().unwrap();
+        assert_eq!(repeated, 1_572_136_200_000_000, "the earlier of the two instants (CEST)");
+        for bad in ["2019-04-01", "12:00", "yesterday", "2019-04-01T25:00:00Z"] {
+            assert!(timestamp(bad, Some(paris)).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn text_lists() {
+        let mut items = Vec::new();
+        let mut list = |text: &str| text_list_into(text, &mut items).map(|present| present.then(|| items.clone()));
+        assert_eq!(list("[\"red dress\", \"shoes\"]"), Ok(Some(vec!["red dress".into(), "shoes".into()])));
+        assert_eq!(list("['a', 'b,c']"), Ok(Some(vec!["a".into(), "b,c".into()])));
+        assert_eq!(list("[\"it's\", 'say \\'hi\\'']"), Ok(Some(vec!["it's".into(), "say 'hi'".into()])));
+        assert_eq!(list("[]"), Ok(Some(vec![])));
+        assert_eq!(list("[ ]"), Ok(Some(vec![])));
+        assert_eq!(list("[\"\"]"), Ok(Some(vec![String::new()])));
+        assert_eq!(list(""), Ok(None));
+        for bad in ["a, b", "[a]", "[\"a\" \"b\"]", "[\"a\",]", "[\"a]", "\"a\"", "[\"a\"]x"] {
+            assert!(list(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

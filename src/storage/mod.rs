@@ -154,6 +154,39 @@ pub struct S3Options {
     pub region: Option<String>,
     /// Static credentials (access key id, secret access key).
     pub credentials: Option<(String, String)>,
+    /// Server-side encryption of every object shoplake writes.
+    pub encryption: Option<Encryption>,
+}
+
+/// Server-side encryption requested on every object shoplake writes
+/// (`--s3-sse`, `--s3-kms-key-id`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Encryption {
+    /// SSE-S3 (`AES256`): keys managed by the store.
+    Aes256,
+    /// SSE-KMS (`aws:kms`) with this key, or the bucket's default KMS key.
+    Kms { key_id: Option<String> },
+}
+
+impl Encryption {
+    /// From the flags: `--s3-sse aws:kms|AES256` and an optional KMS key id.
+    pub fn from_flags(sse: Option<&str>, kms_key_id: Option<&str>) -> Result<Option<Encryption>> {
+        match (sse, kms_key_id) {
+            (None, None) => Ok(None),
+            (Some("AES256"), None) => Ok(Some(Encryption::Aes256)),
+            (Some("aws:kms"), key) => Ok(Some(Encryption::Kms { key_id: key.map(str::to_string) })),
+            (Some("AES256") | None, Some(_)) => Err(Error::usage(
+                Stage::CommandLine,
+                "--s3-kms-key-id",
+                "a KMS key goes with --s3-sse aws:kms",
+            )),
+            (Some(other), _) => Err(Error::usage(
+                Stage::CommandLine,
+                "--s3-sse",
+                format!("{other:?} is not a server-side encryption: aws:kms or AES256"),
+            )),
+        }
+    }
 }
 
 impl fmt::Debug for S3Options {
@@ -162,6 +195,7 @@ impl fmt::Debug for S3Options {
             .field("endpoint", &self.endpoint)
             .field("region", &self.region)
             .field("credentials", &self.credentials.as_ref().map(|_| "<given>"))
+            .field("encryption", &self.encryption)
             .finish()
     }
 }
@@ -220,6 +254,40 @@ impl Storage {
                 .map_err(|e| Error::io(Stage::Storage, location, "cannot create directory", e))?;
         }
         Ok(())
+    }
+
+    /// Something at `location` that is not a Delta log (a file or folder
+    /// name), if any: a table is never created among other files (a typo
+    /// pointing `--table` at the exports would otherwise put a table among
+    /// the CSVs; Spark refuses such a location too).
+    pub async fn foreign_content(&self, location: &Location) -> Result<Option<String>> {
+        const LOG: &str = "_delta_log";
+        match location {
+            Location::Local(path) => {
+                let entries = match std::fs::read_dir(path) {
+                    Ok(entries) => entries,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                    Err(e) => return Err(Error::io(Stage::Storage, location, "cannot list the table directory", e)),
+                };
+                Ok(entries
+                    .filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .find(|name| name != LOG))
+            }
+            Location::S3 { .. } => {
+                let (store, prefix) = self.object_store(location).await?;
+                let listed = store
+                    .list_with_delimiter(Some(&prefix))
+                    .await
+                    .map_err(|e| Error::object_store(Stage::Storage, location, e))?;
+                let names = listed
+                    .common_prefixes
+                    .iter()
+                    .chain(listed.objects.iter().map(|o| &o.location))
+                    .filter_map(|p| p.filename().map(str::to_string));
+                Ok(names.into_iter().find(|name| name != LOG))
+            }
+        }
     }
 
     /// The Delta table at `location`, loaded at its latest version, or
@@ -283,6 +351,12 @@ impl Storage {
             builder =
                 builder.with_endpoint(endpoint).with_virtual_hosted_style_request(false).with_allow_http(allow_http);
         }
+        match &self.options.encryption {
+            None => {}
+            Some(Encryption::Aes256) => builder = builder.with_config(sse_key(), "AES256"),
+            Some(Encryption::Kms { key_id: Some(key_id) }) => builder = builder.with_sse_kms_encryption(key_id),
+            Some(Encryption::Kms { key_id: None }) => builder = builder.with_config(sse_key(), "aws:kms"),
+        }
         let store: Arc<dyn ObjectStore> =
             Arc::new(builder.build().map_err(|e| Error::object_store(Stage::Storage, format!("s3://{bucket}"), e))?);
         self.buckets.lock().expect("bucket stores").insert(bucket.to_string(), store.clone());
@@ -293,6 +367,12 @@ impl Storage {
     pub fn s3_endpoint(&self) -> Option<String> {
         self.s3.get().and_then(|s| s.endpoint.clone())
     }
+}
+
+/// object_store's key for the server-side encryption of written objects
+/// (its enum of encryption keys is not exported).
+fn sse_key() -> object_store::aws::AmazonS3ConfigKey {
+    "aws_server_side_encryption".parse().expect("object_store knows its own key")
 }
 
 /// The probe behind [`Storage::check_commits_are_safe`], on any store.

@@ -23,8 +23,9 @@ use hashbrown::HashTable;
 use crate::definition::TableDefinition;
 use crate::error::{Error, Result, Stage};
 use crate::read::days_since_epoch;
-use crate::row_hash;
+use crate::row_hash::{self, ValueHasher};
 use crate::storage::Location;
+use super::provenance::{self, DateProvenance};
 
 /// Column of the merge source saying what to do with the row.
 pub const OP: &str = "_op";
@@ -155,7 +156,12 @@ struct Held {
     key_hash: u64,
     batch: u32,
     row: u32,
+    /// The fingerprint of the row's values as the table holds them.
     hash: u128,
+    /// The stored fingerprint is not the one of the row's values (another
+    /// engine changed the row, or wrote it without one): the row is
+    /// rewritten even if the export has the same values.
+    stale: bool,
     /// Set when the export has the key; the keys never seen are deleted.
     seen: AtomicBool,
 }
@@ -166,18 +172,20 @@ struct KeyIndex {
     entries: HashTable<Held>,
 }
 
-/// The keys and value hashes of the rows the table holds for a day.
+/// The keys and value fingerprints of the rows the table holds for a day.
 pub struct CurrentPartition {
     ids: Vec<StringArray>,
     index: KeyIndex,
     /// Rows the table holds for the day.
     pub rows: u64,
+    /// Who wrote the day's files.
+    pub provenance: DateProvenance,
 }
 
 impl CurrentPartition {
     /// A date with no rows (or no table yet).
     pub fn empty() -> CurrentPartition {
-        CurrentPartition { ids: Vec::new(), index: KeyIndex::default(), rows: 0 }
+        CurrentPartition { ids: Vec::new(), index: KeyIndex::default(), rows: 0, provenance: DateProvenance::default() }
     }
 
     /// What each row of `batch` is to the table: `None` unchanged, else insert or update.
@@ -196,102 +204,140 @@ impl CurrentPartition {
                     None => Some(OP_INSERT),
                     Some(entry) => {
                         entry.seen.store(true, Ordering::Relaxed);
-                        (entry.hash != *hash || entry.hash == row_hash::UNKNOWN).then_some(OP_UPDATE)
+                        (entry.hash != *hash || entry.stale).then_some(OP_UPDATE)
                     }
                 }
             })
             .collect()
     }
 
-    /// Reads the keys and value hashes of the table's rows for `date` (only
-    /// that partition's files), hashing on blocking threads.
+    /// Reads the keys and value fingerprints of the table's rows for `date`
+    /// (only that partition's files). Files shoplake wrote give their stored
+    /// fingerprints (two columns read); files another writer added are read
+    /// whole and fingerprinted from their values ([`DateProvenance`]).
     pub async fn read(
         table: &DeltaTable,
         location: &Location,
         def: &'static TableDefinition,
-        key: &str,
+        hasher: &ValueHasher,
         date: NaiveDate,
     ) -> Result<CurrentPartition> {
+        let key = def.day_key();
         let started = std::time::Instant::now();
-        let df_error = |e| Error::datafusion(Stage::Write, location, e);
-        let mut partition = CurrentPartition { ids: Vec::new(), index: KeyIndex::default(), rows: 0 };
-        if !has_files_for(table, location, def, date).await? {
+        let mut partition = CurrentPartition::empty();
+        let files = provenance::active_files(table, location, &def.partition_by, date).await?;
+        if files.is_empty() {
             return Ok(partition);
         }
-        let ctx = SessionContext::new();
-        table.update_datafusion_session(&ctx.state()).map_err(|e| Error::delta(Stage::Write, location, e))?;
-        let provider = table.table_provider().await.map_err(|e| Error::datafusion(Stage::Write, location, e))?;
-        // Only the key and the fingerprint: the values themselves are not read.
-        let mut stream = ctx
-            .read_table(provider)
-            .and_then(|df| df.filter(col(&def.partition_by).eq(lit(ScalarValue::Date32(Some(days_since_epoch(date)))))))
-            .and_then(|df| df.select(vec![col(key), col(def.row_hash_column())]))
-            .map_err(df_error)?
-            .execute_stream()
-            .await
-            .map_err(df_error)?;
-
-        while let Some(batch) = stream.next().await {
-            let batch = batch.map_err(df_error)?;
-            let fail = |e: String| Error::internal(Stage::Write, location, e);
-            let hashes = row_hash::from_array(batch.column(1)).map_err(fail)?;
-            let ids = cast(batch.column(0), &DataType::Utf8).map_err(|e| fail(e.to_string()))?;
-            let ids = ids.as_string::<i32>().clone();
-            let batch_index = partition.ids.len() as u32;
-            for (row, hash) in hashes.into_iter().enumerate() {
-                let id = ids.value(row);
-                let h = partition.index.hasher.hash_one(id);
-                let all_ids = &partition.ids;
-                let slot = partition.index.entries.entry(
-                    h,
-                    |e| {
-                        let other = if e.batch == batch_index { &ids } else { &all_ids[e.batch as usize] };
-                        e.key_hash == h && other.value(e.row as usize) == id
-                    },
-                    |e| e.key_hash,
-                );
-                match slot {
-                    hashbrown::hash_table::Entry::Occupied(_) => {
-                        return Err(Error::internal(
-                            Stage::Write,
-                            location,
-                            format!(
-                            "the table holds key {id} twice for {date}; the partition must be repaired before loading"
-                        ),
-                        ))
-                    }
-                    hashbrown::hash_table::Entry::Vacant(slot) => {
-                        slot.insert(Held {
-                            key_hash: h,
-                            batch: batch_index,
-                            row: row as u32,
-                            hash,
-                            seen: AtomicBool::new(false),
-                        });
-                    }
-                }
+        partition.provenance = DateProvenance::read(table, location, &def.partition_by, date, files).await?;
+        let row_hash = def.row_hash_column();
+        let own = std::mem::take(&mut partition.provenance.own_files);
+        if !own.is_empty() {
+            let mut stream = scan(table, location, def, date, &own, &[key, row_hash]).await?;
+            while let Some(batch) = stream.next().await {
+                let batch = batch.map_err(|e| Error::datafusion(Stage::Write, location, e))?;
+                let stored = row_hash::from_array(batch.column(1)).map_err(|e| Error::internal(Stage::Write, location, e))?;
+                // A missing stored fingerprint (an older load by another engine) is stale.
+                let stale: Vec<bool> = stored.iter().map(|h| *h == row_hash::UNKNOWN).collect();
+                partition.add(location, date, batch.column(0), stored, stale)?;
             }
-            partition.rows += ids.len() as u64;
-            partition.ids.push(ids);
+        }
+        partition.provenance.own_files = own;
+        let foreign = &partition.provenance.foreign_files;
+        if !foreign.is_empty() {
+            // The values the fingerprint covers, as far as the table has
+            // them (a column still to be added reads as null).
+            let mut columns: Vec<&str> = vec![key, row_hash];
+            columns.extend(def.hashed_columns().map(|c| c.name.as_str()).filter(|c| super::table::has_column(table, c)));
+            let mut stream = scan(table, location, def, date, &foreign.clone(), &columns).await?;
+            while let Some(batch) = stream.next().await {
+                let batch = batch.map_err(|e| Error::datafusion(Stage::Write, location, e))?;
+                let fail = |e: String| Error::internal(Stage::Write, location, e);
+                let stored = row_hash::from_array(batch.column(1)).map_err(fail)?;
+                let values = hasher.hash_rows(&batch).map_err(fail)?;
+                let stale: Vec<bool> = stored.iter().zip(&values).map(|(s, v)| s != v).collect();
+                partition.add(location, date, batch.column(0), values, stale)?;
+            }
         }
         tracing::debug!(
             rows = partition.rows,
+            foreign_files = partition.provenance.foreign_files.len(),
             ms = started.elapsed().as_millis() as u64,
-            "read the partition's keys and hashes"
+            "read the partition's keys and fingerprints"
         );
         Ok(partition)
     }
+
+    /// Indexes one batch of the partition's keys with their fingerprints.
+    fn add(
+        &mut self,
+        location: &Location,
+        date: NaiveDate,
+        ids: &ArrayRef,
+        hashes: Vec<u128>,
+        stale: Vec<bool>,
+    ) -> Result<()> {
+        let ids = cast(ids, &DataType::Utf8).map_err(|e| Error::internal(Stage::Write, location, e))?;
+        let ids = ids.as_string::<i32>().clone();
+        let batch_index = self.ids.len() as u32;
+        for (row, (hash, stale)) in hashes.into_iter().zip(stale).enumerate() {
+            let id = ids.value(row);
+            let h = self.index.hasher.hash_one(id);
+            let all_ids = &self.ids;
+            let slot = self.index.entries.entry(
+                h,
+                |e| {
+                    let other = if e.batch == batch_index { &ids } else { &all_ids[e.batch as usize] };
+                    e.key_hash == h && other.value(e.row as usize) == id
+                },
+                |e| e.key_hash,
+            );
+            match slot {
+                hashbrown::hash_table::Entry::Occupied(_) => {
+                    return Err(Error::internal(
+                        Stage::Write,
+                        location,
+                        format!("the table holds key {id} twice for {date}; the partition must be repaired before loading"),
+                    ))
+                }
+                hashbrown::hash_table::Entry::Vacant(slot) => {
+                    slot.insert(Held {
+                        key_hash: h,
+                        batch: batch_index,
+                        row: row as u32,
+                        hash,
+                        stale,
+                        seen: AtomicBool::new(false),
+                    });
+                }
+            }
+        }
+        self.rows += ids.len() as u64;
+        self.ids.push(ids);
+        Ok(())
+    }
 }
 
-/// Whether the table has any data file for the date (partition pruning is
-/// exact, so this reads only the log).
-pub async fn has_files_for(
+/// Streams `columns` of the date's rows in `files` (paths relative to the table).
+async fn scan(
     table: &DeltaTable,
     location: &Location,
     def: &TableDefinition,
     date: NaiveDate,
-) -> Result<bool> {
-    Ok(!files_for_partition(table, location, &def.partition_by, date).await?.is_empty())
+    files: &[String],
+    columns: &[&str],
+) -> Result<datafusion::execution::SendableRecordBatchStream> {
+    let df_error = |e| Error::datafusion(Stage::Write, location, e);
+    let ctx = SessionContext::new();
+    table.update_datafusion_session(&ctx.state()).map_err(|e| Error::delta(Stage::Write, location, e))?;
+    let provider = table.table_provider().with_file_paths(files.iter().cloned()).await.map_err(df_error)?;
+    ctx.read_table(provider)
+        .and_then(|df| df.filter(col(&def.partition_by).eq(lit(ScalarValue::Date32(Some(days_since_epoch(date)))))))
+        .and_then(|df| df.select(columns.iter().map(|c| col(*c)).collect::<Vec<_>>()))
+        .map_err(df_error)?
+        .execute_stream()
+        .await
+        .map_err(df_error)
 }
 
 /// The data files of a date partition.

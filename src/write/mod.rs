@@ -23,6 +23,7 @@
 //! table and starts over, a bounded number of times.
 
 pub mod diff;
+pub mod provenance;
 pub mod table;
 
 use std::collections::HashMap;
@@ -48,6 +49,7 @@ use crate::error::{Error, Kind, Result, Stage};
 use crate::read::days_since_epoch;
 use crate::rejects::{self, pairing, DayRejects};
 use crate::storage::{Location, Storage};
+use crate::row_hash::ValueHasher;
 use diff::{CurrentPartition, Diff, OP, OP_DELETE, OP_INSERT, OP_UPDATE};
 
 /// Attempts before a run gives up on commit conflicts (exit 5).
@@ -77,6 +79,8 @@ pub fn writer_properties(def: &TableDefinition) -> WriterProperties {
 /// What one load asks of the table.
 pub struct LoadRequest<'a> {
     pub def: &'static TableDefinition,
+    /// The fingerprint of the definition's rows in this table.
+    pub hasher: &'a ValueHasher,
     pub location: &'a Location,
     pub date: NaiveDate,
     /// The day's validated rows, in the table's schema.
@@ -152,6 +156,8 @@ pub struct LoadOutcome {
     pub files_removed: u64,
     /// The rejects table's version holding this load's rejects.
     pub rejects_version: i64,
+    /// Columns added to the table before the load's commit (schema evolution).
+    pub added_columns: Vec<String>,
 }
 
 /// The table and what it holds for the date, read while the export is
@@ -167,20 +173,20 @@ impl ReadAhead {
     }
 }
 
-/// Opens the table, if there is one, and reads the date's partition.
+/// Reads the date's partition of the table opened for this load, if there is one.
 pub async fn read_ahead(
-    storage: &Storage,
+    table: Option<DeltaTable>,
     location: &Location,
     def: &'static TableDefinition,
+    hasher: &ValueHasher,
     date: NaiveDate,
 ) -> Result<Option<ReadAhead>> {
-    let Some(table) = storage.open_table(location).await? else { return Ok(None) };
+    let Some(table) = table else { return Ok(None) };
     // A table to take over has no fingerprints to read yet: the load opens it again.
     if !table::has_column(&table, def.row_hash_column()) {
         return Ok(None);
     }
-    let key = crate::validate::single_text_key(def)?;
-    let current = CurrentPartition::read(&table, location, def, key, date).await?;
+    let current = CurrentPartition::read(&table, location, def, hasher, date).await?;
     Ok(Some(ReadAhead { table, current }))
 }
 
@@ -188,7 +194,7 @@ pub async fn read_ahead(
 /// same diff and guards as a load, against the table as `ahead` read it.
 pub async fn plan_day(request: &LoadRequest<'_>, ahead: Option<ReadAhead>) -> Result<LoadOutcome> {
     let LoadRequest { def, location, date, rows, .. } = *request;
-    let key = crate::validate::single_text_key(def)?;
+    let key = def.day_key();
     let (version, current) = match ahead {
         Some(ReadAhead { table, current }) => (crate::storage::version_of(&table), current),
         None => (-1, CurrentPartition::empty()),
@@ -215,7 +221,6 @@ pub async fn load_day(
     mut ahead: Option<ReadAhead>,
 ) -> Result<LoadOutcome> {
     let spec = table::TableSpec::of(request.def)?;
-    let key = crate::validate::single_text_key(request.def)?;
     // The rejects table first: if it cannot be written, a new table is not
     // even created.
     rejects::open_for_writing(storage, request.rejects_location, request.def).await?;
@@ -228,7 +233,8 @@ pub async fn load_day(
             }
             None => {
                 let table = table::open_or_create(storage, request.location, &spec).await?;
-                let current = CurrentPartition::read(&table, request.location, request.def, key, request.date).await?;
+                let current =
+                    CurrentPartition::read(&table, request.location, request.def, request.hasher, request.date).await?;
                 (table, current)
             }
         };
@@ -321,7 +327,7 @@ async fn load_once(
 ) -> Result<LoadOutcome, Attempt> {
     let LoadRequest { def, location, date, rows, .. } = *request;
     let version_before = crate::storage::version_of(&table);
-    let key = crate::validate::single_text_key(def)?;
+    let key = def.day_key();
     let diff = diff::against(current, location, def, key, date, rows).await?;
     let incoming: u64 = rows.iter().map(|b| b.num_rows() as u64).sum();
     request.guards.check(location, date, incoming, &diff)?;
@@ -342,6 +348,15 @@ async fn load_once(
     }
     // The rejects first: the commit names the version that holds them.
     let rejects_version = rejects::stage(storage, request.rejects_location, def, &request.rejects).await?;
+    // Columns the definition added, as a metadata-only commit of their own
+    // right before the data's (delta-rs's merge cannot carry a metadata
+    // action without replacing the table's id; README, "Schema evolution").
+    let schema_info = serde_json::json!({
+        "run_id": request.commit_info.get("run_id"),
+        "shoplake_version": env!("CARGO_PKG_VERSION"),
+    });
+    let (table, applied) = crate::schema::apply::apply(table, def, location, schema_info).await?;
+    let added_columns: Vec<String> = applied.added.iter().map(|a| a.name.clone()).collect();
     let mut info = request.commit_info.clone();
     if let Some(fields) = info.as_object_mut() {
         for (name, count) in [
@@ -354,6 +369,10 @@ async fn load_once(
             fields.insert(name.to_string(), count.into());
         }
         fields.insert("rejects_version".to_string(), rejects_version.into());
+        // Every row this load leaves for the date has the fingerprint of its
+        // values: rows another engine changed were compared by value and
+        // rewritten (provenance), so the next load may trust them all.
+        fields.insert(provenance::FINGERPRINTS_TRUSTED.to_string(), true.into());
     }
     let properties = CommitProperties::default()
         .with_metadata(commit_info(info))
@@ -365,7 +384,7 @@ async fn load_once(
     } else {
         merge_changes(table, request, diff, properties).await?
     };
-    Ok(LoadOutcome { rejects_version, ..outcome })
+    Ok(LoadOutcome { rejects_version, added_columns, ..outcome })
 }
 
 /// The rejects version the table records for the date, if it holds this
@@ -441,8 +460,9 @@ async fn write_new_partition(
 ) -> Result<LoadOutcome, Attempt> {
     let LoadRequest { def, location, date, rows, .. } = *request;
     let same_day = col(&def.partition_by).eq(lit(ScalarValue::Date32(Some(days_since_epoch(date)))));
+    let rows = in_table_order(&table, location, rows)?;
     let table = table
-        .write(rows.to_vec())
+        .write(rows)
         .with_save_mode(SaveMode::Overwrite)
         .with_replace_where(same_day)
         .with_writer_properties(writer_properties(def))
@@ -457,6 +477,28 @@ async fn write_new_partition(
         files_added,
         ..LoadOutcome::default()
     })
+}
+
+/// The rows with their columns in the table's order (a column added to a
+/// table comes last, wherever the definition declares it).
+fn in_table_order(table: &DeltaTable, location: &Location, rows: &[RecordBatch]) -> Result<Vec<RecordBatch>> {
+    let snapshot = table.snapshot().map_err(|e| Error::delta(Stage::Write, location, e))?;
+    let order: Vec<String> = snapshot.schema().fields().map(|f| f.name().clone()).collect();
+    rows.iter()
+        .map(|batch| {
+            let schema = batch.schema();
+            let names: Vec<&String> = schema.fields().iter().map(|f| f.name()).collect();
+            if names.iter().zip(&order).all(|(a, b)| *a == b) && names.len() == order.len() {
+                return Ok(batch.clone());
+            }
+            let indices = order
+                .iter()
+                .map(|name| schema.index_of(name))
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .and_then(|indices| batch.project(&indices));
+            indices.map_err(|e| Error::internal(Stage::Write, location, e))
+        })
+        .collect()
 }
 
 /// Rows per batch inside the MERGE. delta-rs's default (8192) spends a
@@ -481,7 +523,7 @@ async fn merge_changes(
     properties: CommitProperties,
 ) -> Result<LoadOutcome, Attempt> {
     let LoadRequest { def, location, date, .. } = *request;
-    let key = crate::validate::single_text_key(def)?;
+    let key = def.day_key();
     let ctx = SessionContext::new();
     let source = ctx.read_batches(diff.changes).map_err(|e| Error::datafusion(Stage::Write, location, e))?;
     // The literal date prunes the scan to the partition and scopes the
@@ -533,5 +575,6 @@ async fn merge_changes(
         files_added: metrics.num_target_files_added as u64,
         files_removed: metrics.num_target_files_removed as u64,
         rejects_version: 0,
+        added_columns: Vec::new(),
     })
 }

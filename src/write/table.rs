@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use datafusion::arrow::datatypes::DataType as ArrowType;
+use datafusion::arrow::datatypes::{DataType as ArrowType, TimeUnit};
 use deltalake::kernel::transaction::CommitProperties;
 use deltalake::kernel::{ArrayType, DataType as DeltaType, StructField};
 use deltalake::protocol::SaveMode;
@@ -21,7 +21,10 @@ pub fn delta_type(arrow: &ArrowType) -> Option<DeltaType> {
         ArrowType::Utf8 => DeltaType::STRING,
         ArrowType::Boolean => DeltaType::BOOLEAN,
         ArrowType::Int64 => DeltaType::LONG,
+        ArrowType::Float64 => DeltaType::DOUBLE,
+        ArrowType::Decimal128(precision, scale) => DeltaType::decimal(*precision, u8::try_from(*scale).ok()?).ok()?,
         ArrowType::Date32 => DeltaType::DATE,
+        ArrowType::Timestamp(TimeUnit::Microsecond, Some(_)) => DeltaType::TIMESTAMP,
         ArrowType::Binary => DeltaType::BINARY,
         ArrowType::List(item) => {
             DeltaType::Array(Box::new(ArrayType::new(delta_type(item.data_type())?, item.is_nullable())))
@@ -64,10 +67,18 @@ pub struct TableSpec {
     pub properties: Vec<(String, String)>,
     /// The row fingerprint column, which a table to take over may lack.
     pub row_hash: Option<String>,
+    /// The definition of a data table (a rejects table has none): its
+    /// schema may evolve in place (`crate::schema`).
+    pub def: Option<&'static TableDefinition>,
 }
 
 impl TableSpec {
-    pub fn of(def: &TableDefinition) -> Result<TableSpec> {
+    pub fn of(def: &'static TableDefinition) -> Result<TableSpec> {
+        Ok(TableSpec { def: Some(def), ..TableSpec::shape_of(def)? })
+    }
+
+    /// The columns, partitioning and properties of `def`'s table.
+    pub fn shape_of(def: &TableDefinition) -> Result<TableSpec> {
         Ok(TableSpec {
             name: def.name.clone(),
             description: def.description.clone(),
@@ -77,9 +88,13 @@ impl TableSpec {
                 .properties
                 .iter()
                 .map(|(k, v)| (k.clone(), v.clone()))
-                .chain([(STATS_COLUMNS.to_string(), stats_columns(def))])
+                .chain([
+                    (STATS_COLUMNS.to_string(), stats_columns(def)),
+                    (crate::schema::KEY_PROPERTY.to_string(), def.key.join(",")),
+                ])
                 .collect(),
             row_hash: Some(def.row_hash_column().to_string()),
+            def: None,
         })
     }
 }
@@ -97,6 +112,16 @@ pub async fn open_or_create(storage: &Storage, location: &Location, spec: &Table
             storage.check_commits_are_safe(location).await?;
             return Ok(table);
         }
+        if let Some(found) = storage.foreign_content(location).await? {
+            return Err(Error::usage(
+                Stage::Write,
+                location,
+                format!(
+                    "this location holds files ({found}, ...) but no Delta table: shoplake creates a table only \
+                     where nothing is (is --table or --lake pointing at the wrong place?)"
+                ),
+            ));
+        }
         storage.prepare_for_writing(location)?;
         let empty =
             storage.table_builder(location).await?.build().map_err(|e| Error::delta(Stage::Write, location, e))?;
@@ -108,6 +133,8 @@ pub async fn open_or_create(storage: &Storage, location: &Location, spec: &Table
             .with_partition_columns([spec.partition_by.clone()])
             .with_configuration(spec.properties.iter().map(|(k, v)| (k.clone(), Some(v.clone()))))
             .with_save_mode(SaveMode::ErrorIfExists)
+            // shoplake's own properties (the key) are not Delta's.
+            .with_raise_if_key_not_exists(false)
             // Only version 0 may create the table: a creator that lost the
             // race must not commit a second CREATE on top, it loads instead.
             .with_commit_properties(CommitProperties::default().with_max_retries(0))
@@ -154,7 +181,8 @@ pub fn has_column(table: &DeltaTable, name: &str) -> bool {
     table.snapshot().is_ok_and(|s| s.schema().fields().any(|f| f.name() == name))
 }
 
-/// How a table's schema fits its definition (column order aside).
+/// How a table's schema fits its definition (column order and in-place
+/// changes aside).
 #[derive(Debug, PartialEq, Eq)]
 enum Fit {
     Exact,
@@ -164,6 +192,13 @@ enum Fit {
 }
 
 fn schema_fit(table: &DeltaTable, location: &Location, spec: &TableSpec) -> Result<Fit> {
+    // A data table follows its definition: additive changes are applied
+    // with the next load's commit, the rest refused (crate::schema).
+    if let Some(def) = spec.def {
+        let plan = crate::schema::plan(def, Some(table), location)?;
+        plan.check(def, location)?;
+        return Ok(if plan.adopt { Fit::WithoutRowHash } else { Fit::Exact });
+    }
     let snapshot = table.snapshot().map_err(|e| Error::delta(Stage::Write, location, e))?;
     let actual: BTreeMap<String, DeltaType> =
         snapshot.schema().fields().map(|f| (f.name().to_string(), f.data_type().clone())).collect();
@@ -171,13 +206,6 @@ fn schema_fit(table: &DeltaTable, location: &Location, spec: &TableSpec) -> Resu
         spec.fields.iter().map(|f| (f.name().to_string(), f.data_type().clone())).collect();
     if actual == wanted {
         return Ok(Fit::Exact);
-    }
-    if let Some(row_hash) = &spec.row_hash {
-        let mut without = wanted.clone();
-        without.remove(row_hash);
-        if actual == without {
-            return Ok(Fit::WithoutRowHash);
-        }
     }
     let names = |cols: &BTreeMap<String, DeltaType>| {
         cols.iter().map(|(n, t)| format!("{n} {t}")).collect::<Vec<_>>().join(", ")
@@ -217,7 +245,7 @@ async fn adopt(table: DeltaTable, location: &Location, spec: &TableSpec) -> Resu
     }
     let keys: Vec<String> = missing.keys().cloned().collect();
     let before = table.clone();
-    match table.set_tbl_properties().with_properties(missing).await {
+    match table.set_tbl_properties().with_properties(missing).with_raise_if_not_exists(false).await {
         Ok(table) => Ok(table),
         Err(e) => {
             // Time travel and `changes` need them; loading does not.
@@ -227,7 +255,6 @@ async fn adopt(table: DeltaTable, location: &Location, spec: &TableSpec) -> Resu
     }
 }
 
-#[cfg(test)]
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -166,10 +166,15 @@ pub fn line(id: &str, app: &str, flag: &str, count: &str, pins: &str, prefix: &s
 
 pub use shoplake::testing::TableSnapshot;
 
+/// A `shopify_configuration` table's rows and files.
 pub fn snapshot(table: &Path) -> TableSnapshot {
+    snapshot_of(shoplake::definition::built_in("shopify_configuration"), table)
+}
+
+/// A table's rows and files, read by its definition.
+pub fn snapshot_of(def: &shoplake::definition::TableDefinition, table: &Path) -> TableSnapshot {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let storage = shoplake::storage::Storage::new();
-    runtime
-        .block_on(shoplake::testing::snapshot(&storage, &shoplake::storage::Location::Local(table.to_path_buf()), None))
-        .unwrap()
+    let location = shoplake::storage::Location::Local(table.to_path_buf());
+    runtime.block_on(shoplake::testing::snapshot(&storage, def, &location, None)).unwrap()
 }

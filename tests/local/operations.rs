@@ -150,21 +150,22 @@ fn the_metrics_file_says_what_the_run_did() {
     let (code, _) = ws.ingest(D1, &["--metrics-file", path.to_str().unwrap(), "--max-reject-ratio", "0.5"]);
     assert_eq!(code, 0);
     let text = std::fs::read_to_string(&path).unwrap();
-    let table = ws.table().display().to_string();
+    let table = format!("shopify_configuration\",table=\"{}", ws.table().display());
+    let table = table.as_str();
     for expected in [
-        format!("shoplake_rows{{table=\"{table}\",bucket=\"read\"}} 41"),
-        format!("shoplake_rows{{table=\"{table}\",bucket=\"rejected\"}} 1"),
-        format!("shoplake_rows_changed{{table=\"{table}\",change=\"inserted\"}} 40"),
-        format!("shoplake_run_exit_code{{table=\"{table}\"}} 0"),
-        format!("shoplake_table_version{{table=\"{table}\"}} 1"),
-        format!("shoplake_check_failed{{table=\"{table}\",check=\"counts_not_negative\",severity=\"fail\"}} 0"),
+        format!("shoplake_rows{{table_name=\"{table}\",bucket=\"read\"}} 41"),
+        format!("shoplake_rows{{table_name=\"{table}\",bucket=\"rejected\"}} 1"),
+        format!("shoplake_rows_changed{{table_name=\"{table}\",change=\"inserted\"}} 40"),
+        format!("shoplake_run_exit_code{{table_name=\"{table}\"}} 0"),
+        format!("shoplake_table_version{{table_name=\"{table}\"}} 1"),
+        format!("shoplake_check_failed{{table_name=\"{table}\",check=\"counts_not_negative\",severity=\"fail\"}} 0"),
     ] {
         assert!(text.contains(&expected), "{expected} in:\n{text}");
     }
     let (code, _) = ws.ingest("2019-05-01", &["--metrics-file", path.to_str().unwrap()]);
     assert_eq!(code, 3);
     let after = std::fs::read_to_string(&path).unwrap();
-    assert!(after.contains(&format!("shoplake_run_exit_code{{table=\"{table}\"}} 3")), "{after}");
+    assert!(after.contains(&format!("shoplake_run_exit_code{{table_name=\"{table}\"}} 3")), "{after}");
     let success =
         |t: &str| t.lines().find(|l| l.starts_with("shoplake_last_success_timestamp_seconds")).map(str::to_string);
     assert_eq!(success(&after), success(&text), "a failed run keeps the last success");

@@ -11,6 +11,7 @@ use proptest::prelude::*;
 use shoplake::ingest::{self, IngestConfig};
 use shoplake::report::Status;
 use shoplake::storage::{Location, Storage};
+use shoplake::target::TableTarget;
 use shoplake::write::Guards;
 
 const DATES: [&str; 3] = ["2019-04-01", "2019-04-02", "2019-04-03"];
@@ -137,12 +138,12 @@ proptest! {
         for (date_index, rows) in &loads {
             let date = DATES[*date_index];
             ws.write_export(date, render(date, rows));
-            let table = Location::Local(ws.table());
+            let def = shoplake::definition::built_in("shopify_configuration");
+            let target = TableTarget::resolve(def, &Location::Local(ws.dir.path().join("lake")), None, None).unwrap();
             let config = IngestConfig {
                 date: date.parse().unwrap(),
                 source: Location::Local(ws.raw()),
-                rejects_table: table.with_suffix("_rejects"),
-                table,
+                target,
                 max_reject_ratio: 0.0,
                 guards: Guards { allow_empty: false, max_delete_ratio: 0.1 },
                 dry_run: false,

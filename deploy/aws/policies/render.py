@@ -1,0 +1,212 @@
+#!/usr/bin/env python3
+"""Renders shoplake's IAM and bucket policies for given buckets, and checks
+that the CloudFormation stack carries the same statements.
+
+The policies live once, as JSON, beside this file: loader.json, auditor.json,
+maintainer.json (identity policies of the three roles) and lake-bucket.json,
+exports-bucket.json (bucket policies). Their placeholders use CloudFormation's
+Fn::Sub syntax, so the stack (../shoplake.cfn.yaml) writes the very same
+strings under !Sub:
+
+    ${ExportsBucket} ${ExportsPrefix} ${LakeBucket} ${LakePrefix}
+    ${KmsKeyArn}  (the stack's ${DataKey.Arn})   ${AWS::Region}
+
+Usage:
+    render.py policy NAME --exports-bucket B --exports-prefix P --lake-bucket B
+        --lake-prefix P (--kms-key-arn ARN --region R | --no-kms)
+        [--as-user-policy] [--without SID ...]
+    render.py check-cfn TEMPLATE
+
+`policy` prints the JSON document with every placeholder replaced (an
+unknown or unreplaced placeholder is an error). --no-kms drops the statements
+that grant AWS KMS actions (MinIO's built-in KMS has no IAM actions of that
+kind); --as-user-policy drops "Principal" so a bucket policy's statements can
+be attached to a user (MinIO applies bucket policies to anonymous requests
+only); --without drops the statements with those Sids.
+`check-cfn` exits 1 unless every role's managed policy and every bucket
+policy in the template equals its JSON file statement for statement.
+Standard library only, except PyYAML for check-cfn.
+"""
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+PLACEHOLDER = re.compile(r"\$\{([A-Za-z0-9:.]+)\}")
+# Logical ids in the template -> the JSON file their document must equal.
+CFN_DOCUMENTS = {
+    "LoaderPolicy": "loader",
+    "AuditorPolicy": "auditor",
+    "MaintainerPolicy": "maintainer",
+    "LakeBucketPolicy": "lake-bucket",
+    "ExportsBucketPolicy": "exports-bucket",
+}
+# JSON placeholder -> the stack's Fn::Sub name for the same value.
+CFN_NAMES = {"KmsKeyArn": "DataKey.Arn"}
+
+
+def load(name):
+    path = HERE / f"{name}.json"
+    if not path.is_file():
+        raise SystemExit(f"render.py: no policy {name!r} ({path} does not exist)")
+    return json.loads(path.read_text())
+
+
+def substitute(node, values):
+    """Replaces ${Name} in every string of node; an unknown name is an error."""
+    if isinstance(node, dict):
+        return {substitute(k, values): substitute(v, values) for k, v in node.items()}
+    if isinstance(node, list):
+        return [substitute(v, values) for v in node]
+    if isinstance(node, str):
+
+        def one(match):
+            name = match.group(1)
+            if name not in values:
+                raise SystemExit(f"render.py: no value for ${{{name}}}")
+            return values[name]
+
+        return PLACEHOLDER.sub(one, node)
+    return node
+
+
+def actions(statement):
+    found = statement.get("Action", [])
+    return [found] if isinstance(found, str) else list(found)
+
+
+def render(args):
+    doc = load(args.name)
+    statements = doc["Statement"]
+    if args.no_kms:
+        statements = [s for s in statements if not any(a.startswith("kms:") for a in actions(s))]
+    if args.without:
+        unknown = set(args.without) - {s.get("Sid") for s in statements}
+        if unknown:
+            raise SystemExit(f"render.py: {args.name} has no statement {sorted(unknown)}")
+        statements = [s for s in statements if s.get("Sid") not in args.without]
+    if args.as_user_policy:
+        statements = [{k: v for k, v in s.items() if k != "Principal"} for s in statements]
+    doc = dict(doc, Statement=statements)
+    values = {
+        "ExportsBucket": args.exports_bucket,
+        "ExportsPrefix": args.exports_prefix.strip("/"),
+        "LakeBucket": args.lake_bucket,
+        "LakePrefix": args.lake_prefix.strip("/"),
+    }
+    if args.kms_key_arn:
+        values["KmsKeyArn"] = args.kms_key_arn
+    if args.region:
+        values["AWS::Region"] = args.region
+    for name in ("ExportsPrefix", "LakePrefix"):
+        if not values[name]:
+            raise SystemExit(f"render.py: {name} must not be empty (the policies grant a prefix, never a whole bucket)")
+    json.dump(substitute(doc, values), sys.stdout, indent=2)
+    sys.stdout.write("\n")
+
+
+def cfn_loader():
+    import yaml  # only check-cfn needs PyYAML
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    def intrinsic(loader, tag_suffix, node):
+        if isinstance(node, yaml.ScalarNode):
+            value = loader.construct_scalar(node)
+        elif isinstance(node, yaml.SequenceNode):
+            value = loader.construct_sequence(node, deep=True)
+        else:
+            value = loader.construct_mapping(node, deep=True)
+        if tag_suffix == "Ref":
+            return {"Ref": value}
+        if tag_suffix == "Condition":
+            return {"Condition": value}
+        if tag_suffix == "GetAtt" and isinstance(value, str):
+            value = value.split(".", 1)
+        return {f"Fn::{tag_suffix}": value}
+
+    Loader.add_multi_constructor("!", intrinsic)
+    return lambda text: yaml.load(text, Loader=Loader)  # noqa: S506 (SafeLoader subclass)
+
+
+def unsub(node):
+    """{"Fn::Sub": "s"} -> "s", everywhere: the template's form of a JSON string."""
+    if isinstance(node, dict):
+        if set(node) == {"Fn::Sub"} and isinstance(node["Fn::Sub"], str):
+            return node["Fn::Sub"]
+        return {k: unsub(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [unsub(v) for v in node]
+    return node
+
+
+def check_cfn(args):
+    template = cfn_loader()(Path(args.template).read_text())
+    resources = template.get("Resources", {})
+    names = {k: f"${{{v}}}" for k, v in CFN_NAMES.items()}
+    failures = 0
+    for logical_id, policy in CFN_DOCUMENTS.items():
+        resource = resources.get(logical_id)
+        if resource is None:
+            print(f"check-cfn: {logical_id}: missing from {args.template}")
+            failures += 1
+            continue
+        got = unsub(resource["Properties"]["PolicyDocument"])
+        want = json.loads(PLACEHOLDER.sub(lambda m: names.get(m.group(1), m.group(0)), json.dumps(load(policy))))
+        if got == want:
+            print(f"check-cfn: {logical_id} == policies/{policy}.json ({len(want['Statement'])} statements)")
+            continue
+        failures += 1
+        print(f"check-cfn: {logical_id} differs from policies/{policy}.json:")
+        print("  template: " + json.dumps(got, sort_keys=True))
+        print("  json:     " + json.dumps(want, sort_keys=True))
+    # Every string in the template that names a placeholder must be under !Sub,
+    # or CloudFormation would store the literal "${...}".
+    literal = []
+
+    def walk(node, in_sub=False):
+        if isinstance(node, dict):
+            for k, v in node.items():
+                walk(v, in_sub or k == "Fn::Sub")
+        elif isinstance(node, list):
+            for v in node:
+                walk(v, in_sub)
+        elif isinstance(node, str) and not in_sub and PLACEHOLDER.search(node):
+            literal.append(node)
+
+    walk(resources)
+    for s in literal:
+        print(f"check-cfn: {s!r} has a placeholder but is not under !Sub")
+    failures += len(literal)
+    return 1 if failures else 0
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("policy", help="print one policy with the placeholders replaced")
+    p.add_argument("name", help="loader, auditor, maintainer, lake-bucket or exports-bucket")
+    p.add_argument("--exports-bucket", required=True)
+    p.add_argument("--exports-prefix", required=True)
+    p.add_argument("--lake-bucket", required=True)
+    p.add_argument("--lake-prefix", required=True)
+    p.add_argument("--kms-key-arn")
+    p.add_argument("--region")
+    p.add_argument("--no-kms", action="store_true", help="drop the statements granting kms: actions")
+    p.add_argument("--as-user-policy", action="store_true", help="drop Principal (bucket policy -> user policy)")
+    p.add_argument("--without", action="append", default=[], metavar="SID", help="drop this statement")
+    c = sub.add_parser("check-cfn", help="the template's policies equal the JSON files")
+    c.add_argument("template")
+    args = parser.parse_args()
+    if args.command == "policy":
+        render(args)
+        return 0
+    return check_cfn(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,161 @@
+//! Turns the parsed flags into each command's config, once, before
+//! anything runs: the table definitions are loaded (the one pipeline every
+//! command shares), the named table resolved to its locations, ratios and
+//! ranges checked.
+
+use std::collections::BTreeMap;
+
+use chrono::NaiveDate;
+
+use super::args::{BackfillArgs, DefinitionsArgs, GenerateArgs, LoadArgs, QueryArgs, TableArgs};
+use crate::audit::query::QueryConfig;
+use crate::audit::AsOf;
+use crate::backfill::BackfillConfig;
+use crate::definition::{Catalog, DefinitionsDir};
+use crate::error::{Error, Result, Stage};
+use crate::generate::GenerateConfig;
+use crate::ingest::IngestConfig;
+use crate::storage::Location;
+use crate::target::TableTarget;
+
+/// The definitions the flags point at, through the whole pipeline.
+pub async fn catalog(args: &DefinitionsArgs) -> Result<&'static Catalog> {
+    let dir = DefinitionsDir::resolve(args.tables.as_deref());
+    if let DefinitionsDir::Folder(folder) = &dir {
+        if !folder.is_dir() {
+            return Err(Error::usage(Stage::CommandLine, folder.display(), "--tables: no such folder"));
+        }
+    }
+    Catalog::load(dir).await
+}
+
+/// The table the flags name.
+pub fn target(catalog: &Catalog, args: &TableArgs) -> Result<TableTarget> {
+    let def = catalog.get(&args.table_name)?;
+    TableTarget::resolve(def, &Location::parse(&args.lake)?, args.table.as_deref(), args.rejects_table.as_deref())
+}
+
+/// Every defined table under the lake (a definition with problems is an error of its own).
+pub fn all_targets(catalog: &Catalog, args: &TableArgs) -> Result<Vec<std::result::Result<TableTarget, Error>>> {
+    if args.table.is_some() || args.rejects_table.is_some() {
+        return Err(Error::usage(
+            Stage::CommandLine,
+            "--all-tables",
+            "--table and --rejects-table (or SHOPLAKE_TABLE, SHOPLAKE_REJECTS_TABLE) name one table: \
+             use --lake for all of them",
+        ));
+    }
+    let lake = Location::parse(&args.lake)?;
+    Ok(catalog
+        .names()
+        .into_iter()
+        .map(|name| catalog.get(name).and_then(|def| TableTarget::resolve(def, &lake, None, None)))
+        .collect())
+}
+
+/// The ingest of `date` into each table the flags name (one, or all).
+pub fn ingest_configs(
+    catalog: &Catalog,
+    date: NaiveDate,
+    args: &LoadArgs,
+) -> Result<Vec<std::result::Result<IngestConfig, Error>>> {
+    for (flag, ratio) in [("--max-reject-ratio", args.max_reject_ratio), ("--max-delete-ratio", args.max_delete_ratio)]
+    {
+        if !(0.0..=1.0).contains(&ratio) {
+            return Err(Error::usage(Stage::CommandLine, flag, "must be between 0 and 1"));
+        }
+    }
+    let source = Location::parse(&args.source)?;
+    let targets = if args.all_tables { all_targets(catalog, &args.table)? } else { vec![Ok(target(catalog, &args.table)?)] };
+    Ok(targets
+        .into_iter()
+        .map(|target| {
+            target.map(|target| IngestConfig {
+                date,
+                source: source.clone(),
+                target,
+                max_reject_ratio: args.max_reject_ratio,
+                guards: crate::write::Guards { allow_empty: args.allow_empty, max_delete_ratio: args.max_delete_ratio },
+                dry_run: args.dry_run,
+            })
+        })
+        .collect())
+}
+
+pub fn backfill_configs(
+    catalog: &Catalog,
+    args: &BackfillArgs,
+) -> Result<Vec<std::result::Result<BackfillConfig, Error>>> {
+    check_range(args.from, args.to)?;
+    if args.parallel == 0 {
+        return Err(Error::usage(Stage::CommandLine, "--parallel", "must be at least 1"));
+    }
+    Ok(ingest_configs(catalog, args.from, &args.load)?
+        .into_iter()
+        .map(|ingest| {
+            ingest.map(|ingest| BackfillConfig {
+                from: args.from,
+                to: args.to,
+                parallel: args.parallel,
+                skip_missing: args.skip_missing,
+                ingest,
+            })
+        })
+        .collect())
+}
+
+/// Every table registered, the named one required, `--as-of` by name.
+pub fn query_config(catalog: &Catalog, args: &QueryArgs, sql: String) -> Result<QueryConfig> {
+    let main = target(catalog, &args.table)?;
+    let lake = Location::parse(&args.table.lake)?;
+    let mut targets = vec![main.clone()];
+    for def in catalog.tables() {
+        if def.name != main.name() {
+            targets.push(TableTarget::resolve(def, &lake, None, None)?);
+        }
+    }
+    let mut as_of = BTreeMap::new();
+    for text in &args.as_of {
+        let (names, value) = match text.split_once('=') {
+            Some(("*", value)) => (targets.iter().map(|t| t.name().to_string()).collect(), value),
+            Some((name, value)) => {
+                catalog.get(name)?;
+                (vec![name.to_string()], value)
+            }
+            None => (vec![main.name().to_string()], text.as_str()),
+        };
+        let point = AsOf::parse(value)?;
+        if names.len() > 1 && matches!(point, AsOf::Version(_)) {
+            return Err(Error::usage(Stage::CommandLine, "--as-of", "'*=' takes a time: versions differ per table"));
+        }
+        for name in names {
+            as_of.insert(name, point.clone());
+        }
+    }
+    Ok(QueryConfig { main: main.name().to_string(), targets, sql, as_of })
+}
+
+pub fn generate_config(catalog: &Catalog, args: &GenerateArgs) -> Result<GenerateConfig> {
+    check_range(args.from, args.to)?;
+    let tables = if args.all_tables {
+        catalog.names().into_iter().map(|name| catalog.get(name)).collect::<Result<Vec<_>>>()?
+    } else {
+        vec![catalog.get(&args.table_name)?]
+    };
+    Ok(GenerateConfig {
+        tables,
+        from: args.from,
+        to: args.to,
+        rows: args.rows,
+        seed: args.seed,
+        out: Location::parse(&args.out)?,
+        dirty: args.dirty,
+    })
+}
+
+fn check_range(from: NaiveDate, to: NaiveDate) -> Result<()> {
+    if from > to {
+        return Err(Error::usage(Stage::CommandLine, "--from/--to", format!("{from} is after {to}")));
+    }
+    Ok(())
+}

@@ -1,0 +1,355 @@
+//! The file-shaped form of `table.toml` (`TableFile`), refused on any
+//! unknown key, and the one conversion into a [`TableDefinition`] that does
+//! the checks spanning fields, collecting every problem with its key path.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use super::sample::Sample;
+use super::{types, Column, Kind, MissingColumns, TableDefinition, UnknownColumns, DATE_PLACEHOLDER};
+
+/// `table.toml` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct TableFile {
+    name: String,
+    #[serde(default)]
+    description: String,
+    key: Vec<String>,
+    partition_by: String,
+    /// The export of a date under `--source` (default `{date}.csv`).
+    source_pattern: Option<String>,
+    /// The table under the lake root (default: the name).
+    table_path: Option<String>,
+    #[serde(default)]
+    unknown_columns: UnknownColumns,
+    #[serde(default)]
+    missing_columns: MissingColumns,
+    #[serde(default)]
+    properties: BTreeMap<String, String>,
+    columns: Vec<ColumnFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ColumnFile {
+    name: String,
+    kind: Kind,
+    nullable: Option<bool>,
+    #[serde(rename = "type")]
+    type_name: Option<String>,
+    #[serde(default = "default_true")]
+    dictionary: bool,
+    precision: Option<u8>,
+    scale: Option<i8>,
+    time_zone: Option<String>,
+    in_export: Option<bool>,
+    #[serde(default)]
+    sample: Sample,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// The fingerprint column a definition gets when it declares none.
+pub const DEFAULT_ROW_HASH: &str = "_row_hash";
+
+/// One problem found in a definition: the key path it is at, and what is wrong.
+pub(super) type KeyProblem = (String, String);
+
+impl TableFile {
+    /// Resolves the file into a definition, or every problem found.
+    pub(super) fn resolve(
+        self,
+        transform_sql: Option<String>,
+        origin: String,
+    ) -> Result<TableDefinition, Vec<KeyProblem>> {
+        let mut problems: Vec<KeyProblem> = Vec::new();
+        let mut problem = |key: String, message: String| problems.push((key, message));
+        if !is_identifier(&self.name) {
+            problem("name".into(), format!("`{}` is not a lower-case SQL name (a-z, 0-9, _)", self.name));
+        }
+
+        let mut columns: Vec<Column> = Vec::with_capacity(self.columns.len() + 1);
+        for (i, c) in self.columns.iter().enumerate() {
+            let at = |field: &str| format!("columns[{i}].{field}");
+            if columns.iter().any(|seen| seen.name == c.name) {
+                problem(at("name"), format!("column {} is declared twice", c.name));
+                continue;
+            }
+            if !is_identifier(&c.name) {
+                problem(at("name"), format!("`{}` is not a lower-case SQL name (a-z, 0-9, _)", c.name));
+            }
+            let decimal = match (c.kind, c.precision, c.scale) {
+                (Kind::Decimal, Some(p), Some(s)) => match types::check_decimal(p, s) {
+                    Ok(()) => Some((p, s)),
+                    Err(e) => {
+                        problem(at("precision"), e);
+                        None
+                    }
+                },
+                (Kind::Decimal, _, _) => {
+                    problem(at("precision"), format!("decimal column {} needs `precision` and `scale`", c.name));
+                    None
+                }
+                (_, None, None) => None,
+                (_, _, _) => {
+                    problem(at("precision"), "`precision` and `scale` are for decimal columns".into());
+                    None
+                }
+            };
+            let declared = match c.type_name.as_deref().map(types::parse).transpose() {
+                Ok(declared) => declared,
+                Err(e) => {
+                    problem(at("type"), e);
+                    continue;
+                }
+            };
+            let data_type = match (types::of_kind(c.kind, decimal), declared) {
+                (Some(implied), None) => implied,
+                (Some(implied), Some(declared)) if implied == declared => implied,
+                (Some(implied), Some(declared)) => {
+                    problem(
+                        at("type"),
+                        format!(
+                            "column {}: type {} contradicts its kind ({})",
+                            c.name,
+                            types::type_name(&declared),
+                            types::type_name(&implied)
+                        ),
+                    );
+                    continue;
+                }
+                (None, Some(declared)) => declared,
+                (None, None) if c.kind == Kind::Decimal => continue,
+                (None, None) => {
+                    problem(at("type"), format!("derived column {} needs a `type`", c.name));
+                    continue;
+                }
+            };
+            let time_zone = match (&c.time_zone, c.kind) {
+                (None, _) => None,
+                (Some(zone), Kind::Timestamp) => match zone.parse::<chrono_tz::Tz>() {
+                    Ok(tz) => Some(tz),
+                    Err(_) => {
+                        problem(at("time_zone"), format!("`{zone}` is not a time zone name such as Europe/Paris or UTC"));
+                        None
+                    }
+                },
+                (Some(_), _) => {
+                    problem(at("time_zone"), "`time_zone` is for timestamp columns".into());
+                    None
+                }
+            };
+            let in_export = match (c.in_export, c.kind) {
+                (_, Kind::Derived | Kind::RowHash) => {
+                    if c.in_export == Some(true) {
+                        problem(at("in_export"), format!("a {} column is never in the export", kind_name(c.kind)));
+                    }
+                    false
+                }
+                (Some(false), Kind::FileDate) => false,
+                (Some(false), _) => {
+                    problem(at("in_export"), "only a file_date column may be left out of the export".into());
+                    true
+                }
+                (_, _) => true,
+            };
+            for message in c.sample.problems() {
+                problem(at("sample"), message);
+            }
+            let in_key = self.key.contains(&c.name);
+            if in_key && c.nullable == Some(true) {
+                problem(at("nullable"), format!("key column {} cannot be nullable", c.name));
+            }
+            columns.push(Column {
+                name: c.name.clone(),
+                kind: c.kind,
+                nullable: c.nullable.unwrap_or(true) && !in_key,
+                data_type,
+                dictionary: c.dictionary,
+                in_export,
+                time_zone,
+                sample: c.sample.clone(),
+            });
+        }
+
+        for (i, name) in self.key.iter().enumerate() {
+            if !columns.iter().any(|c| &c.name == name) && !self.columns.iter().any(|c| &c.name == name) {
+                problem(format!("key[{i}]"), format!("{name} is not a column"));
+            }
+        }
+        match columns.iter().find(|c| c.name == self.partition_by) {
+            None => problem("partition_by".into(), format!("{} is not a column", self.partition_by)),
+            Some(c) if c.kind != Kind::FileDate => problem(
+                "partition_by".into(),
+                format!("the partition column {} must be the file date (kind = \"file_date\")", c.name),
+            ),
+            Some(_) => {}
+        }
+        if !self.key.contains(&self.partition_by) {
+            problem("key".into(), format!("the key must include the partition column {}", self.partition_by));
+        }
+        let row_key: Vec<&String> = self.key.iter().filter(|k| **k != self.partition_by).collect();
+        match row_key.as_slice() {
+            [one] => {
+                if let Some(c) = columns.iter().find(|c| &&c.name == one) {
+                    if c.kind != Kind::Text {
+                        problem("key".into(), format!("the key column {one} must be a text column"));
+                    }
+                }
+            }
+            _ => problem(
+                "key".into(),
+                "the key is one text column plus the partition column (e.g. [\"id\", \"export_date\"])".into(),
+            ),
+        }
+        let file_dates: Vec<&str> =
+            columns.iter().filter(|c| c.kind == Kind::FileDate).map(|c| c.name.as_str()).collect();
+        if file_dates.len() > 1 {
+            problem("columns".into(), format!("one file_date column only (found {})", file_dates.join(", ")));
+        }
+        match columns.iter().filter(|c| c.kind == Kind::RowHash).count() {
+            0 if !columns.iter().any(|c| c.name == DEFAULT_ROW_HASH) => columns.push(Column {
+                name: DEFAULT_ROW_HASH.into(),
+                kind: Kind::RowHash,
+                nullable: true,
+                data_type: datafusion::arrow::datatypes::DataType::Binary,
+                dictionary: false,
+                in_export: false,
+                time_zone: None,
+                sample: Sample::default(),
+            }),
+            0 => problem(
+                "columns".into(),
+                format!("{DEFAULT_ROW_HASH} is the row fingerprint's name: declare it with kind = \"row_hash\""),
+            ),
+            1 => {}
+            _ => problem("columns".into(), "one row_hash column only".into()),
+        }
+        if !columns.iter().any(|c| c.in_export) {
+            problem("columns".into(), "no column is read from the export".into());
+        }
+
+        let source_pattern = self.source_pattern.unwrap_or_else(|| format!("{DATE_PLACEHOLDER}.csv"));
+        if let Err(e) = check_relative_path(&source_pattern) {
+            problem("source_pattern".into(), e);
+        } else if source_pattern.matches(DATE_PLACEHOLDER).count() != 1 {
+            problem("source_pattern".into(), format!("`{source_pattern}` must hold {DATE_PLACEHOLDER} once"));
+        }
+        let table_path = self.table_path.unwrap_or_else(|| self.name.clone());
+        if let Err(e) = check_relative_path(&table_path) {
+            problem("table_path".into(), e);
+        }
+        if self.missing_columns == MissingColumns::Null {
+            // Fine: not-null columns are still refused when missing, per load.
+        }
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        Ok(TableDefinition {
+            name: self.name,
+            description: self.description,
+            key: self.key,
+            partition_by: self.partition_by,
+            properties: self.properties,
+            columns,
+            transform_sql: transform_sql.unwrap_or_else(|| "SELECT * FROM export".to_string()),
+            checks: Vec::new(),
+            source_pattern,
+            table_path,
+            unknown_columns: self.unknown_columns,
+            missing_columns: self.missing_columns,
+            origin,
+        })
+    }
+}
+
+fn kind_name(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Derived => "derived",
+        Kind::RowHash => "row_hash",
+        _ => "value",
+    }
+}
+
+/// A lower-case SQL identifier: query registers tables and columns by it.
+fn is_identifier(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some('a'..='z' | '_'))
+        && chars.all(|c| matches!(c, 'a'..='z' | '0'..='9' | '_'))
+}
+
+/// A path below a root: not empty, not absolute, no `..`, no URI scheme.
+fn check_relative_path(path: &str) -> Result<(), String> {
+    if path.is_empty() || path.starts_with('/') || path.contains("://") {
+        return Err(format!("`{path}` must be a relative path"));
+    }
+    if path.split('/').any(|segment| segment == ".." || segment.is_empty()) {
+        return Err(format!("`{path}` must not hold `..` or empty segments"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resolve(toml_text: &str) -> Result<TableDefinition, Vec<KeyProblem>> {
+        toml::from_str::<TableFile>(toml_text).map_err(|e| vec![("".into(), e.to_string())])?.resolve(None, "t".into())
+    }
+
+    const MINIMAL: &str = r#"
+name = "t"
+key = ["id", "day"]
+partition_by = "day"
+[[columns]]
+name = "id"
+kind = "text"
+[[columns]]
+name = "day"
+kind = "file_date"
+in_export = false
+"#;
+
+    #[test]
+    fn a_minimal_definition_gets_the_defaults() {
+        let def = resolve(MINIMAL).unwrap();
+        assert_eq!(def.row_hash_column(), DEFAULT_ROW_HASH, "a fingerprint column is added");
+        assert_eq!(def.source_pattern, "{date}.csv");
+        assert_eq!(def.table_path, "t");
+        assert_eq!(def.export_columns().map(|c| c.name.as_str()).collect::<Vec<_>>(), vec!["id"]);
+        assert!(!def.column("id").unwrap().nullable, "key columns are not null");
+        assert_eq!(def.transform_sql, "SELECT * FROM export");
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_key() {
+        let text = MINIMAL.replace("partition_by = \"day\"", "partition_by = \"id\"\nsource_pattern = \"/abs.csv\"")
+            + "[[columns]]\nname = \"amount\"\nkind = \"decimal\"\n[[columns]]\nname = \"at\"\nkind = \"count\"\ntime_zone = \"Mars/Olympus\"\n";
+        let problems = resolve(&text).unwrap_err();
+        let keys: Vec<&str> = problems.iter().map(|(k, _)| k.as_str()).collect();
+        for expected in ["partition_by", "key", "source_pattern", "columns[2].precision", "columns[3].time_zone"] {
+            assert!(keys.contains(&expected), "{expected} missing from {problems:?}");
+        }
+    }
+
+    #[test]
+    fn key_columns_must_exist_be_text_and_not_nullable() {
+        let nullable = MINIMAL.replacen("kind = \"text\"", "kind = \"text\"\nnullable = true", 1);
+        assert!(resolve(&nullable).unwrap_err().iter().any(|(k, m)| k == "columns[0].nullable" && m.contains("key")));
+        let missing = MINIMAL.replace("key = [\"id\", \"day\"]", "key = [\"shop\", \"day\"]");
+        assert!(resolve(&missing).unwrap_err().iter().any(|(k, m)| k == "key[0]" && m.contains("shop is not a column")));
+        let count = MINIMAL.replacen("kind = \"text\"", "kind = \"count\"", 1);
+        assert!(resolve(&count).unwrap_err().iter().any(|(_, m)| m.contains("must be a text column")));
+    }
+
+    #[test]
+    fn a_typo_fails_loudly() {
+        assert!(resolve(&MINIMAL.replacen("kind = \"text\"", "kind = \"text\"\nnulable = false", 1)).is_err());
+        assert!(resolve(&MINIMAL.replacen("kind = \"text\"", "kind = \"txt\"", 1)).is_err());
+        assert!(resolve(&(MINIMAL.to_string() + "[columns.sample]\nvalus = [\"a\"]\n")).is_err());
+    }
+}

@@ -1,0 +1,73 @@
+//! Applies the in-place part of a schema plan (added columns, table
+//! properties) as one metadata-only commit: no data file is rewritten, the
+//! table keeps its id, name and description (delta-rs's merge and write
+//! schema modes re-create the metadata with a new table id, so shoplake
+//! commits the metadata itself).
+
+use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
+use deltalake::kernel::{Action, MetadataExt, StructField, StructType};
+use deltalake::protocol::DeltaOperation;
+use deltalake::DeltaTable;
+
+use super::{plan, SchemaPlan};
+use crate::definition::TableDefinition;
+use crate::error::{Error, Result, Stage};
+use crate::storage::Location;
+use crate::write::{commit_error, Attempt};
+
+/// Applies `def`'s in-place changes to `table`, planned again against the
+/// table as it is now (a concurrent apply is not repeated). Returns the
+/// table after the commit (or as it was, with nothing to apply) and what
+/// was applied.
+pub(crate) async fn apply(
+    table: DeltaTable,
+    def: &TableDefinition,
+    location: &Location,
+    info: serde_json::Value,
+) -> Result<(DeltaTable, SchemaPlan), Attempt> {
+    let plan = plan(def, Some(&table), location)?;
+    plan.check(def, location)?;
+    if !plan.has_changes() {
+        return Ok((table, plan));
+    }
+    let delta_error = |e| Attempt::Failed(Error::delta(Stage::Write, location, e));
+    let schema_error = |e: deltalake::kernel::Error| Attempt::Failed(Error::internal(Stage::Write, location, e));
+    let snapshot = table.snapshot().map_err(delta_error)?;
+    let mut metadata = snapshot.metadata().clone();
+    let added: Vec<StructField> = plan.added.iter().map(|a| a.field.clone()).collect();
+    if !added.is_empty() {
+        let fields: Vec<StructField> = snapshot.schema().fields().cloned().chain(added.iter().cloned()).collect();
+        let schema = StructType::try_new(fields)
+            .map_err(|e| Attempt::Failed(Error::internal(Stage::Write, location, e)))?;
+        metadata = metadata.with_schema(&schema).map_err(schema_error)?;
+    }
+    for (name, change) in &plan.properties {
+        metadata = metadata.add_config_key(name.clone(), change.definition.clone()).map_err(schema_error)?;
+    }
+    let operation = if added.is_empty() {
+        DeltaOperation::SetTableProperties {
+            properties: plan.properties.iter().map(|(k, c)| (k.clone(), c.definition.clone())).collect(),
+        }
+    } else {
+        DeltaOperation::AddColumn { fields: added }
+    };
+    let mut info = info;
+    if let Some(fields) = info.as_object_mut() {
+        fields.insert("schema_change".into(), serde_json::to_value(&plan).expect("a plan serializes"));
+    }
+    let commit = CommitBuilder::from(CommitProperties::default().with_metadata(crate::write::commit_info(info)))
+        .with_actions(vec![Action::Metadata(metadata)])
+        .build(Some(snapshot), table.log_store(), operation)
+        .await
+        .map_err(|e| commit_error(Stage::Write, location, e))?;
+    let mut table = table;
+    table.load_version(commit.version()).await.map_err(delta_error)?;
+    tracing::info!(
+        table = %location,
+        version = commit.version(),
+        added = %plan.added.iter().map(|a| a.name.as_str()).collect::<Vec<_>>().join(", "),
+        properties = plan.properties.len(),
+        "schema evolved in place"
+    );
+    Ok((table, plan))
+}
