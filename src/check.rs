@@ -100,9 +100,10 @@ impl Check {
             }
             Check::Sql { sql, .. } => {
                 let ctx = day_context(def.arrow_schema(), Vec::new()).map_err(|e| e.to_string())?;
-                ctx.sql(sql).await.map(|_| ()).map_err(|e| {
-                    format!("check {}: the SQL does not plan: {}", self.name(), crate::error::flatten(&e))
-                })
+                ctx.sql(sql)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| format!("check {}: the SQL does not plan: {}", self.name(), crate::error::flatten(&e)))
             }
             _ => Ok(()),
         }
@@ -265,7 +266,7 @@ pub fn verdict(results: &[CheckResult], source: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    
+
     /// A day of `rows` shops read through the real stages, so the rows have the table's schema.
     async fn day(rows: usize, channel: Option<&str>, negative: bool) -> Vec<RecordBatch> {
         let def = crate::definition::built_in("shopify_configuration");
@@ -280,7 +281,8 @@ mod tests {
         let (rx, reader) =
             crate::read::start(def, date, "t.csv".into(), Box::new(std::io::Cursor::new(text.into_bytes())));
         let stream = crate::transform::run(def, rx, "t.csv").await.unwrap();
-        let validated = crate::validate::run(def, &crate::row_hash::ValueHasher::new(def), stream, "t.csv").await.unwrap();
+        let validated =
+            crate::validate::run(def, &crate::row_hash::ValueHasher::new(def), stream, "t.csv").await.unwrap();
         reader.await.unwrap().unwrap();
         validated.batches
     }
@@ -348,7 +350,8 @@ mod tests {
         assert!(results[0].passed, "{results:?}");
         let few = PreviousDay { date: NaiveDate::from_ymd_opt(2019, 4, 1).unwrap(), rows: 9 };
         assert!(run(&with(vec![volume(Severity::Fail)]), &rows, Some(few), "t").await.unwrap()[0].passed);
-        let warn = run(&with(vec![volume(Severity::Warn)]), &rows, Some(PreviousDay { rows: 100, ..few }), "t").await.unwrap();
+        let warn =
+            run(&with(vec![volume(Severity::Warn)]), &rows, Some(PreviousDay { rows: 100, ..few }), "t").await.unwrap();
         assert!(!warn[0].passed);
         verdict(&warn, "t").expect("a warning only");
     }

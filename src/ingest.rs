@@ -11,10 +11,10 @@ use serde_json::json;
 
 use crate::definition::TableDefinition;
 use crate::error::{Error, Result, Stage};
-use crate::target::TableTarget;
 use crate::read::{self, Reject};
 use crate::report::{RunReport, Status};
 use crate::storage::{Location, Storage};
+use crate::target::TableTarget;
 use crate::{check, rejects, source, transform, validate, write};
 
 #[derive(Debug, Clone)]

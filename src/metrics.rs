@@ -304,10 +304,18 @@ mod tests {
         let ok = RunMetrics::of("t", "./lake/\"t\"", &[report(Status::Committed)], 0, Duration::from_millis(1500));
         ok.write_file(&path).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
-        assert!(text.contains("shoplake_rows{table_name=\"t\",table=\"./lake/\\\"t\\\"\",bucket=\"read\"} 10"), "{text}");
-        assert!(text.contains("shoplake_run_duration_seconds{table_name=\"t\",table=\"./lake/\\\"t\\\"\"} 1.5"), "{text}");
         assert!(
-            text.contains("shoplake_export_date_timestamp_seconds{table_name=\"t\",table=\"./lake/\\\"t\\\"\"} 1554076800"),
+            text.contains("shoplake_rows{table_name=\"t\",table=\"./lake/\\\"t\\\"\",bucket=\"read\"} 10"),
+            "{text}"
+        );
+        assert!(
+            text.contains("shoplake_run_duration_seconds{table_name=\"t\",table=\"./lake/\\\"t\\\"\"} 1.5"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "shoplake_export_date_timestamp_seconds{table_name=\"t\",table=\"./lake/\\\"t\\\"\"} 1554076800"
+            ),
             "{text}"
         );
         let success = last_success_in(&text, &ok.labels()).expect("a success is recorded");

@@ -57,7 +57,10 @@ pub struct RunReport {
 impl RunReport {
     /// A report of a run on `target` that has not done anything yet.
     pub fn for_target(target: &crate::target::TableTarget, date: String, source: String, run_id: String) -> Self {
-        RunReport { table_name: target.name().to_string(), ..RunReport::new(date, source, target.table.to_string(), run_id) }
+        RunReport {
+            table_name: target.name().to_string(),
+            ..RunReport::new(date, source, target.table.to_string(), run_id)
+        }
     }
 
     pub fn new(date: String, source: String, table: String, run_id: String) -> Self {
@@ -126,11 +129,9 @@ impl RunReport {
         if !matches!(self.status, Status::DryRun | Status::Failed) {
             let _ = writeln!(out, "  files    {} added, {} removed", self.files_added, self.files_removed);
         }
-        for (what, columns) in [
-            ("ignored", &self.ignored_columns),
-            ("as null", &self.missing_columns),
-            ("added", &self.added_columns),
-        ] {
+        for (what, columns) in
+            [("ignored", &self.ignored_columns), ("as null", &self.missing_columns), ("added", &self.added_columns)]
+        {
             if !columns.is_empty() {
                 let _ = writeln!(out, "  columns  {what}: {}", columns.join(", "));
             }

@@ -146,11 +146,8 @@ impl ValueHasher {
                 }
             }
         }
-        let not_in_table: Vec<String> = hashed
-            .iter()
-            .filter(|h| !columns.iter().chain(&added).any(|c| c == *h))
-            .map(|h| h.to_string())
-            .collect();
+        let not_in_table: Vec<String> =
+            hashed.iter().filter(|h| !columns.iter().chain(&added).any(|c| c == *h)).map(|h| h.to_string()).collect();
         added.extend(not_in_table);
         added.sort();
         ValueHasher { columns, added }

@@ -38,7 +38,12 @@ impl SourceFile {
 
 /// Finds the export of `date` under `source`. Both the file and a `.gz` of
 /// it for one day is ambiguous, and refused rather than guessed.
-pub async fn locate(storage: &Storage, source: &Location, def: &TableDefinition, date: NaiveDate) -> Result<SourceFile> {
+pub async fn locate(
+    storage: &Storage,
+    source: &Location,
+    def: &TableDefinition,
+    date: NaiveDate,
+) -> Result<SourceFile> {
     let name = def.source_file(date);
     let plain = source.join(&name);
     let gzipped = source.join(&format!("{name}.gz"));

@@ -58,7 +58,8 @@ pub async fn snapshot(
     let mut files: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let partition = format!("{}=", def.partition_by);
     for uri in table.get_file_uris().map_err(delta_error)? {
-        let date = uri.split(partition.as_str()).nth(1).and_then(|rest| rest.split('/').next()).unwrap_or("").to_string();
+        let date =
+            uri.split(partition.as_str()).nth(1).and_then(|rest| rest.split('/').next()).unwrap_or("").to_string();
         files.entry(date).or_default().push(uri);
     }
     for list in files.values_mut() {

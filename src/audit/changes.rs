@@ -9,9 +9,9 @@ use datafusion::prelude::SessionContext;
 use deltalake::delta_datafusion::DeltaCdfTableProvider;
 
 use super::existing_table;
-use crate::target::TableTarget;
 use crate::error::{Error, Result, Stage};
 use crate::storage::{Location, Storage};
+use crate::target::TableTarget;
 
 pub async fn run(storage: &Storage, target: &TableTarget, from: i64, to: Option<i64>) -> Result<Vec<RecordBatch>> {
     let (def, location) = (target.def, &target.table);

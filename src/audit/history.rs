@@ -54,6 +54,51 @@ impl HistoryEntry {
         Some(parts.join(", "))
     }
 
+    /// What the commit did about columns, in a few words: columns a schema
+    /// change added or a load ignored or loaded as null, and a header
+    /// policy that is not the default.
+    pub fn columns_summary(&self) -> Option<String> {
+        let names = |value: Option<&Value>| -> Vec<String> {
+            value
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        };
+        let mut parts = Vec::new();
+        let change = self.shoplake.get("schema_change");
+        let added_objects: Vec<String> = change
+            .and_then(|c| c.get("added"))
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|a| a.get("name").and_then(Value::as_str).map(str::to_string))
+            .collect();
+        if !added_objects.is_empty() {
+            parts.push(format!("added {}", added_objects.join(", ")));
+        }
+        if let Some(properties) = change.and_then(|c| c.get("properties")).and_then(Value::as_object) {
+            if !properties.is_empty() {
+                parts.push(format!("set {}", properties.keys().cloned().collect::<Vec<_>>().join(", ")));
+            }
+        }
+        for (key, what) in [("ignored_columns", "ignored"), ("null_columns", "as null")] {
+            let listed = names(self.shoplake.get(key));
+            if !listed.is_empty() {
+                parts.push(format!("{what} {}", listed.join(", ")));
+            }
+        }
+        if let Some(policy) = self.shoplake.get("header_policy").and_then(Value::as_object) {
+            for (key, value) in policy {
+                if value.as_str().is_some_and(|v| v != "refuse") {
+                    parts.push(format!("{key}={}", value.as_str().unwrap_or("?")));
+                }
+            }
+        }
+        (!parts.is_empty()).then(|| parts.join("; "))
+    }
+
     /// A count from shoplake's commit info, else the first of the engine's
     /// own operation metrics that is there (delta-rs and Spark name them differently).
     pub fn count(&self, key: &str, metrics: &[&str]) -> Option<i64> {
@@ -158,6 +203,7 @@ pub fn to_batch(entries: &[HistoryEntry]) -> RecordBatch {
         ("rows_before", count("rows_before", &[])),
         ("rejects_version", count("rejects_version", &[])),
         ("checks", text(&|e| e.checks_summary())),
+        ("columns", text(&|e| e.columns_summary())),
         ("restored_version", count("restored_version", &[])),
     ];
     let schema = Schema::new(

@@ -15,10 +15,10 @@ use serde_json::json;
 
 use super::pairing::{self, Pairing};
 use super::{existing_table, history};
-use crate::target::TableTarget;
 use crate::error::{Error, Result, Stage};
 use crate::rejects;
 use crate::storage::Storage;
+use crate::target::TableTarget;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RestoreOutcome {

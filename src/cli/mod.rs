@@ -19,8 +19,8 @@ use crate::ingest;
 use crate::output::{self, Format};
 use crate::report::RunReport;
 use crate::storage::Storage;
-use args::{Cli, Command, HistoryFormat, LoadArgs, LogFormat, ReportFormat, SchemaCommand};
 pub use args::DEFAULT_TABLE_NAME;
+use args::{Cli, Command, HistoryFormat, LoadArgs, LogFormat, ReportFormat, SchemaCommand};
 
 /// Prints to stdout; a reader that went away (a closed pipe) is not a
 /// failure of the run, and must not turn its exit code into a panic's.
@@ -262,7 +262,11 @@ fn finish_tables(args: &LoadArgs, outcomes: Vec<(RunReport, Result<()>)>) -> Res
     }
 }
 
-fn print_backfills(format: ReportFormat, outcomes: &[(Vec<RunReport>, Option<Error>)], (from, to): (NaiveDate, NaiveDate)) {
+fn print_backfills(
+    format: ReportFormat,
+    outcomes: &[(Vec<RunReport>, Option<Error>)],
+    (from, to): (NaiveDate, NaiveDate),
+) {
     let several = outcomes.len() > 1;
     match format {
         ReportFormat::Json => {

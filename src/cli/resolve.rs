@@ -66,7 +66,8 @@ pub fn ingest_configs(
         }
     }
     let source = Location::parse(&args.source)?;
-    let targets = if args.all_tables { all_targets(catalog, &args.table)? } else { vec![Ok(target(catalog, &args.table)?)] };
+    let targets =
+        if args.all_tables { all_targets(catalog, &args.table)? } else { vec![Ok(target(catalog, &args.table)?)] };
     Ok(targets
         .into_iter()
         .map(|target| {

@@ -61,7 +61,9 @@ pub fn listing(catalog: &Catalog, source: &str, lake: &str, format: ReportFormat
     }
     rows.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
     Ok(match format {
-        ReportFormat::Json => format!("{}\n", serde_json::json!({ "definitions": catalog.dir.to_string(), "tables": rows })),
+        ReportFormat::Json => {
+            format!("{}\n", serde_json::json!({ "definitions": catalog.dir.to_string(), "tables": rows }))
+        }
         ReportFormat::Text => {
             let mut out = String::new();
             for row in &rows {
@@ -120,7 +122,13 @@ pub async fn schema(storage: &Storage, target: &TableTarget, apply: bool, format
     })
 }
 
-fn schema_text(target: &TableTarget, version: Option<i64>, plan: &SchemaPlan, apply: bool, applied: Option<i64>) -> String {
+fn schema_text(
+    target: &TableTarget,
+    version: Option<i64>,
+    plan: &SchemaPlan,
+    apply: bool,
+    applied: Option<i64>,
+) -> String {
     let mut out = String::new();
     let at = version.map_or_else(|| "no table yet".to_string(), |v| format!("version {v}"));
     let _ = writeln!(out, "{}  {} ({at})", target.name(), target.table);
@@ -128,10 +136,18 @@ fn schema_text(target: &TableTarget, version: Option<i64>, plan: &SchemaPlan, ap
         let _ = writeln!(out, "  create          the first load creates the table from the definition");
     }
     if plan.adopt {
-        let _ = writeln!(out, "  take over       the table has no {} column: the next load adds it", target.def.row_hash_column());
+        let _ = writeln!(
+            out,
+            "  take over       the table has no {} column: the next load adds it",
+            target.def.row_hash_column()
+        );
     }
     for added in &plan.added {
-        let _ = writeln!(out, "  add column      {} {} (nullable; rows loaded before read null)", added.name, added.type_name);
+        let _ = writeln!(
+            out,
+            "  add column      {} {} (nullable; rows loaded before read null)",
+            added.name, added.type_name
+        );
     }
     for (name, change) in &plan.properties {
         let before = change.table.as_deref().unwrap_or("(unset)");

@@ -198,11 +198,19 @@ impl Sources {
     async fn into_definition(self) -> std::result::Result<TableDefinition, Vec<Problem>> {
         let table_file = self.file(TABLE_FILE);
         let Some(text) = &self.table else {
-            return Err(vec![problem(&table_file, None, None, format!("the folder {} has no {TABLE_FILE}", self.origin))]);
+            return Err(vec![problem(
+                &table_file,
+                None,
+                None,
+                format!("the folder {} has no {TABLE_FILE}", self.origin),
+            )]);
         };
         let parsed: TableFile = toml::from_str(text).map_err(|e| vec![toml_problem(&table_file, text, &e)])?;
         let mut def = parsed.resolve(self.transform.clone(), self.origin.clone()).map_err(|problems| {
-            problems.into_iter().map(|(key, message)| problem(&table_file, Some(key), None, message)).collect::<Vec<_>>()
+            problems
+                .into_iter()
+                .map(|(key, message)| problem(&table_file, Some(key), None, message))
+                .collect::<Vec<_>>()
         })?;
         let mut problems = Vec::new();
         if def.name != self.name {

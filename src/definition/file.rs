@@ -134,7 +134,10 @@ impl TableFile {
                 (Some(zone), Kind::Timestamp) => match zone.parse::<chrono_tz::Tz>() {
                     Ok(tz) => Some(tz),
                     Err(_) => {
-                        problem(at("time_zone"), format!("`{zone}` is not a time zone name such as Europe/Paris or UTC"));
+                        problem(
+                            at("time_zone"),
+                            format!("`{zone}` is not a time zone name such as Europe/Paris or UTC"),
+                        );
                         None
                     }
                 },
@@ -278,8 +281,7 @@ fn kind_name(kind: Kind) -> &'static str {
 /// A lower-case SQL identifier: query registers tables and columns by it.
 fn is_identifier(name: &str) -> bool {
     let mut chars = name.chars();
-    matches!(chars.next(), Some('a'..='z' | '_'))
-        && chars.all(|c| matches!(c, 'a'..='z' | '0'..='9' | '_'))
+    matches!(chars.next(), Some('a'..='z' | '_')) && chars.all(|c| matches!(c, 'a'..='z' | '0'..='9' | '_'))
 }
 
 /// A path below a root: not empty, not absolute, no `..`, no URI scheme.
@@ -341,7 +343,10 @@ in_export = false
         let nullable = MINIMAL.replacen("kind = \"text\"", "kind = \"text\"\nnullable = true", 1);
         assert!(resolve(&nullable).unwrap_err().iter().any(|(k, m)| k == "columns[0].nullable" && m.contains("key")));
         let missing = MINIMAL.replace("key = [\"id\", \"day\"]", "key = [\"shop\", \"day\"]");
-        assert!(resolve(&missing).unwrap_err().iter().any(|(k, m)| k == "key[0]" && m.contains("shop is not a column")));
+        assert!(resolve(&missing)
+            .unwrap_err()
+            .iter()
+            .any(|(k, m)| k == "key[0]" && m.contains("shop is not a column")));
         let count = MINIMAL.replacen("kind = \"text\"", "kind = \"count\"", 1);
         assert!(resolve(&count).unwrap_err().iter().any(|(_, m)| m.contains("must be a text column")));
     }

@@ -108,7 +108,18 @@ mod tests {
 
     #[test]
     fn type_names_round_trip() {
-        for name in ["string", "boolean", "long", "double", "date", "timestamp", "decimal(12,2)", "array<long>", "array<string>", "binary"] {
+        for name in [
+            "string",
+            "boolean",
+            "long",
+            "double",
+            "date",
+            "timestamp",
+            "decimal(12,2)",
+            "array<long>",
+            "array<string>",
+            "binary",
+        ] {
             assert_eq!(type_name(&parse(name).unwrap()), name);
         }
         assert_eq!(parse("Decimal(10, 0)").unwrap(), DataType::Decimal128(10, 0));

@@ -98,7 +98,8 @@ fn field(column: &Column, sample: &Sample, rng: &mut SplitMix64, name: &str, ide
         }
         Kind::Date => (date - chrono::Duration::days(rng.below(365) as i64)).format("%Y-%m-%d").to_string(),
         Kind::Timestamp => {
-            let local = date.and_hms_opt(0, 0, 0).expect("midnight") + chrono::Duration::seconds(rng.below(86_400) as i64);
+            let local =
+                date.and_hms_opt(0, 0, 0).expect("midnight") + chrono::Duration::seconds(rng.below(86_400) as i64);
             match column.time_zone {
                 // Local time as the exporter's clock shows it (a skipped hour is moved on).
                 Some(zone) => match zone.from_local_datetime(&local).earliest() {
@@ -111,7 +112,8 @@ fn field(column: &Column, sample: &Sample, rng: &mut SplitMix64, name: &str, ide
         Kind::TextList => {
             let [shortest, longest] = sample.length.unwrap_or([0, 3]);
             let n = shortest + rng.below(u64::from(longest - shortest) + 1) as u32;
-            let items: Vec<String> = (0..n).map(|_| format!("\"{} {}\"", pick(rng, ADJECTIVES), pick(rng, NOUNS))).collect();
+            let items: Vec<String> =
+                (0..n).map(|_| format!("\"{} {}\"", pick(rng, ADJECTIVES), pick(rng, NOUNS))).collect();
             format!("[{}]", items.join(", "))
         }
         Kind::FileDate | Kind::Derived | Kind::RowHash => unreachable!("not generated"),
@@ -231,7 +233,10 @@ mod tests {
         let def = built_in("shopify_configuration");
         let columns: Vec<&Column> = def.export_columns().collect();
         let date = NaiveDate::from_ymd_opt(2019, 4, 1).unwrap();
-        let (before, after) = (line(&columns, &Row { identity: 9, revision: 0 }, date), line(&columns, &Row { identity: 9, revision: 1 }, date));
+        let (before, after) = (
+            line(&columns, &Row { identity: 9, revision: 0 }, date),
+            line(&columns, &Row { identity: 9, revision: 1 }, date),
+        );
         let id = columns.iter().position(|c| c.name == "id").unwrap();
         assert_eq!(before[id], after[id]);
         assert_ne!(before, after);

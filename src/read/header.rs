@@ -119,7 +119,10 @@ mod tests {
         renamed.retain(|n| n != "showing_logo");
         renamed.push("logo_shown".into());
         let err = HeaderLayout::match_definition(def(), &renamed).err().unwrap();
-        assert!(err.contains("missing columns: showing_logo") && err.contains("unexpected columns: logo_shown"), "{err}");
+        assert!(
+            err.contains("missing columns: showing_logo") && err.contains("unexpected columns: logo_shown"),
+            "{err}"
+        );
     }
 
     #[test]

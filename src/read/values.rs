@@ -209,7 +209,9 @@ pub fn timestamp(text: &str, zone: Option<chrono_tz::Tz>) -> Parsed<i64> {
     match (local, zone) {
         (Some(local), Some(zone)) => match local.and_local_timezone(zone) {
             chrono::LocalResult::Single(t) | chrono::LocalResult::Ambiguous(t, _) => Ok(Some(t.timestamp_micros())),
-            chrono::LocalResult::None => Err(format!("{} does not exist in {zone} (a clock change skips it)", quoted(text))),
+            chrono::LocalResult::None => {
+                Err(format!("{} does not exist in {zone} (a clock change skips it)", quoted(text)))
+            }
         },
         (Some(_), None) => Err(format!("{} has no UTC offset and the column declares no time_zone", quoted(text))),
         (None, _) => Err(format!("{} is not a timestamp (RFC 3339, or YYYY-MM-DD HH:MM:SS)", quoted(text))),

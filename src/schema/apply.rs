@@ -37,8 +37,8 @@ pub(crate) async fn apply(
     let added: Vec<StructField> = plan.added.iter().map(|a| a.field.clone()).collect();
     if !added.is_empty() {
         let fields: Vec<StructField> = snapshot.schema().fields().cloned().chain(added.iter().cloned()).collect();
-        let schema = StructType::try_new(fields)
-            .map_err(|e| Attempt::Failed(Error::internal(Stage::Write, location, e)))?;
+        let schema =
+            StructType::try_new(fields).map_err(|e| Attempt::Failed(Error::internal(Stage::Write, location, e)))?;
         metadata = metadata.with_schema(&schema).map_err(schema_error)?;
     }
     for (name, change) in &plan.properties {

@@ -175,11 +175,9 @@ impl Encryption {
             (None, None) => Ok(None),
             (Some("AES256"), None) => Ok(Some(Encryption::Aes256)),
             (Some("aws:kms"), key) => Ok(Some(Encryption::Kms { key_id: key.map(str::to_string) })),
-            (Some("AES256") | None, Some(_)) => Err(Error::usage(
-                Stage::CommandLine,
-                "--s3-kms-key-id",
-                "a KMS key goes with --s3-sse aws:kms",
-            )),
+            (Some("AES256") | None, Some(_)) => {
+                Err(Error::usage(Stage::CommandLine, "--s3-kms-key-id", "a KMS key goes with --s3-sse aws:kms"))
+            }
             (Some(other), _) => Err(Error::usage(
                 Stage::CommandLine,
                 "--s3-sse",

@@ -20,12 +20,12 @@ use deltalake::DeltaTable;
 use futures::StreamExt;
 use hashbrown::HashTable;
 
+use super::provenance::{self, DateProvenance};
 use crate::definition::TableDefinition;
 use crate::error::{Error, Result, Stage};
 use crate::read::days_since_epoch;
 use crate::row_hash::{self, ValueHasher};
 use crate::storage::Location;
-use super::provenance::{self, DateProvenance};
 
 /// Column of the merge source saying what to do with the row.
 pub const OP: &str = "_op";
@@ -236,7 +236,8 @@ impl CurrentPartition {
             let mut stream = scan(table, location, def, date, &own, &[key, row_hash]).await?;
             while let Some(batch) = stream.next().await {
                 let batch = batch.map_err(|e| Error::datafusion(Stage::Write, location, e))?;
-                let stored = row_hash::from_array(batch.column(1)).map_err(|e| Error::internal(Stage::Write, location, e))?;
+                let stored =
+                    row_hash::from_array(batch.column(1)).map_err(|e| Error::internal(Stage::Write, location, e))?;
                 // A missing stored fingerprint (an older load by another engine) is stale.
                 let stale: Vec<bool> = stored.iter().map(|h| *h == row_hash::UNKNOWN).collect();
                 partition.add(location, date, batch.column(0), stored, stale)?;
@@ -248,7 +249,8 @@ impl CurrentPartition {
             // The values the fingerprint covers, as far as the table has
             // them (a column still to be added reads as null).
             let mut columns: Vec<&str> = vec![key, row_hash];
-            columns.extend(def.hashed_columns().map(|c| c.name.as_str()).filter(|c| super::table::has_column(table, c)));
+            columns
+                .extend(def.hashed_columns().map(|c| c.name.as_str()).filter(|c| super::table::has_column(table, c)));
             let mut stream = scan(table, location, def, date, &foreign.clone(), &columns).await?;
             while let Some(batch) = stream.next().await {
                 let batch = batch.map_err(|e| Error::datafusion(Stage::Write, location, e))?;
@@ -297,7 +299,9 @@ impl CurrentPartition {
                     return Err(Error::internal(
                         Stage::Write,
                         location,
-                        format!("the table holds key {id} twice for {date}; the partition must be repaired before loading"),
+                        format!(
+                            "the table holds key {id} twice for {date}; the partition must be repaired before loading"
+                        ),
                     ))
                 }
                 hashbrown::hash_table::Entry::Vacant(slot) => {

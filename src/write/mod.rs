@@ -48,8 +48,8 @@ use crate::definition::TableDefinition;
 use crate::error::{Error, Kind, Result, Stage};
 use crate::read::days_since_epoch;
 use crate::rejects::{self, pairing, DayRejects};
-use crate::storage::{Location, Storage};
 use crate::row_hash::ValueHasher;
+use crate::storage::{Location, Storage};
 use diff::{CurrentPartition, Diff, OP, OP_DELETE, OP_INSERT, OP_UPDATE};
 
 /// Attempts before a run gives up on commit conflicts (exit 5).

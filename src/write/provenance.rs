@@ -426,10 +426,10 @@ mod tests {
 
     #[test]
     fn paths_are_compared_decoded() {
-        let p = walk(&["export_date=2019-04-01/a b"], &[vec![
-            info("WRITE", load(DAY, false)),
-            add("export_date%3D2019-04-01/a%20b", DAY, true),
-        ]]);
+        let p = walk(
+            &["export_date=2019-04-01/a b"],
+            &[vec![info("WRITE", load(DAY, false)), add("export_date%3D2019-04-01/a%20b", DAY, true)]],
+        );
         assert_eq!(p.own_files.len(), 1);
     }
 }

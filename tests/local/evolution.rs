@@ -1,0 +1,275 @@
+//! Declared schema evolution (issue #16): a column added to a definition
+//! evolves the table without rewriting data, identical re-runs stay no-ops
+//! across the change, header policies do what they say (and the case beside
+//! each), and changes that cannot be made in place are refused before
+//! anything is read.
+
+use crate::lake::Lake;
+
+const T: &str = "shopify_configuration";
+const DATES: [&str; 5] = ["2019-04-01", "2019-04-02", "2019-04-03", "2019-04-04", "2019-04-05"];
+
+/// The definition gains a nullable text column (appended, as a team would
+/// add a setting), and old exports that lack it load it as null.
+fn add_loyalty_tier(lake: &Lake) {
+    lake.edit(T, |t| {
+        t.replace("partition_by = \"export_date\"", "partition_by = \"export_date\"\nmissing_columns = \"null\"")
+            .replace(
+                "# Nullable: engines that cannot compute it",
+                "[[columns]]\nname = \"loyalty_tier\"\nkind = \"text\"\n\
+                 sample = { values = [\"gold\", \"silver\"], empty = 0.3 }\n\n# Nullable: engines that cannot compute it",
+            )
+    });
+}
+
+fn schema_of(lake: &Lake, as_of: Option<&str>) -> Vec<String> {
+    let rows = lake.query(T, "SELECT * FROM shopify_configuration LIMIT 1", as_of);
+    let mut columns: Vec<String> = rows[0].as_object().unwrap().keys().cloned().collect();
+    columns.sort();
+    columns
+}
+
+#[test]
+fn a_column_added_to_the_definition_evolves_the_table_in_place() {
+    let lake = Lake::new();
+    lake.generate(T, DATES[0], DATES[2], 300, &[]);
+    for date in &DATES[..3] {
+        assert_eq!(lake.ingest(T, date, &[]).0, 0);
+    }
+    let before = lake.snapshot(T);
+    let old_export = std::fs::read(lake.export(T, DATES[1])).unwrap();
+    let v_before = lake.version(T);
+    let diff = lake.ok(&["schema", "diff"]);
+    assert!(diff.contains("nothing to change"), "{diff}");
+
+    add_loyalty_tier(&lake);
+    let diff = lake.ok(&["schema", "diff"]);
+    assert!(diff.contains("add column      loyalty_tier string"), "{diff}");
+    assert_eq!(lake.version(T), v_before, "diff writes nothing");
+
+    // Dates 4-5 come with the column: the first load adds it (its own
+    // metadata commit), then commits its data.
+    lake.generate(T, DATES[3], DATES[4], 300, &[]);
+    let (code, fourth) = lake.ingest(T, DATES[3], &[]);
+    assert_eq!(code, 0, "{fourth}");
+    assert_eq!(fourth["added_columns"], serde_json::json!(["loyalty_tier"]));
+    assert_eq!(fourth["table_version"], v_before + 2, "one metadata-only commit, then the load's");
+    let history = lake.history(T);
+    assert_eq!(history[1]["operation"], "ADD COLUMN");
+    assert!(history[1]["columns"].as_str().unwrap().contains("added loyalty_tier"), "{}", history[1]);
+    assert_eq!(lake.ingest(T, DATES[4], &[]).0, 0);
+
+    // No data file was rewritten; rows loaded before read null.
+    let after = lake.snapshot(T);
+    for date in &DATES[..3] {
+        assert_eq!(after.files[*date], before.files[*date], "{date}'s files are the ones written before");
+    }
+    let nulls = lake.count(
+        T,
+        "SELECT count(*) FROM shopify_configuration WHERE export_date < '2019-04-04' AND loyalty_tier IS NOT NULL",
+    );
+    assert_eq!(nulls, 0);
+    assert!(lake.count(T, "SELECT count(*) FROM shopify_configuration WHERE loyalty_tier = 'gold'") > 0);
+
+    // Re-loading date 2 from its old export (no such column) changes nothing.
+    std::fs::write(lake.export(T, DATES[1]), &old_export).unwrap();
+    let v = lake.version(T);
+    let (code, rerun) = lake.ingest(T, DATES[1], &[]);
+    assert_eq!((code, rerun["status"].as_str()), (0, Some("unchanged")), "{rerun}");
+    assert_eq!(rerun["missing_columns"], serde_json::json!(["loyalty_tier"]));
+    assert_eq!(lake.version(T), v, "no version");
+
+    // From an export that has the column: exactly the rows with a value are updated.
+    lake.generate(T, DATES[0], DATES[1], 300, &[]);
+    let (code, refreshed) = lake.ingest(T, DATES[1], &[]);
+    assert_eq!(code, 0, "{refreshed}");
+    let with_value = lake.count(
+        T,
+        "SELECT count(*) FROM shopify_configuration WHERE export_date = '2019-04-02' AND loyalty_tier IS NOT NULL",
+    );
+    assert!(with_value > 0);
+    assert_eq!(refreshed["rows_updated"], with_value, "{refreshed}");
+    assert_eq!((&refreshed["rows_inserted"], &refreshed["rows_deleted"]), (&0.into(), &0.into()));
+
+    // Every earlier version reads with its own schema.
+    assert!(!schema_of(&lake, Some(&v_before.to_string())).contains(&"loyalty_tier".to_string()));
+    assert!(schema_of(&lake, None).contains(&"loyalty_tier".to_string()));
+    for version in 1..=lake.version(T) {
+        lake.query(T, "SELECT count(*) FROM shopify_configuration", Some(&version.to_string()));
+    }
+    // `changes` spans the change.
+    let changes = lake.ok(&["changes", "--from-version", &v_before.to_string(), "--format", "json"]);
+    let changes = crate::common::json_lines(changes.as_bytes());
+    assert!(changes.iter().any(|c| c["loyalty_tier"] == "gold"), "the new column's values are in the change feed");
+
+    // Restoring a version before the change brings its schema back (Delta's
+    // RESTORE); the next load that changes data adds the column again.
+    lake.ok(&["restore", "--version", &v_before.to_string()]);
+    assert!(!schema_of(&lake, None).contains(&"loyalty_tier".to_string()), "the schema as it was");
+    assert!(lake.ok(&["schema", "diff"]).contains("add column      loyalty_tier"));
+    let (code, reload) = lake.ingest(T, DATES[4], &[]);
+    assert_eq!(code, 0, "{reload}");
+    assert_eq!(reload["added_columns"], serde_json::json!(["loyalty_tier"]));
+}
+
+#[test]
+fn schema_apply_adds_the_column_and_properties_as_one_version() {
+    let lake = Lake::new();
+    lake.generate(T, DATES[0], DATES[0], 50, &[]);
+    lake.ingest(T, DATES[0], &[]);
+    let v = lake.version(T);
+    add_loyalty_tier(&lake);
+    lake.edit(T, |t| t.replace("\"delta.checkpointInterval\" = \"10\"", "\"delta.checkpointInterval\" = \"20\""));
+    let applied = lake.ok(&["schema", "apply"]);
+    assert!(
+        applied.contains("add column      loyalty_tier") && applied.contains("delta.checkpointInterval: 10 -> 20"),
+        "{applied}"
+    );
+    assert_eq!(lake.version(T), v + 1, "one version");
+    assert!(lake.ok(&["schema", "diff"]).contains("nothing to change"));
+    assert_eq!(lake.ok(&["schema", "apply"]).matches("nothing").count(), 1, "applying again changes nothing");
+    assert_eq!(lake.version(T), v + 1);
+    // The re-run after the apply is still a no-op (the old export lacks the column).
+    let (code, rerun) = lake.ingest(T, DATES[0], &[]);
+    assert_eq!((code, rerun["status"].as_str()), (0, Some("unchanged")), "{rerun}");
+}
+
+/// A change the table cannot follow in place: exit 2 with what differs,
+/// before the export is read (there is none here), the table as it was.
+fn refused(case: &str, change: impl FnOnce(String) -> String, expected: &str) {
+    let lake = Lake::new();
+    lake.generate(T, DATES[0], DATES[0], 30, &[]);
+    assert_eq!(lake.ingest(T, DATES[0], &[]).0, 0);
+    std::fs::remove_file(lake.export(T, DATES[0])).unwrap();
+    let v = lake.version(T);
+    lake.edit(T, change);
+    let out = lake.run(&["ingest", "--date", DATES[0]]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{case}: {stderr}");
+    assert!(stderr.contains(expected), "{case}: `{expected}` not in {stderr}");
+    assert!(stderr.contains("back-fill"), "{case}: says how to migrate: {stderr}");
+    assert_eq!(lake.version(T), v, "{case}");
+    let diff = lake.ok(&["schema", "diff"]);
+    assert!(diff.contains("REFUSED"), "{case}: {diff}");
+    assert_eq!(lake.run(&["schema", "apply"]).status.code(), Some(2), "{case}");
+}
+
+#[test]
+fn changes_that_cannot_be_made_in_place_are_refused_before_reading() {
+    let column = |name: &str| format!("[[columns]]\nname = \"{name}\"\n");
+    refused(
+        "a type change",
+        |t| {
+            t.replacen(
+                &(column("nbr_metafields") + "kind = \"count\""),
+                &(column("nbr_metafields") + "kind = \"text\""),
+                1,
+            )
+        },
+        "a type change",
+    );
+    refused("a rename", |t| t.replacen(&column("showing_logo"), &column("logo_shown"), 1), "renamed to logo_shown?");
+    refused(
+        "a removed column",
+        |t| t.replacen(&(column("showing_logo") + "kind = \"flag\"\n"), "", 1),
+        "showing_logo that the definition no longer declares",
+    );
+    refused(
+        "nullable to not null",
+        |t| {
+            t.replacen(
+                &(column("install_channel") + "kind = \"text\"\n"),
+                &(column("install_channel") + "kind = \"text\"\nnullable = false\n"),
+                1,
+            )
+        },
+        "a nullability change",
+    );
+    refused(
+        "a new not-null column",
+        |t| {
+            t.replace(
+                "# Nullable: engines",
+                "[[columns]]\nname = \"plan\"\nkind = \"text\"\nnullable = false\n\n# Nullable: engines",
+            )
+        },
+        "new column plan is not nullable",
+    );
+    refused(
+        "a key change",
+        |t| t.replace("key = [\"id\", \"export_date\"]", "key = [\"shop_domain\", \"export_date\"]"),
+        "a key change",
+    );
+}
+
+#[test]
+fn header_policies_do_what_they_say_and_no_more() {
+    let lake = Lake::new();
+    lake.generate(T, DATES[0], DATES[0], 40, &[]);
+    let path = lake.export(T, DATES[0]);
+    let original = std::fs::read_to_string(&path).unwrap();
+    let with_extra: String = original
+        .lines()
+        .enumerate()
+        .map(|(i, l)| format!("{l},{}\n", if i == 0 { "beta_flag" } else { "1" }))
+        .collect();
+
+    // An unknown column: refused by default (exit 4, named, nothing written) ...
+    std::fs::write(&path, &with_extra).unwrap();
+    let out = lake.run(&["ingest", "--date", DATES[0]]);
+    assert_eq!(out.status.code(), Some(4));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unexpected columns: beta_flag"));
+    assert!(!lake.table(T).join("_delta_log").exists(), "nothing written");
+    // ... ignored when the definition says so, and named in the report and the history.
+    lake.edit(T, |t| {
+        t.replace("partition_by = \"export_date\"", "partition_by = \"export_date\"\nunknown_columns = \"ignore\"")
+    });
+    let (code, report) = lake.ingest(T, DATES[0], &[]);
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(report["ignored_columns"], serde_json::json!(["beta_flag"]));
+    let columns = lake.history(T)[0]["columns"].as_str().unwrap().to_string();
+    assert!(columns.contains("ignored beta_flag") && columns.contains("unknown_columns=ignore"), "{columns}");
+
+    // A missing column: refused by default (exit 4) ...
+    let drop = |text: &str, column: &str| -> String {
+        let header: Vec<&str> = text.lines().next().unwrap().split(',').collect();
+        let at = header.iter().position(|h| *h == column).unwrap();
+        text.lines()
+            .map(|l| {
+                // Generated lines quote their lists: split outside quotes.
+                let mut fields = Vec::new();
+                let (mut field, mut quoted) = (String::new(), false);
+                for c in l.chars() {
+                    match c {
+                        '"' => {
+                            quoted = !quoted;
+                            field.push(c)
+                        }
+                        ',' if !quoted => fields.push(std::mem::take(&mut field)),
+                        c => field.push(c),
+                    }
+                }
+                fields.push(field);
+                fields.remove(at);
+                fields.join(",") + "\n"
+            })
+            .collect()
+    };
+    std::fs::write(&path, drop(&original, "install_channel")).unwrap();
+    let out = lake.run(&["ingest", "--date", DATES[0]]);
+    assert_eq!(out.status.code(), Some(4), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("missing columns: install_channel"));
+    // ... loaded as null when the definition says so (nullable columns only).
+    lake.edit(T, |t| {
+        t.replace("unknown_columns = \"ignore\"", "unknown_columns = \"ignore\"\nmissing_columns = \"null\"")
+    });
+    let (code, report) = lake.ingest(T, DATES[0], &[]);
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(report["missing_columns"], serde_json::json!(["install_channel"]));
+    assert_eq!(lake.count(T, "SELECT count(*) FROM shopify_configuration WHERE install_channel IS NOT NULL"), 0);
+    // Beside it: a missing not-null column is still refused.
+    std::fs::write(&path, drop(&original, "application_id")).unwrap();
+    let out = lake.run(&["ingest", "--date", DATES[0]]);
+    assert_eq!(out.status.code(), Some(4));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not nullable"));
+}

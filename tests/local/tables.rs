@@ -1,0 +1,385 @@
+//! Every table is a declared definition (issue #15): the guarantees of a
+//! load hold for each built-in table and for one a test declares at run
+//! time (no rebuild), `shoplake validate` catches each mistake a definition
+//! can hold, and several tables load side by side.
+
+use crate::lake::Lake;
+
+const D1: &str = "2019-04-01";
+const D2: &str = "2019-04-02";
+
+/// A definition no build knows: written by the test, in a folder per date.
+pub const ORDERS_TOML: &str = r#"
+name = "orders_daily"
+description = "Orders placed per day (declared by a test at run time)."
+key = ["order_id", "order_date"]
+partition_by = "order_date"
+source_pattern = "orders/{date}/orders.csv"
+
+[properties]
+"delta.enableChangeDataFeed" = "true"
+
+[[columns]]
+name = "order_id"
+kind = "text"
+nullable = false
+sample = { format = "uuid", stable = true }
+
+[[columns]]
+name = "order_date"
+kind = "file_date"
+
+[[columns]]
+name = "amount"
+kind = "decimal"
+precision = 10
+scale = 2
+sample = { min = 1, max = 500 }
+
+[[columns]]
+name = "items"
+kind = "count"
+sample = { min = 1, max = 9 }
+
+[[columns]]
+name = "placed_at"
+kind = "timestamp"
+time_zone = "Europe/Paris"
+
+[[columns]]
+name = "tags"
+kind = "text_list"
+
+[[columns]]
+name = "amount_per_item"
+kind = "derived"
+type = "decimal(10,2)"
+"#;
+
+pub const ORDERS_SQL: &str =
+    "SELECT *, CAST(amount / CAST(items AS DECIMAL(10, 0)) AS DECIMAL(10, 2)) AS amount_per_item FROM export";
+
+pub const ORDERS_CHECKS: &str = r#"
+[[checks]]
+name = "amount_not_negative"
+kind = "sql"
+severity = "fail"
+sql = "SELECT order_id FROM day WHERE amount < 0"
+"#;
+
+/// A lake with the repository's definitions and `orders_daily`.
+pub fn lake_with_orders() -> Lake {
+    let lake = Lake::new();
+    lake.define("orders_daily", ORDERS_TOML, Some(ORDERS_SQL), Some(ORDERS_CHECKS));
+    lake
+}
+
+/// The lines of an export whose first field is one of `keys` are removed.
+fn remove_keys(path: &std::path::Path, keys: &[String]) {
+    let text = std::fs::read_to_string(path).unwrap();
+    let kept: Vec<&str> = text
+        .lines()
+        .enumerate()
+        .filter(|(i, line)| *i == 0 || !keys.iter().any(|k| line.split(',').next() == Some(k.as_str())))
+        .map(|(_, line)| line)
+        .collect();
+    std::fs::write(path, kept.join("\n") + "\n").unwrap();
+}
+
+/// What PRODUCT.md promises of a load, checked on table `name`.
+fn guarantees(lake: &Lake, name: &str) {
+    let def = lake.definition(name);
+    let key = def.day_key().to_string();
+    let header = std::fs::read_to_string({
+        lake.generate(name, D1, D2, 1500, &["--dirty"]);
+        lake.export(name, D1)
+    })
+    .unwrap();
+    assert_eq!(header.split(',').next(), Some(key.as_str()), "the tests find keys in the first field");
+
+    // A first load: every line in one bucket, the rows and the rejects paired.
+    let (code, first) = lake.ingest(name, D1, &[]);
+    assert_eq!(code, 0, "{first}");
+    assert_eq!(first["status"], "committed");
+    assert_eq!(first["table_name"], name);
+    let buckets: u64 = ["rows_filtered", "rows_rejected", "rows_duplicate", "rows_valid"]
+        .iter()
+        .map(|b| first[b].as_u64().unwrap())
+        .sum();
+    assert_eq!(buckets, first["rows_read"].as_u64().unwrap(), "{first}");
+    assert!(first["rows_rejected"].as_u64().unwrap() > 0, "--dirty makes rejects: {first}");
+    let rows =
+        |date: &str| lake.count(name, &format!("SELECT count(*) FROM {name} WHERE {} = '{date}'", def.partition_by));
+    assert_eq!(rows(D1), first["rows_valid"].as_i64().unwrap());
+    let rejects = lake.count(name, &format!("SELECT count(*) FROM {name}_rejects WHERE export_date = '{D1}'"));
+    assert_eq!(rejects, first["rows_rejected"].as_i64().unwrap(), "the rejects go with the version");
+    let v1 = lake.version(name);
+
+    // The same file again: nothing changes, no version.
+    let (code, again) = lake.ingest(name, D1, &[]);
+    assert_eq!((code, again["status"].as_str()), (0, Some("unchanged")), "{again}");
+    assert_eq!(again["files_added"], 0);
+    assert_eq!(lake.version(name), v1);
+
+    // A dry run writes nothing.
+    let (code, dry) = lake.ingest(name, D2, &["--dry-run"]);
+    assert_eq!((code, dry["status"].as_str()), (0, Some("dry_run")), "{dry}");
+    assert_eq!(lake.version(name), v1);
+    let (code, second) = lake.ingest(name, D2, &[]);
+    assert_eq!((code, second["status"].as_str()), (0, Some("committed")), "{second}");
+    let d2_files = lake.snapshot(name).files[D2].clone();
+
+    // A corrected re-export without five keys: exactly five deletes, other dates' files untouched.
+    let gone: Vec<String> = lake
+        .query(
+            name,
+            &format!("SELECT {key} FROM {name} WHERE {} = '{D1}' ORDER BY {key} LIMIT 5", def.partition_by),
+            None,
+        )
+        .iter()
+        .map(|r| r[&key].as_str().unwrap().to_string())
+        .collect();
+    remove_keys(&lake.export(name, D1), &gone);
+    let (code, corrected) = lake.ingest(name, D1, &[]);
+    assert_eq!(code, 0, "{corrected}");
+    assert_eq!(
+        (&corrected["rows_inserted"], &corrected["rows_updated"], &corrected["rows_deleted"]),
+        (&0.into(), &0.into(), &5.into()),
+        "{corrected}"
+    );
+    assert_eq!(lake.snapshot(name).files[D2], d2_files, "another date's files are not rewritten");
+
+    // Guards: an export without rows would empty the date (exit 4, nothing written).
+    std::fs::write(lake.export(name, D1), header.lines().next().unwrap().to_string() + "\n").unwrap();
+    let before = lake.version(name);
+    let (code, empty) = lake.ingest(name, D1, &[]);
+    assert_eq!(code, 4, "{empty}");
+    assert_eq!(lake.version(name), before);
+
+    // A header the definition does not know: exit 4, named, nothing written.
+    let mut odd = header.clone();
+    odd.replace_range(..header.find('\n').unwrap(), &(header.lines().next().unwrap().to_string() + ",surprise"));
+    let odd = odd.lines().enumerate().map(|(i, l)| if i == 0 { l.to_string() } else { format!("{l},x") });
+    std::fs::write(lake.export(name, D1), odd.collect::<Vec<_>>().join("\n") + "\n").unwrap();
+    let out = lake.run(&["ingest", "--table-name", name, "--date", D1]);
+    assert_eq!(out.status.code(), Some(4));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unexpected columns: surprise"));
+    assert_eq!(lake.version(name), before);
+
+    // No export for a date: exit 3 (retry later).
+    assert_eq!(lake.run(&["ingest", "--table-name", name, "--date", "2019-05-01"]).status.code(), Some(3));
+
+    // Audits: history names the loads, restore gives back the first version's rows.
+    let loaded: Vec<String> =
+        lake.history(name).iter().filter_map(|h| h["export_date"].as_str().map(str::to_string)).collect();
+    assert!(loaded.contains(&D1.to_string()) && loaded.contains(&D2.to_string()), "{loaded:?}");
+    let v1_text = v1.to_string();
+    let changes = lake.ok(&[
+        "changes",
+        "--table-name",
+        name,
+        "--from-version",
+        &v1_text,
+        "--to-version",
+        &v1_text,
+        "--format",
+        "json",
+    ]);
+    assert_eq!(crate::common::json_lines(changes.as_bytes()).len() as i64, first["rows_valid"].as_i64().unwrap());
+    lake.ok(&["restore", "--table-name", name, "--version", &v1.to_string()]);
+    assert_eq!(rows(D1), first["rows_valid"].as_i64().unwrap());
+    assert_eq!(rows(D2), 0, "version {v1} did not have the second date");
+}
+
+#[test]
+fn the_guarantees_hold_for_shopify_configuration() {
+    guarantees(&Lake::new(), "shopify_configuration");
+}
+
+#[test]
+fn the_guarantees_hold_for_shopify_usage_daily() {
+    guarantees(&Lake::new(), "shopify_usage_daily");
+}
+
+#[test]
+fn the_guarantees_hold_for_a_table_declared_at_run_time() {
+    let lake = lake_with_orders();
+    assert!(lake.ok(&["tables"]).contains("orders/{date}/orders.csv"), "listed with its source pattern");
+    guarantees(&lake, "orders_daily");
+    let order = &lake.query("orders_daily", "SELECT * FROM orders_daily ORDER BY order_id LIMIT 1", None)[0];
+    assert!(order["placed_at"].as_str().unwrap().ends_with('Z'), "stored as UTC: {order}");
+    assert!(order["amount"].is_string() || order["amount"].is_number(), "{order}");
+}
+
+#[test]
+fn every_table_loads_at_once_and_one_failure_stops_no_other() {
+    let lake = lake_with_orders();
+    for name in ["shopify_configuration", "shopify_usage_daily", "orders_daily"] {
+        lake.generate(name, D1, D1, 200, &[]);
+    }
+    // The usage export is missing: exit 3 for it, the others load.
+    std::fs::remove_file(lake.export("shopify_usage_daily", D1)).unwrap();
+    let out = lake.run(&["ingest", "--all-tables", "--date", D1, "--format", "json"]);
+    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let status: Vec<(String, String)> = report["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| (t["table_name"].as_str().unwrap().to_string(), t["status"].as_str().unwrap().to_string()))
+        .collect();
+    assert_eq!(
+        status,
+        [("orders_daily", "committed"), ("shopify_configuration", "committed"), ("shopify_usage_daily", "failed")]
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+    );
+    // A broken definition beside them: exit 2 outranks 3, the valid ones still load (no change).
+    lake.edit("orders_daily", |t| t.replace("kind = \"count\"", "kind = \"counter\""));
+    let out = lake.run(&["ingest", "--all-tables", "--date", D1, "--format", "json"]);
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["tables"][1]["status"], "unchanged", "{report}");
+    // --table names one table: not with --all-tables.
+    let out = lake.run(&["ingest", "--all-tables", "--date", D1, "--table", "/tmp/x"]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn query_joins_the_tables_and_as_of_applies_to_the_one_named() {
+    let lake = Lake::new();
+    for name in ["shopify_configuration", "shopify_usage_daily"] {
+        lake.generate(name, D1, D2, 100, &[]);
+        lake.ingest(name, D1, &[]);
+    }
+    let sql = "SELECT count(*) AS n FROM shopify_configuration c JOIN shopify_usage_daily u \
+               ON u.shop_id = c.id AND u.usage_date = c.export_date";
+    let joined = lake.query("shopify_configuration", sql, None)[0]["n"].as_i64().unwrap();
+    assert!(joined > 90, "the generated shops have usage rows: {joined}");
+    lake.ingest("shopify_usage_daily", D2, &[]);
+    let count = "SELECT count(*) AS n FROM shopify_usage_daily";
+    let latest = lake.query("shopify_configuration", count, None)[0]["n"].as_i64().unwrap();
+    let as_of = lake.query("shopify_configuration", count, Some("shopify_usage_daily=1"))[0]["n"].as_i64().unwrap();
+    assert!(latest > as_of && as_of > 0, "{latest} {as_of}");
+    let unknown = lake.run(&["query", "--sql", "SELECT 1", "--table-name", "shopify_config"]);
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("known: shopify_configuration, shopify_usage_daily"));
+}
+
+#[test]
+fn a_table_location_holding_other_files_is_refused_and_left_as_it_was() {
+    let lake = Lake::new();
+    lake.generate("shopify_configuration", D1, D1, 50, &[]);
+    // A typo points --table at the exports folder.
+    let raw = lake.raw();
+    let before: Vec<_> = std::fs::read_dir(&raw).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let out = lake.run(&["ingest", "--date", D1, "--table", raw.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("holds files"));
+    let after: Vec<_> = std::fs::read_dir(&raw).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(before, after, "nothing created among the exports");
+    // Beside it: an empty folder is fine.
+    let empty = lake.dir.path().join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    assert_eq!(lake.run(&["ingest", "--date", D1, "--table", empty.to_str().unwrap()]).status.code(), Some(0));
+}
+
+/// One mistake in a definition of its own: `validate` names the file (and
+/// key or line) and exits 2; a load of that table is refused before its
+/// export is read; the other tables still validate and load.
+fn refused(case: &str, table: &str, transform: Option<&str>, checks: Option<&str>, expected: &[&str]) {
+    let lake = Lake::new();
+    lake.define("broken", table, transform, checks);
+    let out = lake.run(&["validate"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{case}: {stdout}");
+    for needle in expected.iter().chain(&["broken/"]) {
+        assert!(stdout.contains(needle), "{case}: `{needle}` not in:\n{stdout}");
+    }
+    assert!(stdout.contains("2 valid (shopify_configuration, shopify_usage_daily)"), "{case}: {stdout}");
+    let out = lake.run(&["ingest", "--table-name", "broken", "--date", D1]);
+    assert_eq!(out.status.code(), Some(2), "{case}: refused before the (missing) export is looked for");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("does not validate"), "{case}");
+}
+
+const GOOD: &str = r#"
+name = "broken"
+key = ["id", "day"]
+partition_by = "day"
+[[columns]]
+name = "id"
+kind = "text"
+[[columns]]
+name = "day"
+kind = "file_date"
+[[columns]]
+name = "amount"
+kind = "count"
+"#;
+
+#[test]
+fn validate_catches_each_mistake_with_its_file() {
+    assert_eq!(Lake::new().run(&["validate"]).status.code(), Some(0), "the built-in definitions are valid");
+    let lake = Lake::new();
+    lake.define("broken", GOOD, None, None);
+    assert_eq!(lake.run(&["validate"]).status.code(), Some(0), "the base of the cases is valid");
+
+    refused(
+        "a typo",
+        &GOOD.replace("kind = \"count\"", "kind = \"count\"\nnulable = true"),
+        None,
+        None,
+        &["table.toml:14", "unknown field `nulable`"],
+    );
+    refused("an unknown kind", &GOOD.replace("\"count\"", "\"counter\""), None, None, &["unknown variant `counter`"]);
+    refused(
+        "a key naming a missing column",
+        &GOOD.replace("[\"id\", \"day\"]", "[\"shop\", \"day\"]"),
+        None,
+        None,
+        &["key[0]: shop is not a column"],
+    );
+    refused(
+        "a key naming a nullable column",
+        &GOOD.replacen("kind = \"text\"", "kind = \"text\"\nnullable = true", 1),
+        None,
+        None,
+        &["columns[0].nullable: key column id cannot be nullable"],
+    );
+    refused(
+        "a partition column that is not the file date",
+        &GOOD
+            .replace("partition_by = \"day\"", "partition_by = \"amount\"")
+            .replace("[\"id\", \"day\"]", "[\"id\", \"amount\"]"),
+        None,
+        None,
+        &["partition_by: the partition column amount must be the file date"],
+    );
+    refused(
+        "SQL naming an unknown column",
+        GOOD,
+        Some("SELECT *, amont * 2 AS x FROM export"),
+        None,
+        &["transform.sql", "amont"],
+    );
+    refused(
+        "SQL giving a derived column the wrong type",
+        &(GOOD.to_string() + "[[columns]]\nname = \"half\"\nkind = \"derived\"\ntype = \"long\"\n"),
+        Some("SELECT *, amount / 2.0 AS half FROM export"),
+        None,
+        &["transform.sql", "column half is double, the definition declares long"],
+    );
+    refused(
+        "a check naming a missing column",
+        GOOD,
+        None,
+        Some("[[checks]]\nname = \"c\"\nkind = \"null_ratio\"\nseverity = \"warn\"\ncolumn = \"amont\"\nmax_ratio = 0.1\n"),
+        &["checks.toml: checks[0]", "amont is not a column"],
+    );
+    refused(
+        "a SQL check that does not plan",
+        GOOD,
+        None,
+        Some("[[checks]]\nname = \"c\"\nkind = \"sql\"\nseverity = \"fail\"\nsql = \"SELECT id FROM days\"\n"),
+        &["checks.toml: checks[0]", "does not plan"],
+    );
+}
