@@ -20,6 +20,8 @@ use futures::StreamExt;
 
 use crate::error::{Error, Kind, Result};
 use crate::ingest::{self, IngestConfig};
+use crate::lineage::events::{RunEnd, RunStart};
+use crate::lineage::{Lineage, ParentRun};
 use crate::report::{RunReport, Status};
 use crate::storage::Storage;
 use crate::write::table::{open_or_create, TableSpec};
@@ -45,6 +47,32 @@ pub async fn run(
     config: &BackfillConfig,
     run_id: &str,
     stop: &AtomicBool,
+    lineage: &Lineage,
+) -> (Vec<RunReport>, Option<Error>) {
+    let target = &config.ingest.target;
+    // The back-fill is a lineage run of its own, the parent of each date's.
+    let start = RunStart::Backfill { target: target.clone(), from: config.from, to: config.to };
+    let traced = lineage.start(&format!("{}.backfill", target.name()), lineage.parent(), start).await;
+    let parent = Some(traced.as_parent());
+    let (reports, error) = run_dates(storage, config, run_id, stop, lineage, parent).await;
+    if stop.load(Ordering::SeqCst) {
+        lineage.abort(&traced).await;
+    } else {
+        let none = Default::default();
+        lineage
+            .finish(&traced, RunEnd { report: None, reports: &reports, error: error.as_ref(), column_sources: &none })
+            .await;
+    }
+    (reports, error)
+}
+
+async fn run_dates(
+    storage: &Storage,
+    config: &BackfillConfig,
+    run_id: &str,
+    stop: &AtomicBool,
+    lineage: &Lineage,
+    parent: Option<ParentRun>,
 ) -> (Vec<RunReport>, Option<Error>) {
     let target = &config.ingest.target;
     if !config.ingest.dry_run {
@@ -62,7 +90,7 @@ pub async fn run(
     let results: Vec<(RunReport, Result<()>)> = futures::stream::iter(days)
         .map(|date| {
             let day_config = IngestConfig { date, ..config.ingest.clone() };
-            let progress = &progress;
+            let (progress, parent) = (&progress, parent.clone());
             async move {
                 if stop.load(Ordering::SeqCst) {
                     let mut report = RunReport::for_target(
@@ -74,7 +102,7 @@ pub async fn run(
                     report.status = Status::NotStarted;
                     return (report, Ok(()));
                 }
-                let (mut report, result) = ingest::run(storage, &day_config, run_id).await;
+                let (mut report, result) = ingest::traced(storage, &day_config, run_id, lineage, parent).await;
                 let result = match result {
                     Err(e) if e.kind == Kind::SourceMissing && config.skip_missing => {
                         report.status = Status::Skipped;
@@ -196,7 +224,7 @@ pub fn summary(reports: &[RunReport]) -> String {
 
 /// Sets `stop` on the first SIGINT or SIGTERM, and remembers which (for
 /// the exit code, 128 + signal); a second one ends the process at once.
-pub fn stop_on_signals() -> (Arc<AtomicBool>, Arc<AtomicU64>) {
+pub fn stop_on_signals(lineage: Lineage) -> (Arc<AtomicBool>, Arc<AtomicU64>) {
     let stop = Arc::new(AtomicBool::new(false));
     let signal = Arc::new(AtomicU64::new(0));
     let (flag, which) = (stop.clone(), signal.clone());
@@ -217,6 +245,7 @@ pub fn stop_on_signals() -> (Arc<AtomicBool>, Arc<AtomicU64>) {
                     std::io::stderr(),
                     "shoplake: interrupted again; stopping now (committed dates stay committed)"
                 );
+                lineage.abort_active().await;
                 std::process::exit(128 + number);
             }
             which.store(number as u64, Ordering::SeqCst);

@@ -75,6 +75,14 @@ impl Check {
         }
     }
 
+    /// The column a check is about, if one.
+    pub fn column(&self) -> Option<&str> {
+        match self {
+            Check::NullRatio { column, .. } | Check::AcceptedValues { column, .. } => Some(column),
+            Check::Volume { .. } | Check::Sql { .. } => None,
+        }
+    }
+
     fn kind(&self) -> &'static str {
         match self {
             Check::Volume { .. } => "volume",

@@ -96,6 +96,7 @@ async fn run_stages(
     report.rows_duplicate = validated.rows_duplicate;
     report.rows_valid = validated.rows_valid;
     report.ignored_columns = summary.ignored_columns.clone();
+    report.header = summary.header.clone();
     report.missing_columns = summary.missing_columns.clone();
     let accounted = report.rows_filtered + report.rows_rejected + report.rows_duplicate + report.rows_valid;
     if accounted != report.rows_read {
@@ -174,6 +175,7 @@ async fn run_stages(
     report.files_added = outcome.files_added;
     report.files_removed = outcome.files_removed;
     report.added_columns = outcome.added_columns.clone();
+    report.bytes_added = outcome.bytes_added;
     if outcome.deleted > 0 {
         tracing::warn!(date = %date, deleted = outcome.deleted, of = outcome.rows_before, "rows deleted: the export no longer has them");
     }
@@ -184,6 +186,30 @@ async fn run_stages(
         "table loaded"
     );
     Ok(())
+}
+
+/// One ingest as a lineage run: `START` before the export is read, then
+/// `COMPLETE` or `FAIL` with what the load did (nothing is sent when
+/// lineage is off).
+pub async fn traced(
+    storage: &Storage,
+    config: &IngestConfig,
+    run_id: &str,
+    lineage: &crate::lineage::Lineage,
+    parent: Option<crate::lineage::ParentRun>,
+) -> (RunReport, Result<()>) {
+    if !lineage.enabled() {
+        return run(storage, config, run_id).await;
+    }
+    let start = crate::lineage::load_start(&config.target, config.date, &config.source);
+    let traced = lineage.start(config.target.name(), parent, start).await;
+    let (report, result) = run(storage, config, run_id).await;
+    let sources = crate::transform::column_sources(config.target.def).await.unwrap_or_else(|e| {
+        tracing::warn!("lineage: no column lineage: {e}");
+        Default::default()
+    });
+    lineage.finish(&traced, crate::lineage::load_end(&report, result.as_ref().err(), &sources)).await;
+    (report, result)
 }
 
 fn check_reject_ratio(uri: &str, rows_read: u64, rejects: &[Reject], max_ratio: f64) -> Result<()> {

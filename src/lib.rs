@@ -16,6 +16,7 @@ pub mod definition;
 pub mod error;
 pub mod generate;
 pub mod ingest;
+pub mod lineage;
 pub mod metrics;
 pub mod output;
 pub mod read;

@@ -52,6 +52,12 @@ pub struct RunReport {
     pub missing_columns: Vec<String>,
     /// Columns this load added to the table (schema evolution).
     pub added_columns: Vec<String>,
+    /// The export's header as read (for lineage; not in the JSON report).
+    #[serde(skip)]
+    pub header: Vec<String>,
+    /// Bytes of the data files the load's commit added (for lineage).
+    #[serde(skip)]
+    pub bytes_added: u64,
 }
 
 impl RunReport {
@@ -88,6 +94,8 @@ impl RunReport {
             ignored_columns: Vec::new(),
             missing_columns: Vec::new(),
             added_columns: Vec::new(),
+            header: Vec::new(),
+            bytes_added: 0,
         }
     }
 

@@ -51,6 +51,55 @@ pub async fn plan_check(def: &TableDefinition) -> std::result::Result<(), String
     check_output(def, frame.schema().as_arrow())
 }
 
+/// Each table column and the export columns it is made from, read off the
+/// planned `transform.sql` (for column-level lineage): a column passed on
+/// is its own source, a derived one the columns its expression reads, the
+/// fingerprint every value column's sources.
+pub async fn column_sources(
+    def: &TableDefinition,
+) -> std::result::Result<crate::lineage::events::ColumnSources, String> {
+    use datafusion::logical_expr::{Expr, LogicalPlan};
+    let ctx = SessionContext::new();
+    let empty = MemTable::try_new(read::export_schema(def), vec![vec![]]).map_err(|e| e.to_string())?;
+    ctx.register_table(EXPORT_TABLE, Arc::new(empty)).map_err(|e| e.to_string())?;
+    let plan = ctx.sql(&def.transform_sql).await.map_err(|e| crate::error::flatten(&e))?.into_unoptimized_plan();
+    let mut node = &plan;
+    let projection = loop {
+        match node {
+            LogicalPlan::Projection(projection) => break projection,
+            other => match other.inputs().first() {
+                Some(input) => node = input,
+                None => return Err("the transform has no projection".into()),
+            },
+        }
+    };
+    let from_export: Vec<&str> = def.export_columns().map(|c| c.name.as_str()).collect();
+    let mut sources = crate::lineage::events::ColumnSources::new();
+    for expr in &projection.expr {
+        let name = match expr {
+            Expr::Alias(alias) => alias.name.clone(),
+            Expr::Column(column) => column.name.clone(),
+            other => other.schema_name().to_string(),
+        };
+        let Some(column) = def.column(&name) else { continue };
+        let mut read: Vec<String> = expr
+            .column_refs()
+            .into_iter()
+            .map(|c| c.name.clone())
+            .filter(|c| from_export.contains(&c.as_str()))
+            .collect();
+        read.sort();
+        read.dedup();
+        sources.insert(column.name.clone(), read);
+    }
+    let mut hashed: Vec<String> =
+        def.hashed_columns().flat_map(|c| sources.get(&c.name).cloned().unwrap_or_default()).collect();
+    hashed.sort();
+    hashed.dedup();
+    sources.insert(def.row_hash_column().to_string(), hashed);
+    Ok(sources)
+}
+
 /// What the transform must hand on: every table column but the
 /// fingerprint, with its declared type, and the bookkeeping columns.
 pub fn check_output(def: &TableDefinition, output: &Schema) -> std::result::Result<(), String> {

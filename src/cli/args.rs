@@ -145,6 +145,23 @@ pub struct LoadArgs {
     /// Run report on stdout.
     #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
     pub format: ReportFormat,
+    #[command(flatten)]
+    pub lineage: LineageArgs,
+}
+
+/// Where OpenLineage events go (none by default).
+#[derive(Debug, Args)]
+pub struct LineageArgs {
+    /// Send OpenLineage events to this server (e.g. Marquez, http://marquez:5000): POST <URL>/api/v1/lineage,
+    /// with OPENLINEAGE_API_KEY (if set) as a bearer token.
+    #[arg(long, env = "OPENLINEAGE_URL", value_name = "URL")]
+    pub lineage_url: Option<String>,
+    /// Append OpenLineage events to this file, one JSON event a line.
+    #[arg(long, env = "SHOPLAKE_LINEAGE_FILE", value_name = "PATH")]
+    pub lineage_file: Option<PathBuf>,
+    /// The OpenLineage namespace of shoplake's jobs.
+    #[arg(long, env = "OPENLINEAGE_NAMESPACE", default_value = crate::lineage::DEFAULT_NAMESPACE, value_name = "NS")]
+    pub lineage_namespace: String,
 }
 
 #[derive(Debug, Args)]

@@ -16,6 +16,7 @@ use crate::backfill;
 use crate::error::{Error, Kind, Result, Stage};
 use crate::generate;
 use crate::ingest;
+use crate::lineage::Lineage;
 use crate::output::{self, Format};
 use crate::report::RunReport;
 use crate::storage::Storage;
@@ -64,6 +65,8 @@ async fn dispatch(command: Command, storage: Storage) -> Result<ExitCode> {
             let catalog = resolve::catalog(&args.load.table.definitions).await?;
             let configs = resolve::ingest_configs(catalog, args.date, &args.load)?;
             let run_id = uuid::Uuid::new_v4().to_string();
+            let lineage = Lineage::new(resolve::lineage_config(&args.load.lineage));
+            abort_lineage_on_signals(&lineage);
             let mut outcomes = Vec::with_capacity(configs.len());
             for config in configs {
                 let config = match config {
@@ -74,7 +77,7 @@ async fn dispatch(command: Command, storage: Storage) -> Result<ExitCode> {
                     }
                 };
                 let started = std::time::Instant::now();
-                let (report, result) = ingest::run(&storage, &config, &run_id).await;
+                let (report, result) = ingest::traced(&storage, &config, &run_id, &lineage, lineage.parent()).await;
                 let code = result.as_ref().map_or_else(|e| e.kind.exit_code(), |()| 0);
                 let reports = std::slice::from_ref(&report);
                 publish_metrics(&args.load, &config.target, reports, code, started.elapsed()).await;
@@ -86,7 +89,8 @@ async fn dispatch(command: Command, storage: Storage) -> Result<ExitCode> {
             let catalog = resolve::catalog(&args.load.table.definitions).await?;
             let configs = resolve::backfill_configs(catalog, &args)?;
             let run_id = uuid::Uuid::new_v4().to_string();
-            let (stop, signal) = backfill::stop_on_signals();
+            let lineage = Lineage::new(resolve::lineage_config(&args.load.lineage));
+            let (stop, signal) = backfill::stop_on_signals(lineage.clone());
             let mut outcomes = Vec::new();
             for config in configs {
                 let config = match config {
@@ -97,7 +101,7 @@ async fn dispatch(command: Command, storage: Storage) -> Result<ExitCode> {
                     }
                 };
                 let started = std::time::Instant::now();
-                let (reports, error) = backfill::run(&storage, &config, &run_id, &stop).await;
+                let (reports, error) = backfill::run(&storage, &config, &run_id, &stop, &lineage).await;
                 let code = error.as_ref().map_or(0, |e| e.kind.exit_code());
                 publish_metrics(&args.load, &config.ingest.target, &reports, code, started.elapsed()).await;
                 outcomes.push((reports, error));
@@ -212,6 +216,32 @@ async fn dispatch(command: Command, storage: Storage) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// With lineage on, a SIGINT or SIGTERM during an ingest ends its running
+/// lineage runs as ABORT before the process stops (128 + the signal, as a
+/// shell reports it); the table is left as the commit left it (a commit is
+/// atomic). Without lineage the default handling (the process ends at once)
+/// is kept.
+fn abort_lineage_on_signals(lineage: &Lineage) {
+    if !lineage.enabled() {
+        return;
+    }
+    let lineage = lineage.clone();
+    tokio::spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut interrupt), Ok(mut terminate)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate()))
+        else {
+            return;
+        };
+        let number = tokio::select! {
+            _ = interrupt.recv() => 2,
+            _ = terminate.recv() => 15,
+        };
+        tracing::warn!("interrupted: the runs in progress end as ABORT");
+        lineage.abort_active().await;
+        std::process::exit(128 + number);
+    });
 }
 
 /// The report of a table that could not even start (its definition does

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use chrono::NaiveDate;
 
-use super::args::{BackfillArgs, DefinitionsArgs, GenerateArgs, LoadArgs, QueryArgs, TableArgs};
+use super::args::{BackfillArgs, DefinitionsArgs, GenerateArgs, LineageArgs, LoadArgs, QueryArgs, TableArgs};
 use crate::audit::query::QueryConfig;
 use crate::audit::AsOf;
 use crate::backfill::BackfillConfig;
@@ -15,6 +15,7 @@ use crate::definition::{Catalog, DefinitionsDir};
 use crate::error::{Error, Result, Stage};
 use crate::generate::GenerateConfig;
 use crate::ingest::IngestConfig;
+use crate::lineage::{LineageConfig, ParentRun};
 use crate::storage::Location;
 use crate::target::TableTarget;
 
@@ -159,4 +160,15 @@ fn check_range(from: NaiveDate, to: NaiveDate) -> Result<()> {
         return Err(Error::usage(Stage::CommandLine, "--from/--to", format!("{from} is after {to}")));
     }
     Ok(())
+}
+
+/// Where lineage goes, and the parent run the environment names.
+pub fn lineage_config(args: &LineageArgs) -> LineageConfig {
+    LineageConfig {
+        url: args.lineage_url.clone().filter(|u| !u.is_empty()),
+        file: args.lineage_file.clone(),
+        namespace: args.lineage_namespace.clone(),
+        api_key: std::env::var("OPENLINEAGE_API_KEY").ok().filter(|k| !k.is_empty()),
+        parent: ParentRun::from_environment(),
+    }
 }

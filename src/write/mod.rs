@@ -158,6 +158,8 @@ pub struct LoadOutcome {
     pub rejects_version: i64,
     /// Columns added to the table before the load's commit (schema evolution).
     pub added_columns: Vec<String>,
+    /// Bytes of the data files the commit added.
+    pub bytes_added: u64,
 }
 
 /// The table and what it holds for the date, read while the export is
@@ -384,7 +386,26 @@ async fn load_once(
     } else {
         merge_changes(table, request, diff, properties).await?
     };
-    Ok(LoadOutcome { rejects_version, added_columns, ..outcome })
+    let bytes_added = if outcome.committed { bytes_added(storage, location, outcome.table_version).await } else { 0 };
+    Ok(LoadOutcome { rejects_version, added_columns, bytes_added, ..outcome })
+}
+
+/// The bytes of the data files commit `version` added, read from its commit
+/// file (for lineage's output statistics; 0 when it cannot be read).
+async fn bytes_added(storage: &Storage, location: &Location, version: i64) -> u64 {
+    let read = async {
+        let (store, prefix) = storage.object_store(location).await.ok()?;
+        let path = prefix.join("_delta_log").join(format!("{version:020}.json"));
+        let bytes = object_store::ObjectStoreExt::get(store.as_ref(), &path).await.ok()?.bytes().await.ok()?;
+        Some(
+            bytes
+                .split(|b| *b == b'\n')
+                .filter_map(|line| serde_json::from_slice::<serde_json::Value>(line).ok())
+                .filter_map(|action| action.get("add").and_then(|a| a.get("size")).and_then(serde_json::Value::as_u64))
+                .sum(),
+        )
+    };
+    read.await.unwrap_or(0)
 }
 
 /// The rejects version the table records for the date, if it holds this
@@ -576,5 +597,6 @@ async fn merge_changes(
         files_removed: metrics.num_target_files_removed as u64,
         rejects_version: 0,
         added_columns: Vec::new(),
+        bytes_added: 0,
     })
 }
