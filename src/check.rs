@@ -126,10 +126,10 @@ fn day_context(schema: SchemaRef, rows: Vec<RecordBatch>) -> datafusion::error::
 }
 
 /// What a check found.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CheckResult {
     pub name: String,
-    pub kind: &'static str,
+    pub kind: String,
     pub severity: Severity,
     pub passed: bool,
     /// What was measured, for people.
@@ -243,7 +243,7 @@ pub async fn run(
         }
         results.push(CheckResult {
             name: check.name().to_string(),
-            kind: check.kind(),
+            kind: check.kind().to_string(),
             severity: check.severity(),
             passed,
             detail,

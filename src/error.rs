@@ -252,6 +252,7 @@ mod tests {
     fn refused(code: &str) -> object_store::Error {
         let refusal = S3Refused {
             method: "GET".into(),
+            object: "/lake/t/_delta_log/00000000000000000000.json".into(),
             status: 403,
             code: Some(code.into()),
             message: None,

@@ -70,9 +70,25 @@ async fn run_stages(
     let file = source::locate(storage, &config.source, def, date).await?;
     let uri = file.uri();
     report.source = uri.clone();
+
+    // Who wrote the date, read once from the log: it tells whether this run
+    // repeats the last load (nothing to parse), and which stored
+    // fingerprints the diff may trust.
+    let provenance = match &table {
+        Some(table) if write::table::has_column(table, def.row_hash_column()) => {
+            write::provenance::of_date(table, location, def, date).await?
+        }
+        _ => None,
+    };
+    if let Some(provenance) = &provenance {
+        if let Some(last) = write::identical::repeated_load(storage, config, &file, provenance).await? {
+            repeated(report, last, table.as_ref().map_or(-1, crate::storage::version_of), config.dry_run);
+            return Ok(());
+        }
+    }
     tracing::info!(date = %date, source = %uri, bytes = file.size, "reading export");
 
-    let input = source::open(storage, &file).await?;
+    let (input, digest) = source::open(storage, &file).await?;
     let (batches, reader) = read::start(def, date, uri.clone(), input);
     let export = async {
         match transform::run(def, batches, &uri).await {
@@ -81,7 +97,8 @@ async fn run_stages(
         }
     };
     // What the table holds for the date is read at the same time.
-    let (validated, ahead) = tokio::join!(export, write::read_ahead(table, location, def, &hasher, date));
+    let ahead = write::read_ahead(table, location, def, &hasher, date, provenance);
+    let (validated, ahead) = tokio::join!(export, ahead);
     // The reader's own failure (a bad header, say) explains the rest.
     let summary = reader.await.map_err(|e| Error::internal(Stage::Read, &uri, e))??;
     let validated = validated?;
@@ -142,6 +159,8 @@ async fn run_stages(
         "header_policy": { "unknown_columns": def.unknown_columns, "missing_columns": def.missing_columns },
         "ignored_columns": report.ignored_columns,
         "null_columns": report.missing_columns,
+        "source_fingerprint": write::identical::source_fingerprint(&file, digest.get()),
+        "load_fingerprint": write::identical::load_fingerprint(config),
         "shoplake_version": env!("CARGO_PKG_VERSION"),
         "shoplake_commit": env!("SHOPLAKE_GIT_COMMIT"),
     });
@@ -210,6 +229,26 @@ pub async fn traced(
     });
     lineage.finish(&traced, crate::lineage::load_end(&report, result.as_ref().err(), &sources)).await;
     (report, result)
+}
+
+/// The report of a run that repeats `last`: what that load reported,
+/// nothing changed.
+fn repeated(report: &mut RunReport, last: &write::provenance::LastLoad, version: i64, dry_run: bool) {
+    let count = |key: &str| last.info.get(key).and_then(serde_json::Value::as_u64).unwrap_or(0);
+    report.status = if dry_run { Status::DryRun } else { Status::Unchanged };
+    report.table_version = Some(version);
+    report.rows_read = count("rows_read");
+    report.rows_filtered = count("rows_filtered");
+    report.rows_rejected = count("rows_rejected");
+    report.rows_duplicate = count("rows_duplicate");
+    report.rows_valid = count("rows_valid");
+    report.rows_unchanged = report.rows_valid;
+    report.checks = last.info.get("checks").and_then(|c| serde_json::from_value(c.clone()).ok()).unwrap_or_default();
+    let names = |key: &str| -> Vec<String> {
+        last.info.get(key).and_then(|v| serde_json::from_value(v.clone()).ok()).unwrap_or_default()
+    };
+    report.ignored_columns = names("ignored_columns");
+    report.missing_columns = names("null_columns");
 }
 
 fn check_reject_ratio(uri: &str, rows_read: u64, rejects: &[Reject], max_ratio: f64) -> Result<()> {

@@ -101,9 +101,62 @@ async fn check_source_exists(storage: &Storage, source: &Location) -> Result<()>
     Ok(())
 }
 
+/// The hash (xxh3-128) of an export's bytes as stored, known once the
+/// reader has reached the end: a load records it, so a later run of the
+/// same bytes is recognised without parsing them.
+#[derive(Debug, Clone, Default)]
+pub struct ExportDigest(std::sync::Arc<std::sync::Mutex<Option<u128>>>);
+
+impl ExportDigest {
+    pub fn get(&self) -> Option<u128> {
+        *self.0.lock().expect("export digest")
+    }
+}
+
+/// Hashes the bytes as they are read.
+struct Hashing<R> {
+    inner: R,
+    hasher: xxhash_rust::xxh3::Xxh3,
+    digest: ExportDigest,
+}
+
+impl<R: Read> Read for Hashing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n == 0 {
+            *self.digest.0.lock().expect("export digest") = Some(self.hasher.digest128());
+        } else {
+            self.hasher.update(&buf[..n]);
+        }
+        Ok(n)
+    }
+}
+
+/// The hash of the export's bytes, read (not parsed) to the end.
+pub async fn digest(storage: &Storage, file: &SourceFile) -> Result<u128> {
+    let (mut reader, digest) = open_raw(storage, file).await?;
+    let location = file.location.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut buffer = vec![0u8; 8 << 20];
+        while reader.read(&mut buffer)? > 0 {}
+        Ok::<_, std::io::Error>(())
+    })
+    .await
+    .map_err(|e| Error::internal(Stage::Source, &location, e))?
+    .map_err(|e| Error::unavailable(Stage::Source, &location, format!("reading failed: {e}")))?;
+    digest.get().ok_or_else(|| Error::internal(Stage::Source, &file.location, "the export was not read to its end"))
+}
+
 /// Opens the export for reading on a blocking thread, pinned to the object
-/// that was found.
-pub async fn open(storage: &Storage, file: &SourceFile) -> Result<Box<dyn Read + Send>> {
+/// that was found, decompressed, with the hash of its stored bytes.
+pub async fn open(storage: &Storage, file: &SourceFile) -> Result<(Box<dyn Read + Send>, ExportDigest)> {
+    let (bytes, digest) = open_raw(storage, file).await?;
+    let reader: Box<dyn Read + Send> = if file.gzipped { Box::new(GunzipOnFirstRead::Raw(bytes)) } else { bytes };
+    Ok((reader, digest))
+}
+
+/// The export's stored bytes (compressed if it is), hashed as they are read.
+async fn open_raw(storage: &Storage, file: &SourceFile) -> Result<(Box<dyn Read + Send>, ExportDigest)> {
     let (store, path) = storage.object_store(&file.location).await?;
     let pinned = GetOptions { if_match: file.e_tag.clone(), version: file.version.clone(), ..GetOptions::default() };
     let fetched = store.get_opts(&path, pinned).await.map_err(|e| match e {
@@ -120,7 +173,9 @@ pub async fn open(storage: &Storage, file: &SourceFile) -> Result<Box<dyn Read +
             Box::new(tokio_util::io::SyncIoBridge::new(tokio_util::io::StreamReader::new(stream)))
         }
     };
-    Ok(if file.gzipped { Box::new(GunzipOnFirstRead::Raw(bytes)) } else { bytes })
+    let digest = ExportDigest::default();
+    let hashing = Hashing { inner: bytes, hasher: xxhash_rust::xxh3::Xxh3::new(), digest: digest.clone() };
+    Ok((Box::new(hashing), digest))
 }
 
 /// A gzip decoder made on the first read: making one reads the gzip header,
@@ -202,6 +257,8 @@ mod tests {
         assert_eq!(err.kind, Kind::Unavailable, "{err}");
         assert!(err.message.contains("replaced while it was being loaded"), "{err}");
         let err = open(&storage, &file).await.err().expect("If-Match fails");
+        assert_eq!(err.kind, Kind::Unavailable, "{err}");
+        let err = digest(&storage, &file).await.err().expect("If-Match fails");
         assert_eq!(err.kind, Kind::Unavailable, "{err}");
     }
 

@@ -65,6 +65,11 @@ pub async fn run(storage: &Storage, config: &MaintainConfig) -> Result<Vec<Strin
     for location in &config.tables {
         let Some(mut table) = storage.open_table(location).await? else { continue };
         let delta_error = |e| Error::delta(Stage::Maintain, location, e);
+        // Whoever may not write is refused (exit 2) before anything is
+        // written: the probe re-puts the oldest commit conditionally.
+        if !config.dry_run {
+            storage.check_commits_are_safe(location).await?;
+        }
         if config.optimize {
             let (optimized, metrics) = table.optimize().with_type(OptimizeType::Compact).await.map_err(delta_error)?;
             done.push(format!(
@@ -78,6 +83,9 @@ pub async fn run(storage: &Storage, config: &MaintainConfig) -> Result<Vec<Strin
         if config.checkpoint {
             deltalake::checkpoints::create_checkpoint(&table, None).await.map_err(delta_error)?;
             done.push(format!("{location}: checkpoint written at version {}", table.version().unwrap_or(0)));
+        }
+        if config.vacuum && !config.dry_run {
+            check_delete_allowed(storage, location, &table, config).await?;
         }
         if config.vacuum {
             let hours = |h: u64| chrono::Duration::hours(h as i64);
@@ -124,4 +132,37 @@ pub async fn run(storage: &Storage, config: &MaintainConfig) -> Result<Vec<Strin
         let _ = table;
     }
     Ok(done)
+}
+
+/// delta-rs commits `VACUUM START` before it deletes anything: a role that
+/// may not delete (the loader's) would leave that commit behind. So the
+/// first file vacuum would delete is deleted here first: refused, the run
+/// stops (exit 2) with the log untouched; allowed, vacuum goes on (deleting
+/// it again is a no-op).
+async fn check_delete_allowed(
+    storage: &Storage,
+    location: &Location,
+    table: &deltalake::DeltaTable,
+    config: &MaintainConfig,
+) -> Result<()> {
+    if !matches!(location, Location::S3 { .. }) {
+        return Ok(());
+    }
+    let hours = chrono::Duration::hours(config.retention_hours as i64);
+    let (_, listed) = table
+        .clone()
+        .vacuum()
+        .with_mode(VacuumMode::Lite)
+        .with_retention_period(hours)
+        .with_enforce_retention_duration(false)
+        .with_dry_run(true)
+        .await
+        .map_err(|e| Error::delta(Stage::Maintain, location, e))?;
+    let Some(first) = listed.files_deleted.first() else { return Ok(()) };
+    let (store, prefix) = storage.object_store(location).await?;
+    let path = object_store::path::Path::from(format!("{prefix}/{}", first.trim_start_matches('/')));
+    match object_store::ObjectStoreExt::delete(store.as_ref(), &path).await {
+        Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+        Err(e) => Err(Error::object_store(Stage::Maintain, location.join(first), e)),
+    }
 }

@@ -194,6 +194,17 @@ impl Sources {
         format!("{}/{name}", self.origin)
     }
 
+    /// A hash of the definition's files, as text.
+    fn fingerprint(&self) -> String {
+        let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+        for text in [Some(&self.name), self.table.as_ref(), self.transform.as_ref(), self.checks.as_ref()] {
+            let text = text.map_or("", String::as_str);
+            hasher.update(&(text.len() as u64).to_le_bytes());
+            hasher.update(text.as_bytes());
+        }
+        format!("{:016x}", hasher.digest())
+    }
+
     /// Parse → resolve → plan the SQL → the checks, collecting problems.
     async fn into_definition(self) -> std::result::Result<TableDefinition, Vec<Problem>> {
         let table_file = self.file(TABLE_FILE);
@@ -213,6 +224,7 @@ impl Sources {
                 .collect::<Vec<_>>()
         })?;
         let mut problems = Vec::new();
+        def.fingerprint = self.fingerprint();
         if def.name != self.name {
             problems.push(problem(
                 &table_file,

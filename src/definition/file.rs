@@ -266,6 +266,7 @@ impl TableFile {
             unknown_columns: self.unknown_columns,
             missing_columns: self.missing_columns,
             origin,
+            fingerprint: String::new(),
         })
     }
 }

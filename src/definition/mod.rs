@@ -115,6 +115,9 @@ pub struct TableDefinition {
     pub missing_columns: MissingColumns,
     /// The folder the definition was read from, or `built-in:<name>`.
     pub origin: String,
+    /// A hash of its files: a load records it, and a later run of the date
+    /// under another definition does not count as identical.
+    pub fingerprint: String,
 }
 
 impl TableDefinition {

@@ -22,8 +22,7 @@ pub const PRODUCER: &str = concat!("https://github.com/shoplake/shoplake/tree/v"
 const SPEC: &str = "https://openlineage.io/spec";
 /// shoplake's own run facet: the run report's counts.
 pub const REPORT_FACET: &str = "shoplake_runReport";
-pub const REPORT_FACET_SCHEMA: &str =
-    "https://github.com/shoplake/shoplake/blob/main/lineage/schemas/ShoplakeRunReportRunFacet.json#/$defs/ShoplakeRunReportRunFacet";
+pub const REPORT_FACET_SCHEMA: &str = "https://raw.githubusercontent.com/shoplake/shoplake/main/lineage/schemas/ShoplakeRunReportRunFacet.json#/$defs/ShoplakeRunReportRunFacet";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EventType {
@@ -106,7 +105,10 @@ impl RunEvent<'_, '_> {
         let (inputs, outputs) = match &run.start {
             RunStart::Load { source, .. } => {
                 let source = found_source(source, end.and_then(|e| e.report));
-                (vec![input(&source, end.and_then(|e| e.report))], vec![output(target, self.kind, end, Some(&source))])
+                (
+                    vec![input(&source, target, end.and_then(|e| e.report))],
+                    vec![output(target, self.kind, end, Some(&source))],
+                )
             }
             RunStart::Backfill { .. } => (Vec::new(), vec![output(target, self.kind, None, None)]),
         };
@@ -173,13 +175,17 @@ fn parent_facet(parent: &super::ParentRun) -> Value {
     facet("1-2-0/ParentRunFacet.json#/$defs/ParentRunFacet", fields)
 }
 
-/// The export, with its header as read (once read).
-fn input(source: &Location, report: Option<&RunReport>) -> Value {
+/// The export, with its header as read and the data-quality checks run on
+/// its rows (an input facet in the spec), once read.
+fn input(source: &Location, target: &TableTarget, report: Option<&RunReport>) -> Value {
     let (namespace, name) = dataset_name(source);
     let mut dataset = json!({ "namespace": namespace, "name": name });
     if let Some(report) = report.filter(|r| !r.header.is_empty()) {
         let fields: Vec<Value> = report.header.iter().map(|h| json!({ "name": h })).collect();
         dataset["facets"] = json!({ "schema": schema_facet(fields) });
+    }
+    if let Some(report) = report.filter(|r| !r.checks.is_empty()) {
+        dataset["inputFacets"] = json!({ "dataQualityAssertions": assertions(target.def, report) });
     }
     dataset
 }
@@ -215,9 +221,6 @@ fn output(target: &TableTarget, kind: EventType, end: Option<&RunEnd<'_>>, sourc
                         json!({ "datasetVersion": version.to_string() }),
                     ),
                 );
-            }
-            if !report.checks.is_empty() {
-                facets.insert("dataQualityAssertions".into(), assertions(def, report));
             }
             if report.status == Status::Committed {
                 dataset["outputFacets"] = json!({ "outputStatistics": facet(

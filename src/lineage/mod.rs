@@ -58,10 +58,11 @@ pub struct ParentRun {
 
 impl ParentRun {
     /// `namespace/job/runId`, as the Airflow provider's `lineage_parent_id`
-    /// macro writes it (the job name may hold `/`; the run id never does).
+    /// macro writes it. The namespace may hold `/` (`airflow://prod`), the
+    /// job (`dag.task`) and the run id do not: split at the last two.
     pub fn parse(text: &str) -> Option<ParentRun> {
         let (rest, run_id) = text.trim().rsplit_once('/')?;
-        let (namespace, job) = rest.split_once('/')?;
+        let (namespace, job) = rest.rsplit_once('/')?;
         (!namespace.is_empty() && !job.is_empty() && uuid::Uuid::parse_str(run_id).is_ok()).then(|| ParentRun {
             namespace: namespace.to_string(),
             job: job.to_string(),
@@ -82,7 +83,8 @@ impl ParentRun {
             parsed
         };
         let mut parent = read("OPENLINEAGE_PARENT_ID")?;
-        parent.root = read("OPENLINEAGE_ROOT_PARENT_ID").map(Box::new);
+        // Without a root, the parent is the root (as openlineage-dbt does).
+        parent.root = Some(Box::new(read("OPENLINEAGE_ROOT_PARENT_ID").unwrap_or_else(|| parent.clone())));
         Some(parent)
     }
 }
@@ -184,6 +186,23 @@ impl Run {
 /// What a load's start knows: the table, the date, and where the export is.
 pub fn load_start(target: &TableTarget, date: NaiveDate, source: &crate::storage::Location) -> events::RunStart {
     events::RunStart::Load { target: target.clone(), date, source: source.join(&target.def.source_file(date)) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parent_ids_split_at_the_last_two_slashes() {
+        let id = "01890a9c-0000-7000-8000-000000000001";
+        let parent = ParentRun::parse(&format!("airflow://prod/ingestion_x.load/{id}")).unwrap();
+        assert_eq!(
+            (parent.namespace.as_str(), parent.job.as_str(), parent.run_id.as_str()),
+            ("airflow://prod", "ingestion_x.load", id)
+        );
+        assert!(ParentRun::parse("default/job/not-a-uuid").is_none());
+        assert!(ParentRun::parse(&format!("job/{id}")).is_none(), "three parts");
+    }
 }
 
 /// What a load's end knows.

@@ -27,6 +27,8 @@ use crate::write::table::TableSpec;
 
 /// Table property recording the definition's key (Delta has no key of its own).
 pub const KEY_PROPERTY: &str = "shoplake.key";
+/// Table property of a table shoplake took over from another engine.
+pub const ADOPTED_PROPERTY: &str = "shoplake.adopted";
 
 /// How a table differs from its definition, and what a load does about it.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -106,6 +108,9 @@ pub fn plan(def: &TableDefinition, table: Option<&DeltaTable>, location: &Locati
         def.origin, def.name
     );
 
+    let configuration = snapshot.metadata().configuration();
+    let adopted = !actual.iter().any(|f| f.name() == row_hash)
+        || configuration.get(ADOPTED_PROPERTY).is_some_and(|v| v == "true");
     for wanted in &spec.fields {
         match actual.iter().find(|f| f.name() == wanted.name()) {
             None if wanted.name() == row_hash => plan.adopt = true,
@@ -125,6 +130,10 @@ pub fn plan(def: &TableDefinition, table: Option<&DeltaTable>, location: &Locati
                 found.data_type(),
                 wanted.data_type()
             )),
+            // A table another engine created (all columns nullable, as
+            // Spark writes them) is taken over as it is: shoplake itself
+            // keeps the definition's not-null columns free of nulls.
+            Some(found) if found.is_nullable() && !wanted.is_nullable() && adopted => {}
             Some(found) if found.is_nullable() != wanted.is_nullable() => plan.refused.push(format!(
                 "column {} is {} in the table and {} in the definition (a nullability change): \
                  declare it as the table has it, or {new_table_hint}",
@@ -157,7 +166,6 @@ pub fn plan(def: &TableDefinition, table: Option<&DeltaTable>, location: &Locati
             def.partition_by
         ));
     }
-    let configuration = snapshot.metadata().configuration();
     let key = def.key.join(",");
     match configuration.get(KEY_PROPERTY) {
         Some(recorded) if *recorded != key => plan.refused.push(format!(

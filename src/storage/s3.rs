@@ -102,6 +102,8 @@ struct Service {
 impl HttpService for Service {
     async fn call(&self, request: HttpRequest) -> std::result::Result<HttpResponse, HttpError> {
         let method = request.method().to_string();
+        // Path-style or virtual-hosted: the path names the object (and the bucket, path-style).
+        let object = request.uri().path().to_string();
         let response = HttpService::call(&self.client, request).await?;
         let status = response.status().as_u16();
         // Success, conditional-request answers and what a retry can fix
@@ -117,7 +119,7 @@ impl HttpService for Service {
         match refusal(status, code.as_deref()) {
             Some(reason) => Err(HttpError::new(
                 HttpErrorKind::Unknown,
-                S3Refused { method, status, code, message: xml_element(&bytes, "Message"), region, reason },
+                S3Refused { method, object, status, code, message: xml_element(&bytes, "Message"), region, reason },
             )),
             None => Ok(HttpResponse::from_parts(parts, bytes.into())),
         }
@@ -158,6 +160,8 @@ fn xml_element(body: &[u8], name: &str) -> Option<String> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct S3Refused {
     pub method: String,
+    /// The request's path: the object (and, path-style, its bucket).
+    pub object: String,
     pub status: u16,
     /// S3's error code (`AccessDenied`, `NoSuchBucket`, …), when it sent one.
     pub code: Option<String>,
@@ -171,9 +175,10 @@ impl fmt::Display for S3Refused {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} (S3 answered {} {} with {}",
+            "{} (S3 answered {} {} {} with {}",
             self.reason,
             self.method,
+            self.object,
             self.status,
             self.code.as_deref().unwrap_or("no error code")
         )?;

@@ -221,15 +221,23 @@ impl CurrentPartition {
         def: &'static TableDefinition,
         hasher: &ValueHasher,
         date: NaiveDate,
+        known: Option<DateProvenance>,
     ) -> Result<CurrentPartition> {
         let key = def.day_key();
         let started = std::time::Instant::now();
         let mut partition = CurrentPartition::empty();
-        let files = provenance::active_files(table, location, &def.partition_by, date).await?;
-        if files.is_empty() {
+        let provenance = match known {
+            Some(known) => known,
+            None => match provenance::of_date(table, location, def, date).await? {
+                Some(read) => read,
+                None => return Ok(partition),
+            },
+        };
+        if provenance.own_files.is_empty() && provenance.foreign_files.is_empty() {
+            partition.provenance = provenance;
             return Ok(partition);
         }
-        partition.provenance = DateProvenance::read(table, location, &def.partition_by, date, files).await?;
+        partition.provenance = provenance;
         let row_hash = def.row_hash_column();
         let own = std::mem::take(&mut partition.provenance.own_files);
         if !own.is_empty() {

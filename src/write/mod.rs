@@ -23,6 +23,7 @@
 //! table and starts over, a bounded number of times.
 
 pub mod diff;
+pub mod identical;
 pub mod provenance;
 pub mod table;
 
@@ -182,13 +183,14 @@ pub async fn read_ahead(
     def: &'static TableDefinition,
     hasher: &ValueHasher,
     date: NaiveDate,
+    provenance: Option<provenance::DateProvenance>,
 ) -> Result<Option<ReadAhead>> {
     let Some(table) = table else { return Ok(None) };
     // A table to take over has no fingerprints to read yet: the load opens it again.
     if !table::has_column(&table, def.row_hash_column()) {
         return Ok(None);
     }
-    let current = CurrentPartition::read(&table, location, def, hasher, date).await?;
+    let current = CurrentPartition::read(&table, location, def, hasher, date, provenance).await?;
     Ok(Some(ReadAhead { table, current }))
 }
 
@@ -236,7 +238,8 @@ pub async fn load_day(
             None => {
                 let table = table::open_or_create(storage, request.location, &spec).await?;
                 let current =
-                    CurrentPartition::read(&table, request.location, request.def, request.hasher, request.date).await?;
+                    CurrentPartition::read(&table, request.location, request.def, request.hasher, request.date, None)
+                        .await?;
                 (table, current)
             }
         };

@@ -82,13 +82,7 @@ impl DateProvenance {
         let day = date.to_string();
         let mut walk = Walk::new(active_files);
         let latest = crate::storage::version_of(table);
-        let log_store = table.log_store();
-        let versions = futures::stream::iter((0..=latest).rev())
-            .map(|version| {
-                let log_store = log_store.clone();
-                async move { log_store.read_commit_entry(version as u64).await.map(|bytes| (version, bytes)) }
-            })
-            .buffered(READ_AHEAD_COMMITS);
+        let versions = commits_back(table, (0..=latest).rev());
         futures::pin_mut!(versions);
         let mut commits_read = 0u32;
         while let Some(next) = versions.next().await {
@@ -116,6 +110,64 @@ impl DateProvenance {
         Ok(provenance)
     }
 }
+
+/// Whether a commit after `since` added or removed files of the date, or
+/// changed the table's metadata (the rejects of an identical re-run must
+/// be as the load it repeats left them). A commit the log no longer holds
+/// counts as a change.
+pub async fn touched_since(
+    table: &DeltaTable,
+    location: &Location,
+    partition_by: &str,
+    date: NaiveDate,
+    since: i64,
+) -> Result<bool> {
+    let day = date.to_string();
+    let latest = crate::storage::version_of(table);
+    let versions = commits_back(table, (since + 1..=latest).rev());
+    futures::pin_mut!(versions);
+    while let Some(next) = versions.next().await {
+        let (version, bytes) = next.map_err(|e| Error::delta(Stage::Write, location, e))?;
+        let Some(bytes) = bytes else { return Ok(true) };
+        let commit = Commit::parse(&bytes, partition_by, &day)
+            .map_err(|e| Error::internal(Stage::Write, location, format!("commit {version} of the log: {e}")))?;
+        if commit.touches_day || commit.changes_metadata {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// The commit files of `versions`, several read at once, each read once
+/// per process (a back-fill walks the same commits for every date).
+fn commits_back(
+    table: &DeltaTable,
+    versions: impl Iterator<Item = i64>,
+) -> impl futures::Stream<Item = deltalake::DeltaResult<(i64, Option<bytes::Bytes>)>> {
+    let log_store = table.log_store();
+    let root = table.table_url().to_string();
+    futures::stream::iter(versions)
+        .map(move |version| {
+            let (log_store, root) = (log_store.clone(), root.clone());
+            async move {
+                let key = (root, version);
+                if let Some(bytes) = COMMITS.lock().expect("commit cache").get(&key) {
+                    return Ok((version, Some(bytes.clone())));
+                }
+                let bytes = log_store.read_commit_entry(version as u64).await?;
+                if let Some(bytes) = &bytes {
+                    COMMITS.lock().expect("commit cache").insert(key, bytes.clone());
+                }
+                Ok((version, bytes))
+            }
+        })
+        .buffered(READ_AHEAD_COMMITS)
+}
+
+/// Commit files read in this process, by table and version: a commit
+/// never changes once written.
+static COMMITS: std::sync::LazyLock<std::sync::Mutex<HashMap<(String, i64), bytes::Bytes>>> =
+    std::sync::LazyLock::new(Default::default);
 
 /// What the walk has learnt so far.
 struct Walk {
@@ -284,6 +336,21 @@ fn data_change(action: &Value) -> bool {
 fn decoded_path(action: &Value) -> std::result::Result<String, String> {
     let raw = action.get("path").and_then(Value::as_str).ok_or("a file action without a path")?;
     Ok(percent_encoding::percent_decode_str(raw).decode_utf8_lossy().into_owned())
+}
+
+/// Who wrote the date, or `None` when shoplake never loaded it and it has
+/// no files (a new date: nothing to walk the log for).
+pub async fn of_date(
+    table: &DeltaTable,
+    location: &Location,
+    def: &crate::definition::TableDefinition,
+    date: NaiveDate,
+) -> Result<Option<DateProvenance>> {
+    let files = active_files(table, location, &def.partition_by, date).await?;
+    if files.is_empty() && crate::rejects::pairing::recorded(table, location, date).await?.is_none() {
+        return Ok(None);
+    }
+    Ok(Some(DateProvenance::read(table, location, &def.partition_by, date, files).await?))
 }
 
 /// The decoded paths of the date's active files, as [`DateProvenance::read`] takes them.

@@ -238,8 +238,9 @@ async fn adopt(table: DeltaTable, location: &Location, spec: &TableSpec) -> Resu
         .map_err(|e| Error::delta(Stage::Write, location, e))?;
     let config =
         table.snapshot().map_err(|e| Error::delta(Stage::Write, location, e))?.metadata().configuration().clone();
+    let adopted = (crate::schema::ADOPTED_PROPERTY.to_string(), "true".to_string());
     let missing: std::collections::HashMap<String, String> =
-        spec.properties.iter().filter(|(k, v)| config.get(k) != Some(v)).cloned().collect();
+        spec.properties.iter().chain([&adopted]).filter(|(k, v)| config.get(k) != Some(v)).cloned().collect();
     if missing.is_empty() {
         return Ok(table);
     }

@@ -15,4 +15,5 @@ mod hardening;
 mod lake;
 mod operations;
 mod property;
+mod rerun;
 mod tables;

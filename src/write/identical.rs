@@ -1,0 +1,91 @@
+//! An identical re-run that does not parse. Each load records in its
+//! commit what it loaded: the export's identity (the hash of its bytes; on
+//! S3 also its ETag, size and version id) and a fingerprint of the
+//! definition and of every setting that changes the outcome. A later run
+//! of the date whose export and settings match that record, where no
+//! commit since (by any writer: Spark, a restore, an OPTIMIZE, a schema
+//! change) touched the date ([`DateProvenance`]) and the date's rejects
+//! are as that load left them, changes nothing: it reports what that load
+//! reported, without parsing the export, and on S3 without downloading it.
+//! Whatever is uncertain takes the full diff.
+
+use serde_json::{json, Value};
+
+use super::provenance::{self, DateProvenance, LastLoad};
+use crate::error::Result;
+use crate::ingest::IngestConfig;
+use crate::rejects;
+use crate::source::{self, SourceFile};
+use crate::storage::{Location, Storage};
+
+/// What a load's outcome depends on besides the export: the definition,
+/// the settings that can refuse or change it, the rejects table, this
+/// program's version.
+pub fn load_fingerprint(config: &IngestConfig) -> String {
+    let settings = json!({
+        "definition": config.target.def.fingerprint,
+        "max_reject_ratio": config.max_reject_ratio,
+        "max_delete_ratio": config.guards.max_delete_ratio,
+        "allow_empty": config.guards.allow_empty,
+        "rejects": config.target.rejects.to_string(),
+        "shoplake": env!("CARGO_PKG_VERSION"),
+    });
+    format!("{:016x}", xxhash_rust::xxh3::xxh3_64(settings.to_string().as_bytes()))
+}
+
+/// The export's identity, as a load records it.
+pub fn source_fingerprint(file: &SourceFile, digest: Option<u128>) -> Value {
+    json!({
+        "file": file.uri(),
+        "size": file.size,
+        "etag": file.e_tag,
+        "version": file.version,
+        "xxh3_128": digest.map(|d| format!("{d:032x}")),
+    })
+}
+
+/// The load this run repeats, if it provably changes nothing.
+pub async fn repeated_load<'p>(
+    storage: &Storage,
+    config: &IngestConfig,
+    file: &SourceFile,
+    provenance: &'p DateProvenance,
+) -> Result<Option<&'p LastLoad>> {
+    let Some(last) = provenance.untouched_since_last_load() else { return Ok(None) };
+    let recorded = &last.info;
+    if recorded.get("load_fingerprint").and_then(Value::as_str) != Some(load_fingerprint(config).as_str()) {
+        return Ok(None);
+    }
+    let source = &recorded["source_fingerprint"];
+    if source["file"].as_str() != Some(file.uri().as_str()) || source["size"].as_u64() != Some(file.size) {
+        return Ok(None);
+    }
+    let same_object = match (&file.location, &file.e_tag, source["etag"].as_str()) {
+        // S3: the object's identity, without downloading it.
+        (Location::S3 { .. }, Some(etag), Some(recorded_etag)) => {
+            etag == recorded_etag && file.version.as_deref() == source["version"].as_str()
+        }
+        // A local file (or a store without ETags): its bytes, read but not parsed.
+        _ => {
+            let digest = source::digest(storage, file).await?;
+            source["xxh3_128"].as_str() == Some(format!("{digest:032x}").as_str())
+        }
+    };
+    if !same_object || !rejects_as_left(storage, config, recorded).await? {
+        return Ok(None);
+    }
+    tracing::info!(date = %config.date, version = last.version, "the export and the date are as the last load left them: nothing to do");
+    Ok(Some(last))
+}
+
+/// Whether the rejects table holds the date's rejects as the load recorded them.
+async fn rejects_as_left(storage: &Storage, config: &IngestConfig, recorded: &Value) -> Result<bool> {
+    let Some(version) = recorded.get("rejects_version").and_then(Value::as_i64) else { return Ok(false) };
+    let location = &config.target.rejects;
+    match storage.open_table(location).await? {
+        Some(table) => {
+            Ok(!provenance::touched_since(&table, location, rejects::PARTITION, config.date, version).await?)
+        }
+        None => Ok(false),
+    }
+}

@@ -1,0 +1,164 @@
+//! An identical re-run that does not parse (issue #17): it is taken only
+//! when the export, the definition and the settings are the last load's and
+//! nothing touched the date since; each way it must not be taken ends as
+//! the full diff would.
+
+use crate::lake::Lake;
+
+const T: &str = "shopify_configuration";
+const D1: &str = "2019-04-01";
+/// The log line of a run that found nothing to do without parsing.
+const SHORTCUT: &str = "as the last load left them";
+
+/// `ingest` with info logs: the report, and whether the export was parsed.
+fn ingest(lake: &Lake, extra: &[&str]) -> (serde_json::Value, bool) {
+    let mut args = vec!["ingest", "--date", D1, "--format", "json"];
+    args.extend_from_slice(extra);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_shoplake"))
+        .args(&args)
+        .env("SHOPLAKE_TABLES", lake.tables())
+        .env("SHOPLAKE_SOURCE", lake.raw())
+        .env("SHOPLAKE_LAKE", lake.lake())
+        .env_remove("SHOPLAKE_TABLE")
+        .env_remove("SHOPLAKE_TABLE_NAME")
+        .env("RUST_LOG", "shoplake=info")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    (serde_json::from_slice(&out.stdout).unwrap(), !stderr.contains(SHORTCUT))
+}
+
+fn loaded() -> Lake {
+    let lake = Lake::new();
+    lake.generate(T, D1, D1, 2000, &["--dirty"]);
+    let (first, parsed) = ingest(&lake, &[]);
+    assert!(parsed && first["status"] == "committed", "{first}");
+    lake
+}
+
+/// The table as another engine changes it (deltalake, as Python or Spark would).
+fn other_engine(lake: &Lake, change: impl AsyncFnOnce(deltalake::DeltaTable) -> deltalake::DeltaTable) {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let url = url::Url::from_directory_path(lake.table(T)).unwrap();
+        let table = deltalake::DeltaTableBuilder::from_url(url).unwrap().load().await.unwrap();
+        change(table).await;
+    });
+}
+
+#[test]
+fn an_identical_rerun_is_recognised_without_parsing_and_reports_the_load() {
+    let lake = loaded();
+    let v = lake.version(T);
+    let (again, parsed) = ingest(&lake, &[]);
+    assert!(!parsed, "not parsed");
+    assert_eq!(again["status"], "unchanged");
+    assert_eq!(again["table_version"], v);
+    let (first_valid, again_valid) =
+        (lake.count(T, "SELECT count(*) FROM shopify_configuration"), &again["rows_valid"]);
+    assert_eq!(again_valid, first_valid, "the counts of the load it repeats");
+    assert!(again["rows_rejected"].as_u64().unwrap() > 0);
+    // Same bytes, new modification time: still the same export.
+    let path = lake.export(T, D1);
+    std::fs::write(&path, std::fs::read(&path).unwrap()).unwrap();
+    assert!(!ingest(&lake, &[]).1);
+    // Another date loaded since does not touch this one.
+    lake.generate(T, "2019-04-02", "2019-04-02", 500, &[]);
+    lake.ingest(T, "2019-04-02", &[]);
+    assert!(!ingest(&lake, &[]).1);
+}
+
+#[test]
+fn an_export_replaced_by_one_of_the_same_size_is_diffed() {
+    let lake = loaded();
+    let path = lake.export(T, D1);
+    let text = std::fs::read_to_string(&path).unwrap();
+    // One shop's install channel, swapped for another of the same length.
+    let changed = text.replacen(",direct,2019-04-01", ",DIRECT,2019-04-01", 1);
+    assert_eq!(changed.len(), text.len());
+    std::fs::write(&path, changed).unwrap();
+    let (report, parsed) = ingest(&lake, &[]);
+    assert!(parsed);
+    assert_eq!((report["status"].as_str(), report["rows_updated"].as_u64()), (Some("committed"), Some(1)), "{report}");
+}
+
+#[test]
+fn another_writer_a_restore_or_an_optimize_since_the_load_take_the_full_diff() {
+    // Another engine updates a row: the re-run puts it back.
+    let lake = loaded();
+    other_engine(&lake, async |table| {
+        use datafusion::prelude::{col, lit};
+        let (table, _) = table
+            .update()
+            .with_predicate(col("nbr_metafields").gt(lit(-1i64)))
+            .with_update("shop_domain", lit("changed"))
+            .await
+            .unwrap();
+        table
+    });
+    let (report, parsed) = ingest(&lake, &[]);
+    assert!(parsed);
+    assert!(report["rows_updated"].as_u64().unwrap() > 1000, "{report}");
+    assert_eq!(lake.count(T, "SELECT count(*) FROM shopify_configuration WHERE shop_domain = 'changed'"), 0);
+
+    // An optimize rewrote the date's files (into small ones, so it has
+    // something to do): diffed, and nothing changes.
+    other_engine(&lake, async |table| {
+        use deltalake::operations::optimize::OptimizeType;
+        let (table, metrics) = table
+            .optimize()
+            .with_type(OptimizeType::ZOrder(vec!["id".into()]))
+            .with_target_size(std::num::NonZeroU64::new(64 * 1024).unwrap())
+            .await
+            .unwrap();
+        assert!(metrics.num_files_added > 1, "{metrics:?}");
+        table
+    });
+    let v = lake.version(T);
+    let (report, parsed) = ingest(&lake, &[]);
+    assert!(parsed);
+    assert_eq!((report["status"].as_str(), lake.version(T)), (Some("unchanged"), v));
+    assert!(ingest(&lake, &[]).1, "nothing was committed: the optimize is still the date's last touch");
+
+    // A restore to the first load, then the corrected export again: diffed, corrected again.
+    let first = 1;
+    lake.ok(&["restore", "--version", &first.to_string()]);
+    let (report, parsed) = ingest(&lake, &[]);
+    assert!(parsed);
+    assert_eq!(report["status"], "unchanged", "the first load's content is this export's: {report}");
+}
+
+#[test]
+fn a_changed_definition_or_setting_takes_the_full_diff() {
+    let lake = loaded();
+    let (report, parsed) = ingest(&lake, &["--max-reject-ratio", "0.5"]);
+    assert!(parsed, "a setting that can change the outcome");
+    assert_eq!(report["status"], "unchanged");
+    let (_, parsed) = ingest(&lake, &["--max-reject-ratio", "0.5"]);
+    assert!(parsed, "the last load recorded the default setting (the re-run committed nothing)");
+    lake.edit(T, |t| t.replace("description = \"", "description = \"Edited. "));
+    assert!(ingest(&lake, &[]).1, "the definition's files changed");
+}
+
+#[test]
+fn rejects_changed_since_the_load_take_the_full_diff() {
+    let lake = loaded();
+    let rejects = || lake.count(T, "SELECT count(*) FROM shopify_configuration_rejects");
+    let before = rejects();
+    assert!(before > 0);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let url = url::Url::from_directory_path(lake.dir.path().join("lake/shopify_configuration_rejects")).unwrap();
+        let table = deltalake::DeltaTableBuilder::from_url(url).unwrap().load().await.unwrap();
+        table.delete().await.unwrap();
+    });
+    let v = lake.version(T);
+    let (report, parsed) = ingest(&lake, &[]);
+    assert!(parsed, "the rejects table changed since the load");
+    // As the full diff ends: the rows and the recorded rejects version are
+    // this load's, so nothing is committed, and the table's version still
+    // pairs with the rejects as they were.
+    assert_eq!((report["status"].as_str(), lake.version(T)), (Some("unchanged"), v), "{report}");
+    assert_eq!(rejects(), before);
+}
