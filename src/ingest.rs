@@ -60,6 +60,7 @@ async fn run_stages(
 ) -> Result<()> {
     let date = config.date;
     let location = &config.target.table;
+    let mut stages = crate::report::StageTimes::start();
     // The table is opened once; its schema is compared with the definition
     // before the export is read (a change that cannot be made in place is
     // refused here, exit 2), and the fingerprint follows from both.
@@ -67,9 +68,11 @@ async fn run_stages(
     let plan = crate::schema::plan(def, table.as_ref(), location)?;
     plan.check(def, location)?;
     let hasher = plan.hasher(def);
+    stages.done("open table");
     let file = source::locate(storage, &config.source, def, date).await?;
     let uri = file.uri();
     report.source = uri.clone();
+    stages.done("locate export");
 
     // Who wrote the date, read once from the log: it tells whether this run
     // repeats the last load (nothing to parse), and which stored
@@ -80,9 +83,12 @@ async fn run_stages(
         }
         _ => None,
     };
+    stages.done("provenance");
     if let Some(provenance) = &provenance {
         if let Some(last) = write::identical::repeated_load(storage, config, &file, provenance).await? {
             repeated(report, last, table.as_ref().map_or(-1, crate::storage::version_of), config.dry_run);
+            stages.done("identical re-run");
+            stages.log(&date.to_string());
             return Ok(());
         }
     }
@@ -104,6 +110,7 @@ async fn run_stages(
     let validated = validated?;
     let ahead = ahead?;
     source::check_unchanged(storage, &file).await?;
+    stages.done("read, transform, validate (and the partition's keys)");
 
     let line_rejects = summary.line_rejects.len() as u64;
     let rows_rejected = line_rejects + validated.value_rejects.len() as u64;
@@ -145,6 +152,7 @@ async fn run_stages(
     };
     report.checks = check::run(def, &validated.batches, previous, &uri).await?;
     check::verdict(&report.checks, &uri)?;
+    stages.done("checks");
 
     let commit_info = json!({
         "run_id": run_id,
@@ -180,6 +188,8 @@ async fn run_stages(
     } else {
         write::load_day(storage, &request, ahead).await?
     };
+    stages.done(if config.dry_run { "plan" } else { "diff and write" });
+    stages.log(&date.to_string());
     report.status = match (config.dry_run, outcome.committed) {
         (true, _) => Status::DryRun,
         (false, true) => Status::Committed,

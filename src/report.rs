@@ -157,6 +157,49 @@ impl RunReport {
     }
 }
 
+/// Where a run's time went, stage by stage, and the process's peak memory:
+/// the debug log of every load (`RUST_LOG=shoplake=debug`).
+#[derive(Debug)]
+pub struct StageTimes {
+    started: std::time::Instant,
+    last: std::time::Instant,
+    stages: Vec<(&'static str, u128)>,
+}
+
+impl StageTimes {
+    pub fn start() -> StageTimes {
+        let now = std::time::Instant::now();
+        StageTimes { started: now, last: now, stages: Vec::new() }
+    }
+
+    /// The stage that ends now.
+    pub fn done(&mut self, stage: &'static str) {
+        let now = std::time::Instant::now();
+        self.stages.push((stage, (now - self.last).as_millis()));
+        self.last = now;
+    }
+
+    /// Logs the stages (at debug) with the peak resident memory so far.
+    pub fn log(&self, date: &str) {
+        let stages: Vec<String> = self.stages.iter().map(|(name, ms)| format!("{name} {ms} ms")).collect();
+        tracing::debug!(
+            date,
+            total_ms = self.started.elapsed().as_millis() as u64,
+            peak_rss_mb = peak_rss_bytes().map(|b| b / (1 << 20)),
+            stages = %stages.join(", "),
+            "where the time went"
+        );
+    }
+}
+
+/// The process's peak resident set size (Linux: VmHWM), if known.
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -17,6 +17,7 @@
 pub mod hardening;
 pub mod proxy;
 pub mod scenarios;
+pub mod tables;
 
 use std::path::PathBuf;
 use std::process::{Command, Output};

@@ -262,6 +262,11 @@ macro_rules! scenario_tests {
             an_export_replaced_mid_load_is_refused,
             the_write_probe_leaves_nothing_and_needs_no_delete
         );
+        $crate::scenario_tests!(@each $backend; tables;
+            every_table_lands_reloads_backfills_and_audits,
+            a_column_added_evolves_the_table,
+            an_identical_rerun_downloads_nothing
+        );
     };
     (@each $backend:expr; $module:ident; $($name:ident),*) => {
         $(
