@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # `make interop-test`: Spark 3.5.7 + Delta 3.3.2 against shoplake's tables,
-# locally and on MinIO through s3a:// (interop/tests; see interop/README.md).
+# locally and on MinIO through s3a://, and Python deltalake 1.6.6 writing to
+# local ones (interop/tests; see interop/README.md).
 #
 # Installs (once, cached outside the clone by interop/setup.sh) a Python 3.11
-# venv with pyspark and delta-spark and the Delta/S3A jars from Maven Central;
-# starts MinIO with localstack/services.sh unless it already runs (and stops it
-# again only if it started it). Needs Java 17 (or 8/11), python3.11, mvn once.
+# venv with pyspark, delta-spark and deltalake, and the Delta/S3A jars from
+# Maven Central; starts MinIO with localstack/services.sh unless it already
+# runs (and stops it again only if it started it). Needs Java 17 (or 8/11),
+# python3.11, mvn once.
 #
 #   SHOPLAKE_BIN   the binary under test (default $CARGO_TARGET_DIR/debug/shoplake)
 #   INTEROP_S3=0   local tables only (no MinIO)

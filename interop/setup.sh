@@ -2,7 +2,9 @@
 # Installs what the Spark interop test (interop/run.sh) and the Spark part of
 # `make bench` need, outside the clone, once:
 #
-#   $SHOPLAKE_CACHE/spark-venv    Python 3.11 venv: pyspark 3.5.7, delta-spark 3.3.2, pytest
+#   $SHOPLAKE_CACHE/spark-venv    Python 3.11 venv: pyspark 3.5.7, delta-spark 3.3.2, pytest,
+#                                 and Python deltalake 1.6.6 + pyarrow (the other writer of
+#                                 tests/test_other_writers.py; the versions bench/run.sh pins)
 #   $SHOPLAKE_CACHE/spark-jars    the jars Spark gets through `spark.jars`, from Maven Central
 #
 # (SHOPLAKE_CACHE defaults to $HOME/.cache/shoplake.) Each has a marker file
@@ -16,7 +18,7 @@ set -euo pipefail
 CACHE=${SHOPLAKE_CACHE:-$HOME/.cache/shoplake}
 VENV=$CACHE/spark-venv
 JARS=$CACHE/spark-jars
-PIP_SPEC=("pyspark==3.5.7" "delta-spark==3.3.2" "pytest==8.3.4")
+PIP_SPEC=("pyspark==3.5.7" "delta-spark==3.3.2" "pytest==8.3.4" "deltalake==1.6.6" "pyarrow==26.0.1")
 # Spark 3.5 is built against Hadoop 3.3.4: hadoop-aws must be that version,
 # with the AWS SDK bundle it was built with (what --packages would resolve).
 MAVEN=(

@@ -200,13 +200,53 @@ def complete(rows, columns):
     return out
 
 
-def assert_same_rows(spark_side, shoplake_side, what):
-    assert len(spark_side) == len(shoplake_side), f"{what}: Spark has {len(spark_side)} rows, shoplake {len(shoplake_side)}"
-    for a, b in zip(spark_side, shoplake_side):
+def assert_same_rows(first_rows, second_rows, what, names=("Spark", "shoplake")):
+    """Two sorted lists of rows are equal; else says the first differing row
+    and column (`names` says whose the two lists are)."""
+    first, second = names
+    assert len(first_rows) == len(second_rows), \
+        f"{what}: {first} has {len(first_rows)} rows, {second} {len(second_rows)}"
+    for a, b in zip(first_rows, second_rows):
         if a != b:
             diff = {k: (a.get(k), b.get(k)) for k in set(a) | set(b) if a.get(k) != b.get(k)}
             raise AssertionError(f"{what}: first differing row {a.get('export_date')} {a.get('id')}: "
-                                 f"(Spark, shoplake) = {diff}")
+                                 f"({first}, {second}) = {diff}")
+
+
+def assert_fingerprints_kept(changed, loaded, who):
+    """Every row `who` left in place still has the `_row_hash` shoplake
+    stored, whatever `who` did to its values: only comparing such rows by
+    value can find what changed (issue #14)."""
+    stored = {r["id"]: r["_row_hash"] for r in loaded}
+    differ = [r["id"] for r in changed if r["id"] in stored and r["_row_hash"] != stored[r["id"]]]
+    assert not differ, f"{who} changed the stored _row_hash of {len(differ)} rows, e.g. {differ[:3]}"
+
+
+def assert_load_counts(report, inserted=0, updated=0, deleted=0):
+    """An ingest report's exact row counts and status: `committed` when the
+    load changed rows, `unchanged` when it did not (rows_unchanged is every
+    valid row the load neither inserted nor updated)."""
+    changed = inserted + updated + deleted
+    want = {
+        "status": "committed" if changed else "unchanged",
+        "rows_inserted": inserted,
+        "rows_updated": updated,
+        "rows_deleted": deleted,
+        "rows_unchanged": report.get("rows_valid", 0) - inserted - updated,
+    }
+    got = {k: report.get(k) for k in want}
+    assert got == want, f"ingest report {got}, expected {want}; whole report: {report}"
+
+
+def assert_identical_rerun_is_noop(sl, table, source, date):
+    """An identical re-run of `date` changes nothing: no version, no file,
+    0 inserted/updated/deleted (PRODUCT.md, "Load semantics")."""
+    version = sl.version(table)
+    report = sl.ingest(table, source, date)
+    assert_load_counts(report)
+    assert (report["files_added"], report["files_removed"]) == (0, 0), report
+    assert sl.version(table) == version, f"the identical re-run of {date} added a version: {report}"
+    return report
 
 
 def needs(state, *names):

@@ -9,6 +9,13 @@ shoplake alone loaded from the same files, an identical re-run must add no
 version, and shoplake's history, query --as-of, changes and restore must
 read Spark's versions.
 
+Then Spark SQL (UPDATE, DELETE, MERGE) changes a date shoplake loaded, and
+an identical re-run of its export must count exactly what Spark changed and
+leave the date equal to the export (issue #14: UPDATE and MERGE keep the
+rows' old `_row_hash`, so a shoplake that trusted every stored fingerprint
+counted 0 updated and left Spark's values; the DELETE is found by key either
+way).
+
 PENDING shoplake change: this needs `_row_hash` to be nullable in the table
 shoplake creates. While it is NOT NULL, Delta (Spark) refuses Spark's writes
 ("NOT NULL constraint violated for column: _row_hash") and every test below
@@ -19,6 +26,9 @@ import pytest
 from conftest import (
     ALL_COLUMNS,
     Shoplake,
+    assert_fingerprints_kept,
+    assert_identical_rerun_is_noop,
+    assert_load_counts,
     assert_same_rows,
     change_rows_shoplake,
     change_rows_spark,
@@ -179,3 +189,69 @@ def test_restore_to_a_spark_version(spark, st):
     st.sl.ingest(st.table, st.raw, "2019-04-03")
     for date in DATES:
         assert_same_rows(table_rows(st, date), ref_rows(st, date), f"{date} after restore and re-load")
+
+
+# ---------------------------------------------------------------- Spark SQL, then the identical re-run
+# Spark SQL changes 2019-04-02 (loaded by shoplake from the raw export and
+# not touched by the tests above), and shoplake re-runs that very export.
+# UPDATE and MERGE keep each row's old `_row_hash`: only comparing the rows
+# of Spark's files by value finds them (issue #14).
+
+SQL_DATE = "2019-04-02"
+
+
+def spark_sql_update(spark, st, rows):
+    """UPDATE of one row's `shop_domain`."""
+    spark.sql(f"UPDATE delta.`{st.spark_table}` SET shop_domain = 'changed-by-spark.example' "
+              f"WHERE export_date = DATE'{SQL_DATE}' AND id = '{rows[0]['id']}'")
+    return 0, 1, 0
+
+
+def spark_sql_delete(spark, st, rows):
+    """DELETE of 9 rows."""
+    gone = rows[::31][:9]
+    ids = ", ".join(f"'{r['id']}'" for r in gone)
+    spark.sql(f"DELETE FROM delta.`{st.spark_table}` WHERE export_date = DATE'{SQL_DATE}' AND id IN ({ids})")
+    return len(gone), 0, 0
+
+
+def spark_sql_merge(spark, st, rows):
+    """MERGE giving 7 rows another `install_channel` and `nbr_metafields`."""
+    changed = rows[5::40][:7]
+    values = ", ".join(f"('{r['id']}', 'merged_by_spark')" for r in changed)
+    spark.sql(f"""
+        MERGE INTO delta.`{st.spark_table}` AS t
+        USING (SELECT * FROM VALUES {values} AS v(id, channel)) AS s
+        ON t.export_date = DATE'{SQL_DATE}' AND t.id = s.id
+        WHEN MATCHED THEN UPDATE SET
+          t.install_channel = s.channel,
+          t.nbr_metafields = coalesce(t.nbr_metafields, 0) + 1000
+    """)
+    return 0, len(changed), 0
+
+
+@pytest.mark.parametrize("spark_sql", [spark_sql_update, spark_sql_delete, spark_sql_merge],
+                         ids=lambda f: f.__name__)
+def test_identical_rerun_puts_back_what_spark_sql_wrote(spark, st, spark_sql):
+    """Spark SQL changes the date (keeping the stored `_row_hash` of every
+    row it leaves); the identical re-run counts exactly that change, leaves
+    the date equal to the export (as shoplake and Spark read it), and a
+    second re-run does nothing."""
+    wanted = ref_rows(st, SQL_DATE)
+    assert_same_rows(table_rows(st, SQL_DATE), wanted, f"{SQL_DATE} before Spark SQL (left so by an earlier test)")
+    before = st.sl.version(st.table)
+    inserted, updated, deleted = spark_sql(spark, st, wanted)
+    assert st.sl.version(st.table) == before + 1, "Spark's change is one commit"
+    theirs = spark_rows(spark_read(spark, st.spark_table).where(f"export_date = '{SQL_DATE}'"))
+    assert theirs != wanted, "Spark SQL changed nothing"
+    assert_fingerprints_kept(theirs, wanted, "Spark SQL")
+
+    report = st.sl.ingest(st.table, st.raw, SQL_DATE)
+    assert_load_counts(report, inserted=inserted, updated=updated, deleted=deleted)
+    assert report["table_version"] == st.sl.version(st.table) == before + 2, report
+    assert_same_rows(table_rows(st, SQL_DATE), wanted, f"{SQL_DATE} after {spark_sql.__name__} and the re-run",
+                     names=("table", "export"))
+    theirs = spark_rows(spark_read(spark, st.spark_table).where(f"export_date = '{SQL_DATE}'"))
+    assert_same_rows(theirs, wanted, f"Spark reads {SQL_DATE} after the re-run", names=("Spark", "export"))
+
+    assert_identical_rerun_is_noop(st.sl, st.table, st.raw, SQL_DATE)
