@@ -148,7 +148,8 @@ pub fn kind_of(err: &(dyn std::error::Error + 'static)) -> Option<Kind> {
     use deltalake::kernel::transaction::TransactionError;
     use object_store::client::{HttpError, HttpErrorKind};
     use std::io::ErrorKind as Io;
-    let mut store_failed = false;
+    // An S3 refusal or missing credentials decide, wherever they sit in
+    // the chain (a writer may wrap them in an I/O error of its own).
     let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(err);
     while let Some(current) = cause {
         if current.downcast_ref::<crate::storage::s3::S3Refused>().is_some() {
@@ -157,6 +158,11 @@ pub fn kind_of(err: &(dyn std::error::Error + 'static)) -> Option<Kind> {
         if let Some(missing) = current.downcast_ref::<crate::storage::s3::NoCredentials>() {
             return Some(if missing.transient { Kind::Unavailable } else { Kind::Usage });
         }
+        cause = current.source();
+    }
+    let mut store_failed = false;
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(current) = cause {
         if let Some(http) = current.downcast_ref::<HttpError>() {
             if matches!(
                 http.kind(),
@@ -274,6 +280,8 @@ mod tests {
         assert_eq!(kind_of(&connect), Some(Kind::Unavailable));
         let server = object_store::Error::Generic { store: "S3", source: "503 Slow Down".into() };
         assert_eq!(kind_of(&server), Some(Kind::Unavailable), "5xx after retries");
+        let wrapped = std::io::Error::other(refused("AccessDenied"));
+        assert_eq!(kind_of(&wrapped), Some(Kind::Usage), "a refusal inside a writer's I/O error");
         let no_credentials = object_store::Error::Generic {
             store: "S3",
             source: Box::new(NoCredentials { detail: "none in the chain".into(), transient: false }),
@@ -299,6 +307,11 @@ mod tests {
     fn an_s3_refusal_is_the_message() {
         let error = Error::object_store(Stage::Source, "s3://raw/x.csv", refused("AccessDenied"));
         assert_eq!(error.kind, Kind::Usage);
-        assert!(error.message.starts_with("access denied (S3 answered GET 403 with AccessDenied"), "{error}");
+        assert!(
+            error.message.starts_with(
+                "access denied (S3 answered GET /lake/t/_delta_log/00000000000000000000.json 403 with AccessDenied"
+            ),
+            "{error}"
+        );
     }
 }

@@ -104,8 +104,31 @@ impl HttpService for Service {
         let method = request.method().to_string();
         // Path-style or virtual-hosted: the path names the object (and the bucket, path-style).
         let object = request.uri().path().to_string();
+        let bulk_delete =
+            method == "POST" && request.uri().query().is_some_and(|q| q.split('&').any(|p| p == "delete"));
         let response = HttpService::call(&self.client, request).await?;
         let status = response.status().as_u16();
+        // DeleteObjects answers 200 and lists the keys it refused in its
+        // body: a refused key is the same refusal as a refused DELETE.
+        if bulk_delete && status == 200 {
+            let (parts, body) = response.into_parts();
+            let bytes = body.bytes().await?;
+            let error = xml_element(&bytes, "Error");
+            if let Some(error) = error {
+                let code = xml_element(error.as_bytes(), "Code");
+                if let Some(reason) = refusal(403, code.as_deref()) {
+                    let object = match xml_element(error.as_bytes(), "Key") {
+                        Some(key) => format!("{object}/{key}"),
+                        None => object,
+                    };
+                    let message = xml_element(error.as_bytes(), "Message");
+                    let method = "DELETE".to_string();
+                    let refused = S3Refused { method, object, status: 403, code, message, region: None, reason };
+                    return Err(HttpError::new(HttpErrorKind::Unknown, refused));
+                }
+            }
+            return Ok(HttpResponse::from_parts(parts, bytes.into()));
+        }
         // Success, conditional-request answers and what a retry can fix
         // (5xx, throttling, request timeouts) go back to object_store as they are.
         if matches!(status, 200..=299 | 304 | 408 | 409 | 412 | 429 | 500..=599) {
