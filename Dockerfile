@@ -30,12 +30,21 @@ ARG VERSION=dev
 ARG REVISION=unknown
 # The repository URL (release.yml passes it).
 ARG SOURCE=""
+# The binary's CycloneDX SBOM: `make release` writes
+# dist/shoplake-<version>-<target>.cdx.json from the same Cargo.lock for the
+# same target, and release.yml attaches it to the GitHub release; it passes
+# the file's name and URL here. Empty for a build outside a release.
+ARG SBOM=""
+ARG SBOM_URL=""
 LABEL org.opencontainers.image.title="shoplake" \
       org.opencontainers.image.description="Loads daily Shopify configuration exports into a Delta Lake table, idempotently." \
       org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.revision="${REVISION}" \
       org.opencontainers.image.source="${SOURCE}" \
-      org.opencontainers.image.licenses="Apache-2.0"
+      org.opencontainers.image.licenses="Apache-2.0" \
+      io.shoplake.sbom="${SBOM}" \
+      io.shoplake.sbom.format="CycloneDX 1.5 JSON" \
+      io.shoplake.sbom.url="${SBOM_URL}"
 COPY --from=build /out/shoplake /usr/local/bin/shoplake
 # The default --table and --source (./lake, ./data/raw) are relative to the
 # working directory: mount a volume here for local tables, or pass s3:// URIs.

@@ -33,7 +33,7 @@ if [[ ! -x "$tools/bin/cargo-cyclonedx" || ! -e $marker ]]; then
     --root "$tools" --version "$CARGO_CYCLONEDX_VERSION" cargo-cyclonedx
   rm -rf "$build_dir"
   rm -f "$tools/bin"/.cargo-cyclonedx-*
-  "$tools/bin/cargo-cyclonedx" --version >/dev/null 2>&1 || "$tools/bin/cargo-cyclonedx" cyclonedx --version >/dev/null
+  "$tools/bin/cargo-cyclonedx" cyclonedx --version >/dev/null
   touch "$marker"
 fi
 

@@ -1,14 +1,22 @@
 #!/usr/bin/env bash
 # make release: builds the release binary and packages it as
-#   dist/shoplake-<version>-<target>.tar.gz   shoplake, README.md, LICENSE (if present)
-#   dist/shoplake-<version>-<target>.tar.gz.sha256   in `sha256sum` format
+#   dist/shoplake-<version>-<target>.tar.gz   shoplake, README.md, LICENSE (if present),
+#                                             and sbom.cdx.json (the SBOM below)
+#   dist/shoplake-<version>-<target>.cdx.json  CycloneDX 1.5 SBOM of the binary: every crate
+#                                             compiled into it for <target> (cargo-cyclonedx,
+#                                             from Cargo.lock; build scripts' dependencies left out)
+#   dist/<each of the two>.sha256             in `sha256sum` format
 # <version> is the shoplake package's version in Cargo.toml, <target> the
 # host's target triple (`rustc -vV`), or $RELEASE_TARGET to cross-compile
 # (its toolchain and linker must be set up already).
 # CARGO_TARGET_DIR is honoured (relative paths are taken from the repository
 # root). If RELEASE_TAG is set (CI, from the git tag), it must be
 # v<version>. The archive is reproducible: sorted, owner 0, modification
-# times from the last commit (SOURCE_DATE_EPOCH), gzip without a timestamp.
+# times from the last commit (SOURCE_DATE_EPOCH), gzip without a timestamp;
+# the SBOM takes its timestamp from SOURCE_DATE_EPOCH too, and names the
+# checkout as "." instead of its absolute path.
+# cargo-cyclonedx is installed on first use (tools/install-release-tools.sh,
+# cached in $SHOPLAKE_CACHE/tools; it compiles for a few minutes once).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root="$PWD"
@@ -51,7 +59,8 @@ fi
 name="shoplake-$version-$target"
 mkdir -p dist
 stage="$(mktemp -d "$root/dist/.stage.XXXXXX")"
-trap 'rm -rf "$stage"' EXIT
+# cargo-cyclonedx writes its SBOM beside Cargo.toml (shoplake_bin.cdx.json).
+trap 'rm -rf "$stage" "$root/shoplake_bin.cdx.json"' EXIT
 mkdir "$stage/$name"
 install -m 0755 "$bin" "$stage/$name/shoplake"
 install -m 0644 README.md "$stage/$name/README.md"
@@ -60,9 +69,24 @@ for f in LICENSE LICENSE-APACHE LICENSE-MIT NOTICE; do
 done
 
 epoch="${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || date +%s)}"
+
+# The SBOM of what was just built: the crates Cargo.lock resolves for the
+# binary on this target (--locked built the same graph).
+sbom_tools="$(./tools/install-release-tools.sh)"
+rm -f shoplake_bin.cdx.json
+SOURCE_DATE_EPOCH="$epoch" "$sbom_tools/cargo-cyclonedx" cyclonedx --manifest-path Cargo.toml --quiet \
+  --format json --spec-version 1.5 --describe binaries --no-build-deps --target "$target"
+[[ -s shoplake_bin.cdx.json ]] || { echo "release: cargo-cyclonedx wrote no shoplake_bin.cdx.json" >&2; exit 1; }
+sbom="$(<shoplake_bin.cdx.json)"
+printf '%s\n' "${sbom//"path+file://$root#"/path+file://.#}" >"dist/$name.cdx.json"
+rm -f shoplake_bin.cdx.json
+grep -q '"bomFormat": *"CycloneDX"' "dist/$name.cdx.json" || { echo "release: dist/$name.cdx.json is not a CycloneDX BOM" >&2; exit 1; }
+install -m 0644 "dist/$name.cdx.json" "$stage/$name/sbom.cdx.json"
+
 tar --sort=name --owner=0 --group=0 --numeric-owner --mtime="@$epoch" \
   -C "$stage" -cf - "$name" | gzip -9 -n >"dist/$name.tar.gz"
-(cd dist && sha256sum "$name.tar.gz" >"$name.tar.gz.sha256")
+(cd dist && sha256sum "$name.tar.gz" >"$name.tar.gz.sha256" && sha256sum "$name.cdx.json" >"$name.cdx.json.sha256")
 
 echo "release: dist/$name.tar.gz"
 echo "release: dist/$name.tar.gz.sha256  $(cut -d' ' -f1 "dist/$name.tar.gz.sha256")"
+echo "release: dist/$name.cdx.json ($(grep -c '"bom-ref"' "dist/$name.cdx.json") bom-refs; sbom.cdx.json in the tarball)"

@@ -24,8 +24,10 @@ kind); --as-user-policy drops "Principal" so a bucket policy's statements can
 be attached to a user (MinIO applies bucket policies to anonymous requests
 only); --without drops the statements with those Sids.
 `check-cfn` exits 1 unless every role's managed policy and every bucket
-policy in the template equals its JSON file statement for statement.
-Standard library only, except PyYAML for check-cfn.
+policy in the template equals its JSON file statement for statement
+(`make lint`). The tests (deploy/aws/tests/) import document() and
+cfn_differences(), so what they grant on MinIO and compare on LocalStack is
+this very rendering. Standard library only, except PyYAML for check-cfn.
 """
 
 import argparse
@@ -78,33 +80,46 @@ def actions(statement):
     return [found] if isinstance(found, str) else list(found)
 
 
-def render(args):
-    doc = load(args.name)
+def document(name, values, *, no_kms=False, as_user_policy=False, without=(), only=None):
+    """The policy NAME with its placeholders replaced by values (a dict).
+
+    no_kms drops the statements granting kms: actions, without those with the
+    given Sids, only keeps only those Sids; as_user_policy drops Principal.
+    """
+    doc = load(name)
     statements = doc["Statement"]
-    if args.no_kms:
+    if no_kms:
         statements = [s for s in statements if not any(a.startswith("kms:") for a in actions(s))]
-    if args.without:
-        unknown = set(args.without) - {s.get("Sid") for s in statements}
-        if unknown:
-            raise SystemExit(f"render.py: {args.name} has no statement {sorted(unknown)}")
-        statements = [s for s in statements if s.get("Sid") not in args.without]
-    if args.as_user_policy:
+    sids = {s.get("Sid") for s in statements}
+    unknown = (set(without) | set(only or ())) - sids
+    if unknown:
+        raise SystemExit(f"render.py: {name} has no statement {sorted(unknown)}")
+    statements = [s for s in statements if s.get("Sid") not in without and (only is None or s.get("Sid") in only)]
+    if as_user_policy:
         statements = [{k: v for k, v in s.items() if k != "Principal"} for s in statements]
-    doc = dict(doc, Statement=statements)
+    for key in ("ExportsPrefix", "LakePrefix"):
+        if key in values:
+            values = dict(values, **{key: values[key].strip("/")})
+            if not values[key]:
+                raise SystemExit(f"render.py: {key} must not be empty (the policies grant a prefix, never a whole bucket)")
+    return substitute(dict(doc, Statement=statements), values)
+
+
+def render(args):
     values = {
         "ExportsBucket": args.exports_bucket,
-        "ExportsPrefix": args.exports_prefix.strip("/"),
+        "ExportsPrefix": args.exports_prefix,
         "LakeBucket": args.lake_bucket,
-        "LakePrefix": args.lake_prefix.strip("/"),
+        "LakePrefix": args.lake_prefix,
     }
     if args.kms_key_arn:
         values["KmsKeyArn"] = args.kms_key_arn
     if args.region:
         values["AWS::Region"] = args.region
-    for name in ("ExportsPrefix", "LakePrefix"):
-        if not values[name]:
-            raise SystemExit(f"render.py: {name} must not be empty (the policies grant a prefix, never a whole bucket)")
-    json.dump(substitute(doc, values), sys.stdout, indent=2)
+    doc = document(
+        args.name, values, no_kms=args.no_kms, as_user_policy=args.as_user_policy, without=args.without
+    )
+    json.dump(doc, sys.stdout, indent=2)
     sys.stdout.write("\n")
 
 
@@ -130,7 +145,7 @@ def cfn_loader():
         return {f"Fn::{tag_suffix}": value}
 
     Loader.add_multi_constructor("!", intrinsic)
-    return lambda text: yaml.load(text, Loader=Loader)  # noqa: S506 (SafeLoader subclass)
+    return lambda text: yaml.load(text, Loader=Loader)  # a SafeLoader subclass
 
 
 def unsub(node):
@@ -144,29 +159,26 @@ def unsub(node):
     return node
 
 
-def check_cfn(args):
-    template = cfn_loader()(Path(args.template).read_text())
+def cfn_differences(template_path):
+    """What differs between the template's policies and the JSON files (empty: nothing)."""
+    template = cfn_loader()(Path(template_path).read_text())
     resources = template.get("Resources", {})
     names = {k: f"${{{v}}}" for k, v in CFN_NAMES.items()}
-    failures = 0
+    problems = []
     for logical_id, policy in CFN_DOCUMENTS.items():
         resource = resources.get(logical_id)
         if resource is None:
-            print(f"check-cfn: {logical_id}: missing from {args.template}")
-            failures += 1
+            problems.append(f"{logical_id}: missing from {template_path}")
             continue
         got = unsub(resource["Properties"]["PolicyDocument"])
         want = json.loads(PLACEHOLDER.sub(lambda m: names.get(m.group(1), m.group(0)), json.dumps(load(policy))))
-        if got == want:
-            print(f"check-cfn: {logical_id} == policies/{policy}.json ({len(want['Statement'])} statements)")
-            continue
-        failures += 1
-        print(f"check-cfn: {logical_id} differs from policies/{policy}.json:")
-        print("  template: " + json.dumps(got, sort_keys=True))
-        print("  json:     " + json.dumps(want, sort_keys=True))
+        if got != want:
+            problems.append(
+                f"{logical_id} differs from policies/{policy}.json:\n"
+                f"  template: {json.dumps(got, sort_keys=True)}\n  json:     {json.dumps(want, sort_keys=True)}"
+            )
     # Every string in the template that names a placeholder must be under !Sub,
     # or CloudFormation would store the literal "${...}".
-    literal = []
 
     def walk(node, in_sub=False):
         if isinstance(node, dict):
@@ -176,13 +188,19 @@ def check_cfn(args):
             for v in node:
                 walk(v, in_sub)
         elif isinstance(node, str) and not in_sub and PLACEHOLDER.search(node):
-            literal.append(node)
+            problems.append(f"{node!r} has a placeholder but is not under !Sub")
 
     walk(resources)
-    for s in literal:
-        print(f"check-cfn: {s!r} has a placeholder but is not under !Sub")
-    failures += len(literal)
-    return 1 if failures else 0
+    return problems
+
+
+def check_cfn(args):
+    problems = cfn_differences(args.template)
+    for problem in problems:
+        print(f"check-cfn: {problem}")
+    if not problems:
+        print(f"check-cfn: the policies of {args.template} are policies/*.json ({', '.join(CFN_DOCUMENTS)})")
+    return 1 if problems else 0
 
 
 def main():
