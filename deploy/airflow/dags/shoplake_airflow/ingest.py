@@ -1,32 +1,14 @@
-"""Daily load of the Shopify configuration export into the Delta table `shopify_configuration`.
+"""Run time of the ingestion DAGs: configuration, `shoplake ingest` arguments, exit codes, runners.
 
-Airflow 3 (`airflow.sdk`). One run loads one export date with `shoplake ingest --format json`;
-the load is an idempotent MERGE, so re-runs, clears and back-fills are safe.
-
-Which date a run loads (see `resolve_export_date`):
-  * a manual trigger with the `date` param (YYYY-MM-DD) loads that date;
-  * otherwise: the run's logical date (UTC) minus `date_offset_days` (default 1). The schedule is
-    a `CronTriggerTimetable` at 03:00 UTC, whose logical date is the run time itself, so the run
-    at 2019-04-02T03:00Z loads the export of 2019-04-01 (yesterday's export is complete after
-    midnight). A manual run without `date` loads the day before its trigger time.
-
-Configuration, read when the task runs (never when the file is parsed), from the JSON Variable
-`shoplake_ingestion` (example: deploy/airflow/variables.json), each key falling back to the
-worker's environment: runner (subprocess|kubernetes), binary (SHOPLAKE_BIN), source
-(SHOPLAKE_SOURCE), table (SHOPLAKE_TABLE), aws_region (AWS_REGION), aws_endpoint_url
-(AWS_ENDPOINT_URL), image, namespace, service_account, date_offset_days, and optional ingest
-flags. No secret lives here: AWS credentials come from the worker's environment / instance
-profile / IRSA, or the pod's service account.
-
-Scheduling knobs read from the environment of the DAG processor when the file is parsed
-(cheap, no database access): SHOPLAKE_DAG_RETRIES, SHOPLAKE_DAG_RETRY_DELAY_SECONDS,
-SHOPLAKE_DAG_MAX_ACTIVE_RUNS, SHOPLAKE_DAG_CATCHUP, SHOPLAKE_DAG_START_DATE.
+Nothing here runs when a DAG file is parsed: the Variable is read, the date resolved and shoplake
+started only when a task runs (see ingestion_tables.py for the DAGs and their configuration).
 
 shoplake exit codes -> Airflow:
-  0 success (also "nothing to change")   -> success, report returned as XCom
+  0 success (also "nothing to change")   -> success, report returned as XCom, asset event emitted
   3 export not there yet, 5 storage/conflicts -> AirflowException: retried after retry_delay
   1 internal, 2 configuration, 4 data refused, anything else -> AirflowFailException: failed at
     once, no retry, on_failure_callback alerts
+A failed task emits no asset event (Airflow records outlet events only for a successful task).
 """
 
 from __future__ import annotations
@@ -38,11 +20,12 @@ import re
 import shlex
 import subprocess
 import threading
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
 from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
-from airflow.sdk import DAG, BaseOperator, CronTriggerTimetable, Param, Variable, task
+from airflow.sdk import Asset, BaseOperator, Variable
 from airflow.sdk.exceptions import (
     AirflowException,
     AirflowFailException,
@@ -50,12 +33,16 @@ from airflow.sdk.exceptions import (
 )
 from kubernetes.client import models as k8s
 
+from shoplake_airflow.lineage import DEFAULT_LINEAGE_NAMESPACE, lineage_env
+from shoplake_airflow.table_definitions import normalize_location
+
 log = logging.getLogger(__name__)
 
-DAG_ID = "ingestion_shopify_configuration"
 CONFIG_VARIABLE = "shoplake_ingestion"
-SCHEDULE_CRON = "0 3 * * *"
 DATE_PATTERN = r"^\d{4}-\d{2}-\d{2}$"
+# The table whose location the Variable's top-level `table` key (and SHOPLAKE_TABLE) may name:
+# the only table there was before table definitions.
+LEGACY_TABLE_NAME = "shopify_configuration"
 
 # shoplake's exit codes (PRODUCT.md "Exit codes").
 EXIT_OK = 0
@@ -85,12 +72,27 @@ DEFAULTS: dict[str, Any] = {
     "namespace": "default",
     "service_account": None,
     "date_offset_days": 1,
+    "lineage_namespace": DEFAULT_LINEAGE_NAMESPACE,
 }
+# Variables of the worker's environment that would point every table's run at one table: the
+# DAG names its table explicitly (--table-name, --table), the rejects table follows the table.
+PER_TABLE_ENV = ("SHOPLAKE_TABLE", "SHOPLAKE_TABLE_NAME", "SHOPLAKE_REJECTS_TABLE")
+# The run report's fields copied into the asset event's extra.
+REPORT_EXTRA_FIELDS = (
+    "table_name", "date", "status", "table_version", "table", "run_id",
+    "rows_read", "rows_filtered", "rows_rejected", "rows_duplicate", "rows_valid",
+    "rows_inserted", "rows_updated", "rows_deleted", "rows_unchanged",
+)  # fmt: skip
 
 
-def _env_int(name: str, default: int) -> int:
-    value = os.environ.get(name, "").strip()
-    return int(value) if value else default
+@dataclass(frozen=True)
+class IngestTarget:
+    """What one DAG loads, fixed when the DAG file is parsed."""
+
+    name: str  # --table-name
+    location: str  # --table: <lake>/<table_path>, the Asset's location
+    # --tables for the subprocess runner: the definitions folder the DAG file was built from
+    tables_dir: str | None = None
 
 
 # --------------------------------------------------------------------------- pure helpers
@@ -124,26 +126,37 @@ def resolve_export_date(
     return (anchor.astimezone(utc).date() - timedelta(days=offset_days)).isoformat()
 
 
+def check_table_location(target: IngestTarget, cfg: dict[str, Any]) -> None:
+    """A `table` in the configuration must be the DAG's table location: the Asset (declared when
+    the file was parsed, from SHOPLAKE_LAKE) must never name another table than the one loaded."""
+    configured = cfg.get("table")
+    if configured and normalize_location(str(configured)) != target.location:
+        raise AirflowFailException(
+            f"table {configured!r} (Variable {CONFIG_VARIABLE} or SHOPLAKE_TABLE) is not "
+            f"{target.location!r}, where the DAG's asset {target.name} says the table is "
+            "(<SHOPLAKE_LAKE>/<table_path>): fix one of them"
+        )
+
+
 def build_ingest_args(
-    export_date: str, cfg: dict[str, Any], params: dict[str, Any] | None = None
+    export_date: str,
+    target: IngestTarget,
+    cfg: dict[str, Any],
+    params: dict[str, Any] | None = None,
+    tables_dir: str | None = None,
 ) -> list[str]:
     """The `shoplake ingest` arguments (without the program) for both runners."""
     params = params or {}
-    for key in ("source", "table"):
-        if not cfg.get(key):
-            raise AirflowFailException(
-                f"shoplake {key} not configured: set '{key}' in Variable {CONFIG_VARIABLE} "
-                f"or {ENV_FALLBACKS[key]} in the worker's environment"
-            )
-    args = [
-        "ingest",
-        "--date",
-        export_date,
-        "--source",
-        str(cfg["source"]),
-        "--table",
-        str(cfg["table"]),
-    ]
+    if not cfg.get("source"):
+        raise AirflowFailException(
+            f"shoplake source not configured: set 'source' in Variable {CONFIG_VARIABLE} "
+            f"or {ENV_FALLBACKS['source']} in the worker's environment"
+        )
+    check_table_location(target, cfg)
+    args = ["ingest", "--date", export_date, "--table-name", target.name]
+    if tables_dir:
+        args += ["--tables", str(tables_dir)]
+    args += ["--source", str(cfg["source"]), "--table", target.location]
     max_delete_ratio = params.get("max_delete_ratio")
     if max_delete_ratio is None:
         max_delete_ratio = cfg.get("max_delete_ratio")
@@ -159,6 +172,10 @@ def build_ingest_args(
         args += ["--metrics-file", str(cfg["metrics_file"])]
     if cfg.get("pushgateway_url"):
         args += ["--pushgateway", str(cfg["pushgateway_url"])]
+    if cfg.get("lineage_url"):
+        args += ["--lineage-url", str(cfg["lineage_url"])]
+    if cfg.get("lineage_file"):
+        args += ["--lineage-file", str(cfg["lineage_file"])]
     args += [str(a) for a in cfg.get("extra_args") or []]
     args += ["--format", "json"]
     return args
@@ -172,6 +189,22 @@ def aws_env(cfg: dict[str, Any]) -> dict[str, str]:
     if cfg.get("aws_endpoint_url"):
         env["AWS_ENDPOINT_URL"] = str(cfg["aws_endpoint_url"])
     return env
+
+
+def asset_event_extra(
+    report: dict[str, Any] | None, export_date: str, target: IngestTarget
+) -> dict[str, Any]:
+    """The asset event's extra: the loaded date, the Delta version, the row counts (from the run
+    report; a pod run has no report here, so only the date and the table)."""
+    extra: dict[str, Any] = {
+        "table_name": target.name,
+        "date": export_date,
+        "table": target.location,
+    }
+    for key in REPORT_EXTRA_FIELDS:
+        if report and report.get(key) is not None:
+            extra[key] = report[key]
+    return extra
 
 
 class ShoplakeRunError(AirflowException):
@@ -244,8 +277,10 @@ def pod_exit_code(remote_pod: Any, container_name: str = "base") -> int | None:
 # --------------------------------------------------------------------------- runtime helpers
 
 
-def load_config() -> dict[str, Any]:
-    """DEFAULTS < worker environment < Variable `shoplake_ingestion` (read at run time)."""
+def load_config(table_name: str = LEGACY_TABLE_NAME) -> dict[str, Any]:
+    """DEFAULTS < worker environment < Variable `shoplake_ingestion` < its
+    `table_overrides.<table_name>` object (read at run time, never at parse time). The top-level
+    `table` (and SHOPLAKE_TABLE) concern shopify_configuration only."""
     cfg = dict(DEFAULTS)
     for key, env_name in ENV_FALLBACKS.items():
         if os.environ.get(env_name):
@@ -253,11 +288,29 @@ def load_config() -> dict[str, Any]:
     variable = Variable.get(CONFIG_VARIABLE, default=None, deserialize_json=True) or {}
     if not isinstance(variable, dict):
         raise AirflowFailException(f"Variable {CONFIG_VARIABLE} must be a JSON object")
+    overrides = variable.pop("table_overrides", None) or {}
+    if not isinstance(overrides, dict) or not isinstance(
+        overrides.get(table_name, {}), dict
+    ):
+        raise AirflowFailException(
+            f"table_overrides in Variable {CONFIG_VARIABLE}: objects by table name"
+        )
     cfg.update({k: v for k, v in variable.items() if v is not None and v != ""})
+    if table_name != LEGACY_TABLE_NAME:
+        cfg.pop("table", None)
+    cfg.update(
+        {
+            k: v
+            for k, v in overrides.get(table_name, {}).items()
+            if v is not None and v != ""
+        }
+    )
     return cfg
 
 
-def plan_run(context: Any, cfg: dict[str, Any]) -> tuple[str, list[str]]:
+def plan_run(
+    context: Any, cfg: dict[str, Any], target: IngestTarget, tables_dir: str | None
+) -> tuple[str, list[str]]:
     """(export date, ingest arguments) for this task instance."""
     params = context.get("params") or {}
     dag_run = context.get("dag_run")
@@ -270,7 +323,7 @@ def plan_run(context: Any, cfg: dict[str, Any]) -> tuple[str, list[str]]:
         )
     except ValueError as err:
         raise AirflowFailException(str(err)) from err
-    return export_date, build_ingest_args(export_date, cfg, params)
+    return export_date, build_ingest_args(export_date, target, cfg, params, tables_dir)
 
 
 def _attempt_fields(context: Any) -> tuple[tuple[Any, ...], Any]:
@@ -279,7 +332,7 @@ def _attempt_fields(context: Any) -> tuple[tuple[Any, ...], Any]:
     ti = context.get("ti") or context.get("task_instance")
     exc = context.get("exception")
     fields = (
-        getattr(ti, "dag_id", DAG_ID),
+        getattr(ti, "dag_id", "?"),
         getattr(ti, "task_id", "?"),
         getattr(ti, "run_id", "?"),
         getattr(exc, "export_date", None),
@@ -311,6 +364,11 @@ def log_retry(context: Any) -> None:
     )
 
 
+def emit_asset_event(context: Any, asset: Asset, extra: dict[str, Any]) -> None:
+    """Attach `extra` to the event Airflow records for the table's Asset when the task succeeds."""
+    context["outlet_events"][asset].extra = extra
+
+
 # --------------------------------------------------------------------------- operators
 
 
@@ -319,15 +377,25 @@ class ShoplakeIngestOperator(BaseOperator):
 
     ui_color = "#d6eaf8"
 
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(
+        self, *, shoplake_target: IngestTarget, shoplake_asset: Asset, **kwargs: Any
+    ) -> None:
+        kwargs.setdefault("outlets", [shoplake_asset])
         super().__init__(**kwargs)
+        self.shoplake_target = shoplake_target
+        self.shoplake_asset = shoplake_asset
         self._proc: subprocess.Popen[str] | None = None
 
     def execute(self, context: Any) -> dict[str, Any] | None:
-        cfg = load_config()
-        export_date, args = plan_run(context, cfg)
+        target = self.shoplake_target
+        cfg = load_config(target.name)
+        export_date, args = plan_run(
+            context, cfg, target, cfg.get("tables_dir") or target.tables_dir
+        )
         argv = [str(cfg["binary"]), *args]
-        env = {**os.environ, **aws_env(cfg)}
+        env = {k: v for k, v in os.environ.items() if k not in PER_TABLE_ENV}
+        env.update(aws_env(cfg))
+        env.update(lineage_env(context, cfg))
         self.log.info("export date %s: running %s", export_date, shlex.join(argv))
         try:
             proc = subprocess.Popen(
@@ -365,6 +433,13 @@ class ShoplakeIngestOperator(BaseOperator):
             self.log.warning("shoplake stdout (no JSON report): %s", stdout.strip())
         self.log.info("shoplake exit code %s", exit_code)
         check_exit_code(exit_code, export_date, last_stderr)
+        extra = asset_event_extra(report, export_date, target)
+        emit_asset_event(context, self.shoplake_asset, extra)
+        self.log.info(
+            "asset %s event extra: %s",
+            self.shoplake_asset.uri,
+            json.dumps(extra, sort_keys=True),
+        )
         return report
 
     def on_kill(self) -> None:
@@ -377,20 +452,27 @@ class ShoplakePodOperator(KubernetesPodOperator):
     """Runs the shoplake container image (runner "kubernetes"), same arguments as the subprocess.
 
     Image, namespace, service account (IRSA for S3) and arguments are resolved when the task
-    runs. A failed pod is mapped like the subprocess: container exit code 3/5 -> retry,
-    1/2/4 -> AirflowFailException; a pod that failed without an exit code (eviction, image pull)
-    keeps KubernetesPodOperator's plain AirflowException and is retried.
+    runs. The image's own table definitions are used unless `tables_dir` is configured (a folder
+    mounted in the pod). A failed pod is mapped like the subprocess: container exit code 3/5 ->
+    retry, 1/2/4 -> AirflowFailException; a pod that failed without an exit code (eviction, image
+    pull) keeps KubernetesPodOperator's plain AirflowException and is retried. The report stays in
+    the pod's log, so the asset event's extra has the date and table but no version or counts.
     """
 
-    def __init__(self, **kwargs: Any) -> None:
-        kwargs.setdefault("name", "shoplake-ingest")
+    def __init__(
+        self, *, shoplake_target: IngestTarget, shoplake_asset: Asset, **kwargs: Any
+    ) -> None:
+        kwargs.setdefault("name", "shoplake-" + shoplake_target.name.replace("_", "-"))
         kwargs.setdefault("get_logs", True)
         kwargs.setdefault("on_finish_action", "delete_pod")
         # IRSA credentials are projected by EKS; the pod needs no Kubernetes API token.
         kwargs.setdefault("automount_service_account_token", False)
         # Exit codes are mapped in cleanup(), which the synchronous mode runs.
         kwargs.setdefault("deferrable", False)
+        kwargs.setdefault("outlets", [shoplake_asset])
         super().__init__(**kwargs)
+        self.shoplake_target = shoplake_target
+        self.shoplake_asset = shoplake_asset
         self.shoplake_export_date: str | None = None
 
     def prepare(self, context: Any, cfg: dict[str, Any]) -> None:
@@ -398,13 +480,30 @@ class ShoplakePodOperator(KubernetesPodOperator):
             raise AirflowFailException(
                 f"runner kubernetes needs 'image' in Variable {CONFIG_VARIABLE}"
             )
-        self.shoplake_export_date, self.arguments = plan_run(context, cfg)
+        self.shoplake_export_date, self.arguments = plan_run(
+            context, cfg, self.shoplake_target, cfg.get("tables_dir")
+        )
         self.image = str(cfg["image"])
         self.cmds = [str(c) for c in cfg.get("command") or []]  # [] = ENTRYPOINT
         self.namespace = str(cfg["namespace"])
         if cfg.get("service_account"):
             self.service_account_name = str(cfg["service_account"])
-        self.env_vars = [k8s.V1EnvVar(name=k, value=v) for k, v in aws_env(cfg).items()]
+        env = {**aws_env(cfg), **lineage_env(context, cfg)}
+        self.env_vars = [k8s.V1EnvVar(name=k, value=v) for k, v in env.items()]
+        secret = cfg.get(
+            "lineage_api_key_secret"
+        )  # {"name": ..., "key": ...}: a Kubernetes Secret
+        if secret:
+            self.env_vars.append(
+                k8s.V1EnvVar(
+                    name="OPENLINEAGE_API_KEY",
+                    value_from=k8s.V1EnvVarSource(
+                        secret_key_ref=k8s.V1SecretKeySelector(
+                            name=secret["name"], key=secret["key"]
+                        )
+                    ),
+                )
+            )
         self.log.info(
             "export date %s: pod %s %s",
             self.shoplake_export_date,
@@ -413,8 +512,15 @@ class ShoplakePodOperator(KubernetesPodOperator):
         )
 
     def execute(self, context: Any) -> Any:
-        self.prepare(context, load_config())
-        return super().execute(context)
+        self.prepare(context, load_config(self.shoplake_target.name))
+        result = super().execute(context)
+        extra = asset_event_extra(
+            None, self.shoplake_export_date or "?", self.shoplake_target
+        )
+        emit_asset_event(
+            context, self.shoplake_asset, {**extra, "runner": "kubernetes"}
+        )
+        return result
 
     def cleanup(self, pod: Any, remote_pod: Any, *args: Any, **kwargs: Any) -> None:
         try:
@@ -429,71 +535,3 @@ class ShoplakePodOperator(KubernetesPodOperator):
                 code, self.shoplake_export_date or "?", str(err).splitlines()[0]
             )
             raise
-
-
-# --------------------------------------------------------------------------- the DAG
-
-default_args = {
-    "owner": "data-engineering",
-    "retries": _env_int("SHOPLAKE_DAG_RETRIES", 6),
-    "retry_delay": timedelta(
-        seconds=_env_int("SHOPLAKE_DAG_RETRY_DELAY_SECONDS", 1800)
-    ),
-    "execution_timeout": timedelta(hours=3),
-    "on_failure_callback": alert_on_failure,
-    "on_retry_callback": log_retry,
-}
-
-with DAG(
-    dag_id=DAG_ID,
-    description="Load the daily Shopify configuration export into Delta (shoplake ingest)",
-    schedule=CronTriggerTimetable(SCHEDULE_CRON, timezone="UTC"),
-    start_date=datetime.fromisoformat(
-        os.environ.get("SHOPLAKE_DAG_START_DATE") or "2019-04-02T00:00:00+00:00"
-    ),
-    catchup=os.environ.get("SHOPLAKE_DAG_CATCHUP", "false").strip().lower()
-    in ("1", "true", "yes"),
-    max_active_runs=_env_int("SHOPLAKE_DAG_MAX_ACTIVE_RUNS", 2),
-    default_args=default_args,
-    params={
-        "date": Param(
-            None,
-            type=["null", "string"],
-            pattern=DATE_PATTERN,
-            format="date",
-            description="Export date YYYY-MM-DD to load; empty = the run's logical date minus the offset",
-        ),
-        "max_delete_ratio": Param(
-            None,
-            type=["null", "number"],
-            minimum=0,
-            maximum=1,
-            description="Override --max-delete-ratio for this run (e.g. 1 for a corrected re-export)",
-        ),
-        "allow_empty": Param(
-            False,
-            type="boolean",
-            description="Pass --allow-empty: an export without valid rows may empty the date",
-        ),
-        "dry_run": Param(
-            False, type="boolean", description="Pass --dry-run (report only, no commit)"
-        ),
-    },
-    tags=["shoplake", "delta", "shopify"],
-    doc_md=__doc__,
-) as dag:
-
-    @task.branch(task_id="choose_runner")
-    def choose_runner() -> str:
-        runner = load_config()["runner"]
-        if runner not in ("subprocess", "kubernetes"):
-            raise AirflowFailException(
-                f"runner must be subprocess or kubernetes, not {runner!r}"
-            )
-        return f"ingest_{runner}"
-
-    branch = choose_runner()
-    branch >> [
-        ShoplakeIngestOperator(task_id="ingest_subprocess"),
-        ShoplakePodOperator(task_id="ingest_kubernetes"),
-    ]
