@@ -11,8 +11,12 @@
 #   make cron-test         the cron wrapper (lock, date, log, exit code)
 #   make metrics-test      metrics through real node_exporter and Pushgateway
 #   make interop-test      Spark 3.5 + Delta 3.3 reading and writing our tables
-#   make lint              rustfmt, clippy, actionlint, hadolint, shellcheck, ruff, ...
-# and: make release (tarball + SHA-256), make bench (bench/RESULTS.md),
+#   make lineage-test      OpenLineage events against the official schemas; file and HTTP transports
+#   make security-test     least-privilege roles on MinIO, encryption at rest on MinIO
+#                          and LocalStack, the CloudFormation stack deployed to LocalStack
+#   make lint              rustfmt, clippy, actionlint, hadolint, shellcheck, ruff,
+#                          cfn-lint, cargo-deny (licenses, bans, sources), ...
+# and: make release (tarball, CycloneDX SBOM, SHA-256s), make bench (bench/RESULTS.md),
 #      make bench-profiles (how [profile.release] was chosen: bench/PROFILES.md).
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
@@ -27,7 +31,8 @@ DEMO_ROWS ?= 10000
 DEMO_RERUN ?= 2019-04-03
 
 .PHONY: build demo test unit-test integration-test integration-test-docker airflow-test cron-test \
-	metrics-test interop-test lint lint-cheap release services-start services-stop bench bench-profiles clean-demo
+	metrics-test interop-test security-test lineage-test lint lint-cheap release services-start services-stop bench \
+	bench-profiles clean-demo
 
 # Always the whole workspace: one feature set, one build of the dependencies.
 build:
@@ -51,7 +56,7 @@ demo: build
 clean-demo:
 	rm -rf ./data/raw ./lake
 
-test: unit-test integration-test airflow-test cron-test metrics-test interop-test
+test: unit-test integration-test airflow-test cron-test metrics-test interop-test security-test lineage-test
 
 unit-test:
 	cargo test --workspace --lib --bins --test local
@@ -77,11 +82,23 @@ metrics-test: build
 interop-test: build
 	SHOPLAKE_BIN=$(SHOPLAKE) ./interop/run.sh
 
+# Validates every event kind against the OpenLineage schemas pinned in
+# lineage/spec.lock.json, with an HTTP receiver of its own: lineage/README.md.
+lineage-test: build
+	SHOPLAKE_BIN=$(SHOPLAKE) ./lineage/test.sh
+
+# Its own MinIO (built-in KMS) and LocalStack (S3, KMS, IAM, STS,
+# CloudFormation) on free ports: deploy/aws/README.md.
+security-test: build
+	SHOPLAKE_BIN=$(SHOPLAKE) ./deploy/aws/test.sh
+
 # Formatting, clippy (its own check build of every dependency: see README
 # "Continuous integration" for its cost), then the other linters.
 lint: lint-cheap
 	cargo clippy --workspace --all-targets --locked -- -D warnings
 
+# tools/lint.sh: also cfn-lint (deploy/aws/*.cfn.yaml) and
+# `cargo deny check licenses bans sources` (deny.toml; advisories run in ci.yml).
 lint-cheap:
 	cargo fmt --all --check
 	./tools/lint.sh

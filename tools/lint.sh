@@ -3,9 +3,14 @@
 #   actionlint         .github/workflows/*.yml (with shellcheck on their run: scripts)
 #   hadolint           Dockerfile
 #   ShellCheck         every shell script: *.sh, .ci/run, files with a sh/bash shebang
-#   ruff check         the Python files under deploy/, bench/, interop/, tools/
+#   ruff check         the Python files under deploy/, bench/, interop/, lineage/, tools/
 #   yamllint           the YAML files (tools/yamllint.yml)
 #   check-jsonschema   .github/dependabot.yml against Dependabot's schema
+#   cfn-lint           the CloudFormation templates (deploy/aws/*.cfn.yaml), and
+#                      deploy/aws/policies/render.py check-cfn: their policies are
+#                      the JSON files of deploy/aws/policies/, statement for statement
+#   cargo-deny         `check licenses bans sources` against deny.toml (offline;
+#                      advisories need the RustSec database: GitHub's ci.yml only)
 # Installs them first (tools/install-lint-tools.sh, cached outside the clone).
 # Runs every linter even when one fails; exits 1 if any failed.
 set -euo pipefail
@@ -30,11 +35,16 @@ mapfile -t files < <(list_files | sort)
 shell_scripts=()
 python_files=()
 yaml_files=()
+cfn_templates=()
 for f in "${files[@]}"; do
   case "$f" in
     *.sh | .ci/run) shell_scripts+=("$f") ;;
     *.py)
-      case "$f" in deploy/* | bench/* | interop/* | tools/*) python_files+=("$f") ;; esac
+      case "$f" in deploy/* | bench/* | interop/* | lineage/* | tools/*) python_files+=("$f") ;; esac
+      ;;
+    *.cfn.yaml)
+      yaml_files+=("$f")
+      cfn_templates+=("$f")
       ;;
     *.yml | *.yaml) yaml_files+=("$f") ;;
     *.*) ;;
@@ -72,6 +82,14 @@ run "yamllint (${#yaml_files[@]} files)" yamllint --strict -c tools/yamllint.yml
 if [[ -f .github/dependabot.yml ]]; then
   run "check-jsonschema dependabot.yml" check-jsonschema --builtin-schema vendor.dependabot .github/dependabot.yml
 fi
+
+if [[ ${#cfn_templates[@]} -gt 0 ]]; then
+  run "cfn-lint (${#cfn_templates[@]} templates)" cfn-lint "${cfn_templates[@]}"
+  run "policies in deploy/aws/shoplake.cfn.yaml == deploy/aws/policies/*.json" \
+    python deploy/aws/policies/render.py check-cfn deploy/aws/shoplake.cfn.yaml
+fi
+# Offline: Cargo.lock and the registry's cached manifests (`cargo metadata`).
+run "cargo deny check licenses bans sources" cargo deny check licenses bans sources
 
 echo "lint: $passed passed, $failed failed"
 [[ $failed -eq 0 ]]
