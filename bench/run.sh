@@ -1,214 +1,403 @@
 #!/usr/bin/env bash
-# `make bench`: shoplake and its two peers on the same generated files, in one
-# run: the Python deltalake baseline (bench/baseline.py) and Spark 3.5 + Delta
-# 3.3 in local[2] running the legacy pipeline (interop/legacy_job.py). Every
-# figure is wall time including start-up (interpreter, JVM, Spark session: what
-# a scheduler pays) and the peak RSS of the whole process tree
-# (bench/measure.py). Figures, ratios, goals, commands, versions and machine go
-# to bench/RESULTS.md, a chart to bench/chart.svg.
+# `make bench`: shoplake and its peers on the same generated files, in one run:
+#   python  Python deltalake (bench/baseline.py)
+#   polars  Polars read_csv with an explicit schema + write_delta (bench/polars_peer.py)
+#   floe    floe-python, a config equivalent to our table (bench/floe_peer.py)
+#   spark   Spark 3.5 + Delta 3.3 in local[2] running the legacy pipeline (interop/legacy_job.py)
+# Every figure is wall time including start-up (interpreter, JVM, Spark session:
+# what a scheduler pays) and the peak RSS of the whole process tree
+# (bench/measure.py). Figures, ratios, targets, commands, versions and machine
+# go to bench/RESULTS.md, a chart to bench/chart.svg.
 #
-# Scratch data lives in $SHOPLAKE_BENCH_DIR (default bench/work, git-ignored).
+# Parts (BENCH_PARTS, default "sizes month year s3"):
+#   sizes  for each of BENCH_SIZES: first load of a day; up to BENCH_MERGE_MAX_ROWS
+#          also an identical re-run, a corrected re-export (1% of lines changed)
+#          and a new day into a table of one day
+#   month  a new day (BENCH_DAY_ROWS) into a table of 30 dates; shoplake's re-load
+#          of one date in a table of 1 and of 30 dates
+#   year   BENCH_YEAR_DATES dates of BENCH_YEAR_ROWS rows loaded, then all re-run
+#          identical (shoplake `backfill`; each peer its load of each date in one process)
+#   s3     the identical re-run of a BENCH_S3_ROWS export that sits on MinIO
+#          (localstack/services.sh), timed, then once more through a counting
+#          proxy (bench/s3proxy.py) for the bytes downloaded
+#
+# Settings (environment):
 #   SHOPLAKE_BIN        the binary measured (default $CARGO_TARGET_DIR/debug/shoplake)
-#   BENCH_ROWS          main export (default 1000000)
-#   BENCH_SMALL_ROWS    small first load (default 100000)
-#   BENCH_BIG_ROWS      big first load (default 5000000)
-#   BENCH_DAY_ROWS      rows per day of the 30-day table (default 100000)
-#   BENCH_REPEAT        runs per shoplake/Python scenario (default 3; the median is reported)
-#   BENCH_SPARK_REPEAT  runs per Spark scenario (default 1: a Spark run takes 20-120 s)
+#   BENCH_SIZES         rows of the per-size exports (default "100000 1000000 5000000 10000000")
+#   BENCH_MERGE_MAX_ROWS  sizes above it get the first load only (default 5000000)
+#   BENCH_PEERS         peers raced against shoplake (default "python polars floe spark")
 #   BENCH_SPARK=0       leave Spark out (it is also left out, with a line saying so, without java)
+#   BENCH_PYTHON_CORRECTED_MAX_ROWS  Python deltalake's corrected re-export above this
+#                       is not run (default 1000000: delta-rs #4422, 9.4 GB at 1M rows)
+#   BENCH_DAY_ROWS      rows per day of the 30-date table (default 100000)
+#   BENCH_YEAR_DATES    dates of the year re-run (default 365); BENCH_YEAR_ROWS rows each (default 100000)
+#   BENCH_YEAR_PEERS    peers of the year re-run (default BENCH_PEERS)
+#   BENCH_YEAR_PARALLEL shoplake backfill --parallel (default 1: every peer loads one date at a time)
+#   BENCH_S3_ROWS       rows of the export on MinIO (default 1000000); BENCH_S3_PEERS (default "polars")
+#   BENCH_REPEAT        runs per scenario up to 1M rows (default 3; the median is reported)
+#   BENCH_BIG_REPEAT    runs per scenario above 1M rows (default 1)
+#   BENCH_SPARK_REPEAT  runs per Spark scenario (default 1: a Spark run takes 20-300 s)
+#   BENCH_MEM_LIMIT_MB  a run whose process tree passes this is killed (default 80% of RAM)
+#   BENCH_TIMEOUT       a run longer than this (s) is killed (default 1800; the year: BENCH_YEAR_TIMEOUT, 3600)
 #   BENCH_OUT           where RESULTS.md and chart.svg go (default bench/)
+#   SHOPLAKE_BENCH_DIR  scratch data (default bench/work, git-ignored)
+# The full run is long (an estimate from single runs here, quiet machine: 2 to 2.5 hours, about
+# one of them Spark's year; BENCH_YEAR_PEERS="python polars floe" leaves that out) and needs
+# about 12 GB free under SHOPLAKE_BENCH_DIR (the year's 7.3 GB of CSV, the 10M export's 2 GB).
+# A quick run: BENCH_SIZES=20000 BENCH_SPARK=0 BENCH_DAY_ROWS=5000 BENCH_YEAR_DATES=5 \
+#   BENCH_YEAR_ROWS=2000 BENCH_S3_ROWS=20000 BENCH_REPEAT=1 BENCH_OUT=bench/work/out bench/run.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/shoplake/target}"
 BIN="${SHOPLAKE_BIN:-$CARGO_TARGET_DIR/debug/shoplake}"
 WORK="${SHOPLAKE_BENCH_DIR:-bench/work}"
-ROWS="${BENCH_ROWS:-1000000}"
-SMALL_ROWS="${BENCH_SMALL_ROWS:-100000}"
-BIG_ROWS="${BENCH_BIG_ROWS:-5000000}"
-DAY_ROWS="${BENCH_DAY_ROWS:-100000}"
-VENV="${SHOPLAKE_CACHE:-$HOME/.cache/shoplake}/bench-venv"
+CACHE="${SHOPLAKE_CACHE:-$HOME/.cache/shoplake}"
+VENV="$CACHE/bench-venv"
 RESULTS="$WORK/results.jsonl"
 OUT="${BENCH_OUT:-bench}"
+PARTS=" ${BENCH_PARTS:-sizes month year s3} "
+SIZES="${BENCH_SIZES:-100000 1000000 5000000 10000000}"
+MERGE_MAX="${BENCH_MERGE_MAX_ROWS:-5000000}"
+PY_CORRECTED_MAX="${BENCH_PYTHON_CORRECTED_MAX_ROWS:-1000000}"
+DAY_ROWS="${BENCH_DAY_ROWS:-100000}"
+YEAR_DATES="${BENCH_YEAR_DATES:-365}"
+YEAR_ROWS="${BENCH_YEAR_ROWS:-100000}"
+YEAR_PARALLEL="${BENCH_YEAR_PARALLEL:-1}"
+S3_ROWS="${BENCH_S3_ROWS:-1000000}"
+REPEAT_SMALL="${BENCH_REPEAT:-3}"
+REPEAT_BIG="${BENCH_BIG_REPEAT:-1}"
+TIMEOUT="${BENCH_TIMEOUT:-1800}"
+YEAR_TIMEOUT="${BENCH_YEAR_TIMEOUT:-3600}"
+MEM_LIMIT="${BENCH_MEM_LIMIT_MB:-$(awk '/MemTotal/ {printf "%d", $2 * 0.8 / 1024}' /proc/meminfo)}"
+PEERS=()
+for p in ${BENCH_PEERS:-python polars floe spark}; do
+  case "$p" in
+    python | polars | floe | spark) PEERS+=("$p") ;;
+    shoplake) ;;
+    *) echo "[bench] unknown peer '$p' (python polars floe spark)" >&2; exit 2 ;;
+  esac
+done
 export RUST_LOG=warn
-export BENCH_ROWS="$ROWS" BENCH_SMALL_ROWS="$SMALL_ROWS" BENCH_BIG_ROWS="$BIG_ROWS" BENCH_DAY_ROWS="$DAY_ROWS"
-export SHOPLAKE_BIN="$BIN"
+export SHOPLAKE_BIN="$BIN" BENCH_SIZES="$SIZES" BENCH_MERGE_MAX_ROWS="$MERGE_MAX" BENCH_DAY_ROWS="$DAY_ROWS" \
+  BENCH_YEAR_DATES="$YEAR_DATES" BENCH_YEAR_ROWS="$YEAR_ROWS" BENCH_YEAR_PARALLEL="$YEAR_PARALLEL" \
+  BENCH_S3_ROWS="$S3_ROWS" BENCH_MEM_LIMIT_MB="$MEM_LIMIT" BENCH_PARTS="$PARTS"
 
 log() { echo "[bench] $*" >&2; }
+part() { [[ "$PARTS" == *" $1 "* ]]; }
 
 [ -x "$BIN" ] || { log "no shoplake binary at $BIN (make build, or set SHOPLAKE_BIN)"; exit 2; }
 # For the report: how busy the machine was, and whether the binary changed during the run.
 BENCH_LOAD_START="$(cut -d' ' -f1-3 /proc/loadavg)"
 BENCH_BIN_MTIME="$(stat -c %Y "$BIN")"
 export BENCH_LOAD_START BENCH_BIN_MTIME
-# Pinned, so the baseline is the same program from run to run.
+
+# Every peer pinned, so a peer is the same program from run to run; installed
+# once into $VENV (a marker file holds the pins and how long the install took).
 PYARROW_VERSION=26.0.1
-BASELINE_PIP=("deltalake==1.6.6" "pyarrow==$PYARROW_VERSION" "matplotlib==3.9.4")
-if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import deltalake, pyarrow, matplotlib
-assert pyarrow.__version__ == '$PYARROW_VERSION', pyarrow.__version__" 2>/dev/null; then
-  log "creating the baseline venv in $VENV"
-  python3 -m venv "$VENV"
-  "$VENV/bin/pip" install -q "${BASELINE_PIP[@]}"
+BENCH_PIP=("deltalake==1.6.6" "pyarrow==$PYARROW_VERSION" "matplotlib==3.9.4"
+  "polars==2.1.0" "polars-runtime-32==2.1.0" "floe-python==0.7.0")
+export BENCH_PIP_SPEC="${BENCH_PIP[*]}"
+if [ "$(head -n1 "$VENV/.shoplake-installed" 2>/dev/null)" != "${BENCH_PIP[*]}" ] ||
+  ! "$VENV/bin/python" -c "import deltalake, pyarrow, matplotlib, polars, floe" 2>/dev/null; then
+  log "installing the pinned peers into $VENV"
+  started=$SECONDS
+  [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q "${BENCH_PIP[@]}"
+  printf '%s\n%s\n' "${BENCH_PIP[*]}" "$((SECONDS - started))" >"$VENV/.shoplake-installed"
 fi
+PY="$VENV/bin/python"
 
 rm -rf "$WORK"
+mkdir -p "$OUT"
 mkdir -p "$WORK"
-: > "$RESULTS"
+: >"$RESULTS"
+# note KEY=VALUE...: one JSON line of facts (a skip, a size, a check) into the results.
 note() { python3 -c 'import json,sys; print(json.dumps(dict(a.split("=",1) for a in sys.argv[1:])))' "$@" >>"$RESULTS"; }
+has_peer() { [[ " ${PEERS[*]} " == *" $1 "* ]]; }
+drop_peer() {
+  local keep=() p
+  for p in "${PEERS[@]}"; do [ "$p" = "$1" ] || keep+=("$p"); done
+  PEERS=("${keep[@]}")
+}
 
 # Spark: the venv and jars of interop/setup.sh (cached in $SHOPLAKE_CACHE).
-SPARK=""
-if [ "${BENCH_SPARK:-1}" = 0 ]; then
+if has_peer spark && [ "${BENCH_SPARK:-1}" = 0 ]; then
   log "Spark peer left out (BENCH_SPARK=0)"
   note skipped=spark "reason=BENCH_SPARK=0"
-elif ! command -v java >/dev/null; then
+  drop_peer spark
+elif has_peer spark && ! command -v java >/dev/null; then
   log "Spark peer SKIPPED: java not found (Spark needs a JDK; apt-get install openjdk-17-jre-headless)"
   note skipped=spark "reason=java not found"
-else
+  drop_peer spark
+elif has_peer spark; then
   eval "$(interop/setup.sh)"
   export SPARK_LOCAL_IP=127.0.0.1
-  SPARK=1
-fi
-
-# measure NAME TOOL [--setup CMD] -- CMD...: run CMD $REPEAT times (after
-# the setup command each time) and append every run's time and peak RSS;
-# the report takes the median.
-REPEAT="${BENCH_REPEAT:-3}"
-measure() {
-  local name=$1 tool=$2 setup=":"; shift 2
-  if [ "$1" = "--setup" ]; then setup=$2; shift 2; fi
-  [ "$1" = "--" ] && shift
-  for run in $(seq 1 "$REPEAT"); do
-    log "$tool: $name ($run/$REPEAT)"
-    bash -c "$setup" >&2
-    local figures
-    figures=$(python3 bench/measure.py -- "$@")
-    python3 - "$name" "$tool" "$figures" "$*" >>"$RESULTS" <<'PY'
-import json, sys
-name, tool, figures, command = sys.argv[1:5]
-row = json.loads(figures)
-row.update(scenario=name, tool=tool, command=command)
-print(json.dumps(row))
-PY
-  done
-}
-commits() { find "$1/_delta_log" -maxdepth 1 -type f -name '*.json' | wc -l; }
-# copy SRC DST: a table (and its rejects table, if any) as a scenario's starting state.
-copy() { echo "rm -rf '$2' '$2_rejects'; cp -a '$1' '$2'; if [ -d '$1_rejects' ]; then cp -a '$1_rejects' '$2_rejects'; fi"; }
-
-log "generating $ROWS shops for 2019-04-01..02 and a 1% corrected re-export"
-"$BIN" generate --from 2019-04-01 --to 2019-04-02 --rows "$ROWS" --out "$WORK/raw" >&2
-mkdir -p "$WORK/revised"
-python3 bench/revise.py "$WORK/raw/2019-04-01.csv" "$WORK/revised/2019-04-01.csv" 0.01
-log "generating $SMALL_ROWS shops for 2019-05-01"
-"$BIN" generate --from 2019-05-01 --to 2019-05-01 --rows "$SMALL_ROWS" --seed 3 --out "$WORK/small" >&2
-log "generating 31 days of $DAY_ROWS shops (2019-07-01..31)"
-"$BIN" generate --from 2019-07-01 --to 2019-07-31 --rows "$DAY_ROWS" --seed 7 --out "$WORK/month" >&2
-mkdir -p "$WORK/month-revised"
-python3 bench/revise.py "$WORK/month/2019-07-01.csv" "$WORK/month-revised/2019-07-01.csv" 0.01
-
-# ---------------------------------------------------------------- shoplake
-# Each scenario starts from the state it needs: a fresh table for a first
-# load, a loaded day for a re-run, the original day for a corrected one.
-S="$WORK/shoplake/shopify_configuration"
-SL() { echo "'$BIN' ingest --source '$WORK/$1' --table '$S' --date $2 >/dev/null"; }
-measure first_load shoplake --setup "rm -rf '$WORK/shoplake'" -- \
-  "$BIN" ingest --date 2019-04-01 --source "$WORK/raw" --table "$S"
-before=$(commits "$S")
-measure identical_rerun shoplake -- "$BIN" ingest --date 2019-04-01 --source "$WORK/raw" --table "$S"
-echo "{\"scenario\": \"identical_rerun\", \"tool\": \"shoplake\", \"new_versions\": $(( $(commits "$S") - before ))}" >>"$RESULTS"
-measure new_day shoplake --setup "rm -rf '$WORK/shoplake'; $(SL raw 2019-04-01)" -- \
-  "$BIN" ingest --date 2019-04-02 --source "$WORK/raw" --table "$S"
-measure corrected_1pct shoplake --setup "$(SL raw 2019-04-01)" -- \
-  "$BIN" ingest --date 2019-04-01 --source "$WORK/revised" --table "$S"
-measure first_load_small shoplake --setup "rm -rf '$WORK/shoplake-small'" -- \
-  "$BIN" ingest --date 2019-05-01 --source "$WORK/small" --table "$WORK/shoplake-small/t"
-
-log "shoplake: 30 dates of $DAY_ROWS shops"
-"$BIN" ingest --date 2019-07-01 --source "$WORK/month" --table "$WORK/one-date" >/dev/null
-"$BIN" backfill --from 2019-07-01 --to 2019-07-30 --parallel 2 --source "$WORK/month" --table "$WORK/thirty-dates" >/dev/null
-measure new_day_30 shoplake --setup "$(copy "$WORK/thirty-dates" "$WORK/t30-shoplake")" -- \
-  "$BIN" ingest --date 2019-07-31 --source "$WORK/month" --table "$WORK/t30-shoplake"
-rm -rf "$WORK/t30-shoplake" "$WORK/t30-shoplake_rejects"
-for table in one-date thirty-dates; do
-  name=reload_in_1_date
-  [ "$table" = thirty-dates ] && name=reload_in_30_dates
-  measure "$name" shoplake \
-    --setup "'$BIN' ingest --date 2019-07-01 --source '$WORK/month' --table '$WORK/$table' >/dev/null" -- \
-    "$BIN" ingest --date 2019-07-01 --source "$WORK/month-revised" --table "$WORK/$table"
-done
-rm -rf "$WORK/one-date" "$WORK/one-date_rejects" "$WORK/thirty-dates" "$WORK/thirty-dates_rejects"
-
-# ---------------------------------------------------------------- Python deltalake
-P="$WORK/python/shopify_configuration"
-PY="$VENV/bin/python"
-PYW() { echo "'$PY' bench/baseline.py write '$P' '$WORK/$1/$2.csv'"; }
-measure first_load python --setup "rm -rf '$WORK/python'" -- \
-  "$PY" bench/baseline.py write "$P" "$WORK/raw/2019-04-01.csv"
-before=$(commits "$P")
-measure identical_rerun python -- "$PY" bench/baseline.py merge "$P" "$WORK/raw/2019-04-01.csv"
-echo "{\"scenario\": \"identical_rerun\", \"tool\": \"python\", \"new_versions\": $(( $(commits "$P") - before ))}" >>"$RESULTS"
-measure new_day python --setup "rm -rf '$WORK/python'; $(PYW raw 2019-04-01)" -- \
-  "$PY" bench/baseline.py merge "$P" "$WORK/raw/2019-04-02.csv"
-measure corrected_1pct python --setup "rm -rf '$WORK/python'; $(PYW raw 2019-04-01)" -- \
-  "$PY" bench/baseline.py merge "$P" "$WORK/revised/2019-04-01.csv"
-measure first_load_small python --setup "rm -rf '$WORK/python-small'" -- \
-  "$PY" bench/baseline.py write "$WORK/python-small/t" "$WORK/small/2019-05-01.csv"
-log "python: 30 dates of $DAY_ROWS shops"
-for day in $(seq -w 1 30); do
-  "$PY" bench/baseline.py write "$WORK/python-30" "$WORK/month/2019-07-$day.csv"
-done
-measure new_day_30 python --setup "$(copy "$WORK/python-30" "$WORK/t30-python")" -- \
-  "$PY" bench/baseline.py merge "$WORK/t30-python" "$WORK/month/2019-07-31.csv"
-rm -rf "$WORK/python-30" "$WORK/t30-python" "$WORK/python-small"
-
-# ---------------------------------------------------------------- Spark
-if [ -n "$SPARK" ]; then
-  K="$WORK/spark/shopify_configuration"
   SJ=("$SPARK_PY" interop/legacy_job.py)
   SPARK_OPTS=(--master "local[2]" --driver-memory 2g)
-  REPEAT_ALL=$REPEAT
-  REPEAT="${BENCH_SPARK_REPEAT:-1}"
-  measure first_load spark --setup "rm -rf '$WORK/spark'" -- \
-    "${SJ[@]}" load --table "$K" --csv "$WORK/raw/2019-04-01.csv" --date 2019-04-01 "${SPARK_OPTS[@]}"
-  cp -a "$K" "$WORK/spark-0401"
-  before=$(commits "$K")
-  measure identical_rerun spark -- \
-    "${SJ[@]}" load --table "$K" --csv "$WORK/raw/2019-04-01.csv" --date 2019-04-01 "${SPARK_OPTS[@]}"
-  echo "{\"scenario\": \"identical_rerun\", \"tool\": \"spark\", \"new_versions\": $(( $(commits "$K") - before ))}" >>"$RESULTS"
-  measure new_day spark --setup "$(copy "$WORK/spark-0401" "$K")" -- \
-    "${SJ[@]}" load --table "$K" --csv "$WORK/raw/2019-04-02.csv" --date 2019-04-02 "${SPARK_OPTS[@]}"
-  measure corrected_1pct spark --setup "$(copy "$WORK/spark-0401" "$K")" -- \
-    "${SJ[@]}" load --table "$K" --csv "$WORK/revised/2019-04-01.csv" --date 2019-04-01 "${SPARK_OPTS[@]}"
-  rm -rf "$WORK/spark" "$WORK/spark-0401"
-  measure first_load_small spark --setup "rm -rf '$WORK/spark-small'" -- \
-    "${SJ[@]}" load --table "$WORK/spark-small/t" --csv "$WORK/small/2019-05-01.csv" --date 2019-05-01 "${SPARK_OPTS[@]}"
-  rm -rf "$WORK/spark-small"
-  log "spark: 30 dates of $DAY_ROWS shops"
-  "${SJ[@]}" backfill --table "$WORK/spark-30" --csv "$WORK/month" --date 2019-07-01 --to 2019-07-30 \
-    "${SPARK_OPTS[@]}" >&2
-  measure new_day_30 spark --setup "$(copy "$WORK/spark-30" "$WORK/t30-spark")" -- \
-    "${SJ[@]}" load --table "$WORK/t30-spark" --csv "$WORK/month/2019-07-31.csv" --date 2019-07-31 "${SPARK_OPTS[@]}"
-  rm -rf "$WORK/spark-30" "$WORK/t30-spark"
-  REPEAT=$REPEAT_ALL
+fi
+for p in python polars floe spark; do has_peer "$p" || [ "$p" = spark ] || note skipped="$p" "reason=not in BENCH_PEERS"; done
+export BENCH_TOOLS="shoplake ${PEERS[*]}"
+
+# measure SCENARIO ROWS TOOL [--setup CMD] -- CMD...: run CMD $REPEAT times
+# (after the setup command each time) and append every run's time and peak
+# RSS; the report takes the median. Returns 1 if a run failed.
+REPEAT=$REPEAT_SMALL
+RUN_TIMEOUT=$TIMEOUT
+measure() {
+  local name=$1 rows=$2 tool=$3 setup=":" failed=0 repeat=$REPEAT run figures
+  shift 3
+  if [ "$1" = "--setup" ]; then setup=$2; shift 2; fi
+  [ "$1" = "--" ] && shift
+  [ "$tool" = spark ] && repeat="${BENCH_SPARK_REPEAT:-1}"
+  for run in $(seq 1 "$repeat"); do
+    log "$tool: $name, $rows rows ($run/$repeat)"
+    bash -c "$setup" >&2
+    figures=$(python3 bench/measure.py --report --limit-mb "$MEM_LIMIT" --timeout "$RUN_TIMEOUT" -- "$@")
+    python3 - "$name" "$rows" "$tool" "$figures" "$*" >>"$RESULTS" <<'PY'
+import json, sys
+name, rows, tool, figures, command = sys.argv[1:6]
+row = json.loads(figures)
+row.update(scenario=name, rows=int(rows), tool=tool, command=command)
+print(json.dumps(row))
+PY
+    if ! python3 -c 'import json,sys; sys.exit(json.loads(sys.argv[1])["exit"] != 0)' "$figures"; then
+      log "$tool: $name FAILED: $figures"
+      failed=1
+      break
+    fi
+  done
+  return $failed
+}
+commits() { find "$1/_delta_log" -maxdepth 1 -type f -name '*.json' 2>/dev/null | wc -l; }
+# versions TOOL SCENARIO ROWS TABLE BEFORE: how many versions the scenario's runs added.
+versions() { note kind=versions "tool=$1" "scenario=$2" "rows=$3" "new_versions=$(($(commits "$4") - $5))" "runs=$6"; }
+# snapshot SRC DST: a table (its rejects table too) as a scenario's starting state.
+snapshot() { echo "rm -rf '$2' '$2_rejects'; cp -a '$1' '$2'; if [ -d '$1_rejects' ]; then cp -a '$1_rejects' '$2_rejects'; fi"; }
+
+# load_cmd TOOL first|merge TABLE DIR DATE: the command that loads DIR/DATE.csv
+# into TABLE (first: into a new table), in CMD.
+load_cmd() {
+  local tool=$1 how=$2 table=$3 dir=$4 date=$5 mode=merge
+  [ "$how" = first ] && mode="write"
+  case "$tool" in
+    shoplake) CMD=("$BIN" ingest --date "$date" --source "$dir" --table "$table" --format json) ;;
+    python) CMD=("$PY" bench/baseline.py "$mode" "$table" "$dir/$date.csv") ;;
+    polars) CMD=("$PY" bench/polars_peer.py "$mode" "$table" "$dir/$date.csv") ;;
+    floe) CMD=("$PY" bench/floe_peer.py "$mode" "$table" "$table.floe" "$dir/$date.csv") ;;
+    spark) CMD=("${SJ[@]}" load --table "$table" --csv "$dir/$date.csv" --date "$date" "${SPARK_OPTS[@]}") ;;
+  esac
+}
+# dates FROM N: N consecutive dates from FROM, one a line.
+dates() { for i in $(seq 0 $(($2 - 1))); do date -u -d "$1 + $i day" +%F; done; }
+
+# ---------------------------------------------------------------- sizes
+if part sizes; then
+  for n in $SIZES; do
+    D="$WORK/n$n"
+    if [ "$n" -gt "$MERGE_MAX" ]; then
+      log "generating $n shops for 2019-04-01 (first load only: above BENCH_MERGE_MAX_ROWS=$MERGE_MAX)"
+      "$BIN" generate --from 2019-04-01 --to 2019-04-01 --rows "$n" --seed 1 --out "$D/raw" >&2
+    else
+      log "generating $n shops for 2019-04-01..02 and a 1% corrected re-export"
+      "$BIN" generate --from 2019-04-01 --to 2019-04-02 --rows "$n" --seed 1 --out "$D/raw" >&2
+      mkdir -p "$D/revised"
+      python3 bench/revise.py "$D/raw/2019-04-01.csv" "$D/revised/2019-04-01.csv" 0.01
+    fi
+    note kind=size "rows=$n" "mb=$(du -m "$D/raw/2019-04-01.csv" | cut -f1)" "bytes=$(stat -c %s "$D/raw/2019-04-01.csv")"
+    REPEAT=$REPEAT_SMALL
+    [ "$n" -gt 1000000 ] && REPEAT=$REPEAT_BIG
+    for tool in shoplake "${PEERS[@]}"; do
+      T="$D/$tool/t"
+      load_cmd "$tool" first "$T" "$D/raw" 2019-04-01
+      if ! measure first_load "$n" "$tool" --setup "rm -rf '$D/$tool'" -- "${CMD[@]}"; then
+        note skipped="$tool" "rows=$n" "scenario=identical_rerun corrected_1pct new_day" "reason=its first load failed"
+        rm -rf "${D:?}/$tool"; continue
+      fi
+      if [ "$n" -gt "$MERGE_MAX" ]; then rm -rf "${D:?}/$tool"; continue; fi
+      eval "$(snapshot "$T" "$D/$tool/loaded")"
+      before=$(commits "$T")
+      load_cmd "$tool" merge "$T" "$D/raw" 2019-04-01
+      measure identical_rerun "$n" "$tool" -- "${CMD[@]}" || true
+      versions "$tool" identical_rerun "$n" "$T" "$before" "$REPEAT"
+      load_cmd "$tool" merge "$T" "$D/revised" 2019-04-01
+      if [ "$tool" = python ] && [ "$n" -gt "$PY_CORRECTED_MAX" ]; then
+        note skipped=python "rows=$n" scenario=corrected_1pct \
+          "reason=above BENCH_PYTHON_CORRECTED_MAX_ROWS=$PY_CORRECTED_MAX (delta-rs #4422: 9.4 GB at 1M rows)"
+      else
+        measure corrected_1pct "$n" "$tool" --setup "$(snapshot "$D/$tool/loaded" "$T")" -- "${CMD[@]}" || true
+      fi
+      load_cmd "$tool" merge "$T" "$D/raw" 2019-04-02
+      measure new_day "$n" "$tool" --setup "$(snapshot "$D/$tool/loaded" "$T")" -- "${CMD[@]}" || true
+      rm -rf "${D:?}/$tool"
+    done
+    rm -rf "$D"
+  done
 fi
 
-# ---------------------------------------------------------------- the big export
-log "generating $BIG_ROWS shops for 2019-06-01"
-"$BIN" generate --from 2019-06-01 --to 2019-06-01 --rows "$BIG_ROWS" --seed 5 --out "$WORK/big" >&2
-REPEAT=1 measure first_load_big shoplake --setup "rm -rf '$WORK/big-table'" -- \
-  "$BIN" ingest --date 2019-06-01 --source "$WORK/big" --table "$WORK/big-table"
-REPEAT=1 measure first_load_big python --setup "rm -rf '$WORK/big-table'" -- \
-  "$PY" bench/baseline.py write "$WORK/big-table" "$WORK/big/2019-06-01.csv"
-if [ -n "$SPARK" ]; then
-  REPEAT=1 measure first_load_big spark --setup "rm -rf '$WORK/big-table'" -- \
-    "${SJ[@]}" load --table "$WORK/big-table" --csv "$WORK/big/2019-06-01.csv" --date 2019-06-01 "${SPARK_OPTS[@]}"
+# ---------------------------------------------------------------- month
+if part month; then
+  M="$WORK/month"
+  REPEAT=$REPEAT_SMALL
+  log "generating 31 days of $DAY_ROWS shops (2019-07-01..31)"
+  "$BIN" generate --from 2019-07-01 --to 2019-07-31 --rows "$DAY_ROWS" --seed 7 --out "$M/raw" >&2
+  mkdir -p "$M/revised"
+  python3 bench/revise.py "$M/raw/2019-07-01.csv" "$M/revised/2019-07-01.csv" 0.01
+  mapfile -t thirty < <(dates 2019-07-01 30 | sed "s|.*|$M/raw/&.csv|")
+  for tool in shoplake "${PEERS[@]}"; do
+    T30="$M/$tool/thirty"
+    log "$tool: 30 dates of $DAY_ROWS shops"
+    case "$tool" in
+      shoplake) "$BIN" backfill --from 2019-07-01 --to 2019-07-30 --parallel 2 --source "$M/raw" --table "$T30" >/dev/null ;;
+      python) "$PY" bench/baseline.py write "$T30" "${thirty[@]}" >/dev/null ;;
+      polars) "$PY" bench/polars_peer.py write "$T30" "${thirty[@]}" >/dev/null ;;
+      floe) "$PY" bench/floe_peer.py append "$T30" "$T30.floe" "${thirty[@]}" >/dev/null ;;
+      spark) "${SJ[@]}" backfill --table "$T30" --csv "$M/raw" --date 2019-07-01 --to 2019-07-30 "${SPARK_OPTS[@]}" >&2 ;;
+    esac
+    load_cmd "$tool" merge "$M/$tool/t" "$M/raw" 2019-07-31
+    measure new_day_30 "$DAY_ROWS" "$tool" --setup "$(snapshot "$T30" "$M/$tool/t")" -- "${CMD[@]}" || true
+    if [ "$tool" = shoplake ]; then
+      "$BIN" ingest --date 2019-07-01 --source "$M/raw" --table "$M/one-date" >/dev/null
+      for table in one-date shoplake/thirty; do
+        name=reload_in_1_date
+        [ "$table" = shoplake/thirty ] && name=reload_in_30_dates
+        measure "$name" "$DAY_ROWS" shoplake \
+          --setup "'$BIN' ingest --date 2019-07-01 --source '$M/raw' --table '$M/$table' >/dev/null" -- \
+          "$BIN" ingest --date 2019-07-01 --source "$M/revised" --table "$M/$table" --format json || true
+      done
+    fi
+    rm -rf "${M:?}/$tool"
+  done
+  rm -rf "$M"
 fi
-big_mb=$(du -m "$WORK/big/2019-06-01.csv" | cut -f1)
-small_mb=$(du -m "$WORK/small/2019-05-01.csv" | cut -f1)
-rm -rf "$WORK/big" "$WORK/big-table" "$WORK/big-table_rejects"
 
-size_mb=$(du -m "$WORK/raw/2019-04-01.csv" | cut -f1)
-BENCH_SMALL_MB=$small_mb BENCH_BIG_MB=$big_mb \
-  python3 bench/report.py "$RESULTS" "$ROWS" "$size_mb" > "$OUT/RESULTS.md"
-"$VENV/bin/python" bench/chart.py "$RESULTS" "$OUT/chart.svg"
+# ---------------------------------------------------------------- year
+# Every tool loads the dates one after the other in one process (shoplake's
+# backfill with --parallel $YEAR_PARALLEL), then loads them all again unchanged.
+if part year; then
+  Y="$WORK/year"
+  REPEAT=1
+  RUN_TIMEOUT=$YEAR_TIMEOUT
+  first=2018-01-01
+  last=$(date -u -d "$first + $((YEAR_DATES - 1)) day" +%F)
+  log "generating $YEAR_DATES dates of $YEAR_ROWS shops ($first..$last)"
+  "$BIN" generate --from "$first" --to "$last" --rows "$YEAR_ROWS" --seed 11 --out "$Y/raw" >&2
+  note kind=year_size "rows=$YEAR_ROWS" "dates=$YEAR_DATES" "mb=$(du -sm "$Y/raw" | cut -f1)"
+  mapfile -t year < <(dates "$first" "$YEAR_DATES" | sed "s|.*|$Y/raw/&.csv|")
+  year_peers=()
+  for p in ${BENCH_YEAR_PEERS:-${PEERS[*]}}; do
+    if has_peer "$p"; then year_peers+=("$p"); fi
+  done
+  # floe once more with its own skip of files it loaded before (incremental_mode: file)
+  if [[ " ${year_peers[*]} " == *" floe "* ]]; then year_peers+=(floe_state); fi
+  for tool in shoplake "${year_peers[@]}"; do
+    T="$Y/$tool/t"
+    case "$tool" in
+      shoplake)
+        load=("$BIN" backfill --from "$first" --to "$last" --parallel "$YEAR_PARALLEL" --source "$Y/raw" --table "$T" --format json)
+        rerun=("${load[@]}") ;;
+      python)
+        load=("$PY" bench/baseline.py write "$T" "${year[@]}")
+        rerun=("$PY" bench/baseline.py merge "$T" "${year[@]}" --date-predicate) ;;
+      polars)
+        load=("$PY" bench/polars_peer.py write "$T" "${year[@]}")
+        rerun=("$PY" bench/polars_peer.py merge "$T" "${year[@]}") ;;
+      floe)
+        load=("$PY" bench/floe_peer.py append "$T" "$T.floe" "${year[@]}")
+        rerun=("$PY" bench/floe_peer.py merge "$T" "$T.floe" "${year[@]}") ;;
+      floe_state)
+        load=("$PY" bench/floe_peer.py append "$T" "$T.floe" "${year[@]}" --state)
+        rerun=("$PY" bench/floe_peer.py merge "$T" "$T.floe" "${year[@]}" --state) ;;
+      spark)
+        load=("${SJ[@]}" backfill --table "$T" --csv "$Y/raw" --date "$first" --to "$last" "${SPARK_OPTS[@]}")
+        rerun=("${load[@]}") ;;
+    esac
+    if measure year_load "$YEAR_ROWS" "$tool" --setup "rm -rf '$Y/$tool'" -- "${load[@]}"; then
+      before=$(commits "$T")
+      measure year_rerun "$YEAR_ROWS" "$tool" -- "${rerun[@]}" || true
+      versions "$tool" year_rerun "$YEAR_ROWS" "$T" "$before" 1
+    else
+      note skipped="$tool" "rows=$YEAR_ROWS" scenario=year_rerun "reason=its load of the year failed"
+    fi
+    rm -rf "${Y:?}/$tool"
+  done
+  rm -rf "$Y"
+  RUN_TIMEOUT=$TIMEOUT
+fi
+
+# ---------------------------------------------------------------- s3 (MinIO)
+if part s3; then
+  minio_started=""
+  if ! localstack/services.sh status minio | grep -q running; then
+    if localstack/services.sh start minio >&2; then minio_started=1; fi
+  fi
+  if localstack/services.sh status minio | grep -q running; then
+    eval "$(localstack/services.sh env)"
+    export AWS_ACCESS_KEY_ID="$SHOPLAKE_IT_MINIO_ACCESS_KEY" AWS_SECRET_ACCESS_KEY="$SHOPLAKE_IT_MINIO_SECRET_KEY"
+    export AWS_REGION=us-east-1 AWS_ENDPOINT_URL="$SHOPLAKE_IT_MINIO_ENDPOINT"
+    prefix="bench-$(date -u +%Y%m%d%H%M%S)-$$"
+    SRC="s3://raw/$prefix/exports"
+    REPEAT=$REPEAT_SMALL
+    log "generating $S3_ROWS shops for 2019-04-01 on MinIO ($SRC)"
+    "$BIN" generate --from 2019-04-01 --to 2019-04-01 --rows "$S3_ROWS" --seed 1 --out "$SRC" >&2
+    # counted TOOL CMD...: one more run through the counting proxy.
+    counted() {
+      local tool=$1 plog="$WORK/s3proxy-$1.jsonl" pid port=""
+      shift
+      : >"$plog"
+      python3 bench/s3proxy.py "$SHOPLAKE_IT_MINIO_ENDPOINT" "$plog" "$WORK/s3proxy.port" &
+      pid=$!
+      for _ in $(seq 1 50); do [ -s "$WORK/s3proxy.port" ] && break; sleep 0.1; done
+      port=$(cat "$WORK/s3proxy.port")
+      local saved=$REPEAT
+      REPEAT=1
+      AWS_ENDPOINT_URL="http://127.0.0.1:$port" measure s3_identical_rerun_counted "$S3_ROWS" "$tool" -- "$@" || true
+      REPEAT=$saved
+      kill "$pid"
+      wait "$pid" || true
+      rm -f "$WORK/s3proxy.port"
+      python3 - "$tool" "$S3_ROWS" "$(python3 bench/s3proxy.py sum "$plog" /raw/"$prefix"/exports/2019-04-01.csv)" \
+        >>"$RESULTS" <<'PY'
+import json, sys
+tool, rows, totals = sys.argv[1:4]
+print(json.dumps({"kind": "s3_bytes", "tool": tool, "rows": int(rows), **json.loads(totals)}))
+PY
+    }
+    for tool in shoplake ${BENCH_S3_PEERS:-polars}; do
+      case "$tool" in
+        shoplake)
+          first=("$BIN" ingest --date 2019-04-01 --source "$SRC" --table "s3://lake/$prefix/shoplake" --format json)
+          again=("${first[@]}") ;;
+        polars)
+          has_peer polars || continue
+          first=("$PY" bench/polars_peer.py write "s3://lake/$prefix/polars" "$SRC/2019-04-01.csv")
+          again=("$PY" bench/polars_peer.py merge "s3://lake/$prefix/polars" "$SRC/2019-04-01.csv") ;;
+        *) log "no S3 variant of $tool"; continue ;;
+      esac
+      saved=$REPEAT
+      REPEAT=1
+      measure s3_first_load "$S3_ROWS" "$tool" -- "${first[@]}" || { REPEAT=$saved; continue; }
+      REPEAT=$saved
+      measure s3_identical_rerun "$S3_ROWS" "$tool" -- "${again[@]}" || true
+      counted "$tool" "${again[@]}"
+    done
+    "$PY" - "$SHOPLAKE_IT_MINIO_ENDPOINT" "$prefix" <<'PY' || log "could not remove s3://{raw,lake}/$prefix"
+import os, sys
+from pyarrow import fs
+endpoint, prefix = sys.argv[1:3]
+s3 = fs.S3FileSystem(endpoint_override=endpoint, scheme="http", access_key=os.environ["AWS_ACCESS_KEY_ID"],
+                     secret_key=os.environ["AWS_SECRET_ACCESS_KEY"], region="us-east-1")
+for bucket in ("raw", "lake"):
+    if s3.get_file_info(f"{bucket}/{prefix}").type != fs.FileType.NotFound:
+        s3.delete_dir(f"{bucket}/{prefix}")
+PY
+    unset AWS_ENDPOINT_URL AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_REGION
+  else
+    log "S3 part SKIPPED: MinIO did not start (localstack/services.sh start minio)"
+    note skipped=shoplake scenario=s3_identical_rerun "reason=MinIO did not start"
+  fi
+  [ -z "$minio_started" ] || localstack/services.sh stop minio >&2
+fi
+
+python3 bench/report.py "$RESULTS" >"$OUT/RESULTS.md"
+"$PY" bench/chart.py "$RESULTS" "$OUT/chart.svg"
 log "wrote $OUT/RESULTS.md and $OUT/chart.svg (bench took $((SECONDS / 60)) min $((SECONDS % 60)) s)"
