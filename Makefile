@@ -1,5 +1,6 @@
 # shoplake — the two commands a new machine needs:
-#   make demo   a week of generated exports loaded into ./lake, one day re-run
+#   make demo   a week of generated exports of every table loaded into ./lake,
+#               one day re-run, the two tables joined
 #   make test   every test tier below, with what each needs installed and
 #               started here (LocalStack, MinIO, Airflow, Prometheus, Spark)
 #
@@ -15,7 +16,8 @@
 #   make security-test     least-privilege roles on MinIO, encryption at rest on MinIO
 #                          and LocalStack, the CloudFormation stack deployed to LocalStack
 #   make lint              rustfmt, clippy, actionlint, hadolint, shellcheck, ruff,
-#                          cfn-lint, cargo-deny (licenses, bans, sources), ...
+#                          cfn-lint, cargo-deny (licenses, bans, sources), and
+#                          `shoplake validate` on tables/ (make validate-tables)
 # and: make release (tarball, CycloneDX SBOM, SHA-256s), make bench (bench/RESULTS.md),
 #      make bench-profiles (how [profile.release] was chosen: bench/PROFILES.md).
 SHELL := /bin/bash
@@ -31,7 +33,7 @@ DEMO_ROWS ?= 10000
 DEMO_RERUN ?= 2019-04-03
 
 .PHONY: build demo test unit-test integration-test integration-test-docker airflow-test cron-test \
-	metrics-test interop-test security-test lineage-test lint lint-cheap release services-start services-stop bench \
+	metrics-test interop-test security-test lineage-test lint lint-cheap validate-tables release services-start services-stop bench \
 	bench-profiles clean-demo
 
 # Always the whole workspace: one feature set, one build of the dependencies.
@@ -40,18 +42,22 @@ build:
 
 demo: export RUST_LOG ?= warn
 demo: build
-	@echo "== generating $(DEMO_FROM)..$(DEMO_TO), $(DEMO_ROWS) shops, a few malformed lines =="
-	$(SHOPLAKE) generate --from $(DEMO_FROM) --to $(DEMO_TO) --rows $(DEMO_ROWS) --dirty --out ./data/raw
-	@echo "== loading each day into ./lake/shopify_configuration =="
+	@echo "== the tables shoplake knows (tables/) =="
+	$(SHOPLAKE) tables
+	@echo "== generating $(DEMO_FROM)..$(DEMO_TO) of every table, $(DEMO_ROWS) shops, a few malformed lines =="
+	$(SHOPLAKE) generate --all-tables --from $(DEMO_FROM) --to $(DEMO_TO) --rows $(DEMO_ROWS) --dirty --out ./data/raw
+	@echo "== loading each day of every table into ./lake =="
 	@for day in $$(seq 0 6); do \
 	  date=$$(date -d "$(DEMO_FROM) + $$day day" +%F); \
-	  $(SHOPLAKE) ingest --date $$date; \
+	  $(SHOPLAKE) ingest --all-tables --date $$date; \
 	done
 	@echo "== re-running $(DEMO_RERUN): nothing changes, no new version =="
-	$(SHOPLAKE) ingest --date $(DEMO_RERUN)
+	$(SHOPLAKE) ingest --all-tables --date $(DEMO_RERUN)
 	@echo "== summary =="
 	$(SHOPLAKE) history --limit 10
 	$(SHOPLAKE) query --sql "SELECT export_date, count(*) AS shops, sum(CAST(has_specific_prefix AS INT)) AS specific_prefix FROM shopify_configuration GROUP BY export_date ORDER BY export_date"
+	@echo "== the two tables joined: searches and revenue by install channel on $(DEMO_TO) =="
+	$(SHOPLAKE) query --sql "SELECT c.install_channel, count(*) AS shops, sum(u.searches) AS searches, sum(u.revenue) AS revenue FROM shopify_configuration c JOIN shopify_usage_daily u ON u.shop_id = c.id AND u.usage_date = c.export_date WHERE c.export_date = DATE '$(DEMO_TO)' GROUP BY c.install_channel ORDER BY shops DESC"
 
 clean-demo:
 	rm -rf ./data/raw ./lake
@@ -94,8 +100,12 @@ security-test: build
 
 # Formatting, clippy (its own check build of every dependency: see README
 # "Continuous integration" for its cost), then the other linters.
-lint: lint-cheap
+lint: lint-cheap validate-tables
 	cargo clippy --workspace --all-targets --locked -- -D warnings
+
+# Every table definition of tables/ through the pipeline loads use (exit 2 on any problem).
+validate-tables: build
+	$(SHOPLAKE) validate --tables tables
 
 # tools/lint.sh: also cfn-lint (deploy/aws/*.cfn.yaml) and
 # `cargo deny check licenses bans sources` (deny.toml; advisories run in ci.yml).
