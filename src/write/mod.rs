@@ -34,8 +34,7 @@ use std::time::Duration;
 use chrono::NaiveDate;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::catalog::Session;
-use datafusion::common::ScalarValue;
-use datafusion::prelude::{col, lit, SessionContext};
+use datafusion::prelude::SessionContext;
 use deltalake::delta_datafusion::DeltaSessionContext;
 use deltalake::kernel::transaction::{CommitBuilder, CommitProperties, TransactionError};
 use deltalake::kernel::Transaction;
@@ -47,7 +46,6 @@ use deltalake::{DeltaTable, DeltaTableError};
 
 use crate::definition::TableDefinition;
 use crate::error::{Error, Kind, Result, Stage};
-use crate::read::days_since_epoch;
 use crate::rejects::{self, pairing, DayRejects};
 use crate::row_hash::ValueHasher;
 use crate::storage::{Location, Storage};
@@ -475,27 +473,72 @@ async fn record_pairing(
     })
 }
 
-/// The partition is empty: every row is an insert.
+/// Parquet files a load writes at once (each on its own core).
+fn parallel_writers() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, 4)
+}
+
+/// The size a data file is closed at: readers (Spark's 128 MiB input
+/// splits, DataFusion's row groups of [`ROW_GROUP_ROWS`]) read files of this
+/// size in parallel, and a day of a few million rows is a handful of files,
+/// not thousands.
+pub const TARGET_FILE_BYTES: u64 = 128 << 20;
+
+/// The partition is empty: every row is an insert, written as several
+/// Parquet files at once (the rows dealt out to [`parallel_writers`]
+/// writers), then committed as one version that replaces the date.
 async fn write_new_partition(
     table: DeltaTable,
     request: &LoadRequest<'_>,
     diff: &Diff,
     properties: CommitProperties,
 ) -> Result<LoadOutcome, Attempt> {
+    use deltalake::kernel::Action;
+    use deltalake::writer::{DeltaWriter, RecordBatchWriter};
     let LoadRequest { def, location, date, rows, .. } = *request;
-    let same_day = col(&def.partition_by).eq(lit(ScalarValue::Date32(Some(days_since_epoch(date)))));
     let rows = in_table_order(&table, location, rows)?;
-    let table = table
-        .write(rows)
-        .with_save_mode(SaveMode::Overwrite)
-        .with_replace_where(same_day)
-        .with_writer_properties(writer_properties(def))
-        .with_commit_properties(properties)
+    let writers = parallel_writers().min(rows.len().max(1));
+    // Batches differ in size: each goes to the writer with the fewest rows so far.
+    let mut shares: Vec<(usize, Vec<RecordBatch>)> = vec![(0, Vec::new()); writers];
+    for batch in rows {
+        let lightest = shares.iter_mut().min_by_key(|(rows, _)| *rows).expect("at least one writer");
+        lightest.0 += batch.num_rows();
+        lightest.1.push(batch);
+    }
+    let delta_error = |e| Attempt::Failed(Error::delta(Stage::Write, location, e));
+    let tasks: Vec<_> = shares
+        .into_iter()
+        .map(|(_, share)| {
+            let writer = RecordBatchWriter::for_table(&table)
+                .map(|w| w.with_writer_properties(writer_properties(def)).with_target_file_size(TARGET_FILE_BYTES));
+            tokio::spawn(async move {
+                let mut writer = writer?;
+                for batch in share {
+                    writer.write(batch).await?;
+                }
+                writer.flush().await
+            })
+        })
+        .collect();
+    let mut adds = Vec::new();
+    for task in tasks {
+        let written = task.await.map_err(|e| Attempt::Failed(Error::internal(Stage::Write, location, e)))?;
+        adds.extend(written.map_err(delta_error)?);
+    }
+    let files_added = adds.len() as u64;
+    let operation = DeltaOperation::Write {
+        mode: SaveMode::Overwrite,
+        partition_by: Some(vec![def.partition_by.clone()]),
+        predicate: Some(format!("{} = '{date}'", def.partition_by)),
+    };
+    let snapshot = table.snapshot().map_err(delta_error)?;
+    let commit = CommitBuilder::from(properties)
+        .with_actions(adds.into_iter().map(Action::Add).collect())
+        .build(Some(snapshot), table.log_store(), operation)
         .await
         .map_err(|e| commit_error(Stage::Write, location, e))?;
-    let files_added = diff::files_for_partition(&table, location, &def.partition_by, date).await?.len() as u64;
     Ok(LoadOutcome {
-        table_version: crate::storage::version_of(&table),
+        table_version: commit.version() as i64,
         committed: true,
         inserted: diff.inserted,
         files_added,
