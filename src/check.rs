@@ -166,96 +166,215 @@ pub fn previous_day(table: &DeltaTable, partition_by: &str, date: NaiveDate) -> 
     Ok(latest.filter(|l| l.rows > 0))
 }
 
-/// Runs every check on the day's valid rows (the table's schema).
-pub async fn run(
-    def: &TableDefinition,
-    rows: &[RecordBatch],
-    previous: Option<PreviousDay>,
-    source: &str,
-) -> Result<Vec<CheckResult>> {
-    let checks = &def.checks;
-    let total: u64 = rows.iter().map(|b| b.num_rows() as u64).sum();
-    let mut results = Vec::with_capacity(checks.len());
-    for check in checks {
-        let (passed, detail) = match check {
-            Check::Volume { max_change_percent, min_rows, .. } => match previous {
-                Some(p) if p.rows >= *min_rows => {
-                    let change = 100.0 * (total as f64 - p.rows as f64) / p.rows as f64;
-                    (
-                        change.abs() <= *max_change_percent,
-                        format!("{total} rows against {} on {} ({change:+.1}%)", p.rows, p.date),
-                    )
+/// The checks' measures, gathered batch by batch as the day's valid rows go
+/// by (each row once, including a row a later line with the same key
+/// supersedes: what the export holds). SQL checks run as queries over a
+/// streaming table `day`, started with the first batch, so aggregates work
+/// too and no row is held for them.
+pub struct Accumulator<'d> {
+    def: &'d TableDefinition,
+    rows: u64,
+    measures: Vec<Measure>,
+    source: String,
+}
+
+enum Measure {
+    Volume,
+    Nulls(u64),
+    Unexpected { count: u64, examples: Vec<String> },
+    Sql(SqlCheck),
+}
+
+/// One SQL check's query, running over the batches sent to it.
+struct SqlCheck {
+    batches: Option<tokio::sync::mpsc::Sender<RecordBatch>>,
+    found: tokio::task::JoinHandle<datafusion::error::Result<usize>>,
+}
+
+impl<'d> Accumulator<'d> {
+    pub fn new(def: &'d TableDefinition, source: &str) -> Accumulator<'d> {
+        let measures = def
+            .checks
+            .iter()
+            .map(|check| match check {
+                Check::Volume { .. } => Measure::Volume,
+                Check::NullRatio { .. } => Measure::Nulls(0),
+                Check::AcceptedValues { .. } => Measure::Unexpected { count: 0, examples: Vec::new() },
+                Check::Sql { sql, .. } => Measure::Sql(SqlCheck::start(sql.clone(), def.arrow_schema())),
+            })
+            .collect();
+        Accumulator { def, rows: 0, measures, source: source.to_string() }
+    }
+
+    /// Takes in one batch of the day's valid rows.
+    pub async fn add(&mut self, rows: &RecordBatch) -> Result<()> {
+        self.rows += rows.num_rows() as u64;
+        for (check, measure) in self.def.checks.iter().zip(&mut self.measures) {
+            match (check, measure) {
+                (Check::NullRatio { column, .. }, Measure::Nulls(nulls)) => {
+                    *nulls += rows.column_by_name(column).map_or(0, |c| c.null_count() as u64);
                 }
-                Some(p) => {
-                    (true, format!("{total} rows; {} on {} is under {min_rows}, too few to compare", p.rows, p.date))
-                }
-                None => (true, format!("{total} rows; no earlier date to compare with")),
-            },
-            Check::NullRatio { column, max_ratio, .. } => {
-                let nulls: u64 =
-                    rows.iter().map(|b| b.column_by_name(column).map_or(0, |c| c.null_count() as u64)).sum();
-                let ratio = if total == 0 { 0.0 } else { nulls as f64 / total as f64 };
-                (ratio <= *max_ratio, format!("{nulls} of {total} rows have no {column} ({:.2}%)", 100.0 * ratio))
-            }
-            Check::AcceptedValues { column, values, .. } => {
-                let mut unexpected = 0u64;
-                let mut examples: Vec<String> = Vec::new();
-                for batch in rows {
-                    let Some(array) = batch.column_by_name(column) else { continue };
-                    let text = cast(array, &DataType::Utf8).map_err(|e| Error::internal(Stage::Validate, source, e))?;
-                    let text = text.as_string::<i32>();
-                    for value in text.iter().flatten() {
+                (Check::AcceptedValues { column, values, .. }, Measure::Unexpected { count, examples }) => {
+                    let Some(array) = rows.column_by_name(column) else { continue };
+                    let text =
+                        cast(array, &DataType::Utf8).map_err(|e| Error::internal(Stage::Validate, &self.source, e))?;
+                    for value in text.as_string::<i32>().iter().flatten() {
                         if !values.iter().any(|v| v == value) {
-                            unexpected += 1;
+                            *count += 1;
                             if examples.len() < 3 && !examples.iter().any(|e| e == value) {
                                 examples.push(value.to_string());
                             }
                         }
                     }
                 }
-                let detail = if unexpected == 0 {
-                    format!("every {column} is one of {} accepted values", values.len())
-                } else {
-                    format!("{unexpected} rows have another {column}, e.g. {}", examples.join(", "))
-                };
-                (unexpected == 0, detail)
-            }
-            Check::Sql { sql, .. } => {
-                let found = sql_rows(sql, def.arrow_schema(), rows).await.map_err(|e| {
-                    Error::internal(
-                        Stage::Validate,
-                        source,
-                        format!("check {}: {}", check.name(), crate::error::flatten(&e)),
-                    )
-                })?;
-                let detail = match found {
-                    0 => "the query returned no row".to_string(),
-                    n => format!("the query returned {n} rows"),
-                };
-                (found == 0, detail)
-            }
-        };
-        if !passed {
-            match check.severity() {
-                Severity::Warn => tracing::warn!(check = check.name(), %detail, "data-quality check failed (warn)"),
-                Severity::Fail => tracing::error!(check = check.name(), %detail, "data-quality check failed"),
+                (_, Measure::Sql(sql)) => {
+                    if let Some(sender) = &sql.batches {
+                        // A query that ended early (it failed) has its error at the end.
+                        let _ = sender.send(rows.clone()).await;
+                    }
+                }
+                _ => {}
             }
         }
-        results.push(CheckResult {
-            name: check.name().to_string(),
-            kind: check.kind().to_string(),
-            severity: check.severity(),
-            passed,
-            detail,
-        });
+        Ok(())
     }
-    Ok(results)
+
+    /// The results, once every row went by: `rows_valid` is the day's
+    /// content (the volume check's count).
+    pub async fn finish(self, rows_valid: u64, previous: Option<PreviousDay>) -> Result<Vec<CheckResult>> {
+        let total = self.rows;
+        let mut results = Vec::with_capacity(self.measures.len());
+        for (check, measure) in self.def.checks.iter().zip(self.measures) {
+            let (passed, detail) = match (check, measure) {
+                (Check::Volume { max_change_percent, min_rows, .. }, _) => match previous {
+                    Some(p) if p.rows >= *min_rows => {
+                        let change = 100.0 * (rows_valid as f64 - p.rows as f64) / p.rows as f64;
+                        (
+                            change.abs() <= *max_change_percent,
+                            format!("{rows_valid} rows against {} on {} ({change:+.1}%)", p.rows, p.date),
+                        )
+                    }
+                    Some(p) => (
+                        true,
+                        format!("{rows_valid} rows; {} on {} is under {min_rows}, too few to compare", p.rows, p.date),
+                    ),
+                    None => (true, format!("{rows_valid} rows; no earlier date to compare with")),
+                },
+                (Check::NullRatio { column, max_ratio, .. }, Measure::Nulls(nulls)) => {
+                    let ratio = if total == 0 { 0.0 } else { nulls as f64 / total as f64 };
+                    (ratio <= *max_ratio, format!("{nulls} of {total} rows have no {column} ({:.2}%)", 100.0 * ratio))
+                }
+                (Check::AcceptedValues { column, values, .. }, Measure::Unexpected { count, examples }) => {
+                    let detail = if count == 0 {
+                        format!("every {column} is one of {} accepted values", values.len())
+                    } else {
+                        format!("{count} rows have another {column}, e.g. {}", examples.join(", "))
+                    };
+                    (count == 0, detail)
+                }
+                (Check::Sql { .. }, Measure::Sql(sql)) => {
+                    let found = sql.finish().await.map_err(|e| {
+                        Error::internal(Stage::Validate, &self.source, format!("check {}: {e}", check.name()))
+                    })?;
+                    let detail = match found {
+                        0 => "the query returned no row".to_string(),
+                        n => format!("the query returned {n} rows"),
+                    };
+                    (found == 0, detail)
+                }
+                _ => unreachable!("one measure per check, of its kind"),
+            };
+            if !passed {
+                match check.severity() {
+                    Severity::Warn => tracing::warn!(check = check.name(), %detail, "data-quality check failed (warn)"),
+                    Severity::Fail => tracing::error!(check = check.name(), %detail, "data-quality check failed"),
+                }
+            }
+            results.push(CheckResult {
+                name: check.name().to_string(),
+                kind: check.kind().to_string(),
+                severity: check.severity(),
+                passed,
+                detail,
+            });
+        }
+        Ok(results)
+    }
 }
 
-async fn sql_rows(sql: &str, schema: SchemaRef, rows: &[RecordBatch]) -> datafusion::error::Result<usize> {
-    let schema = rows.first().map_or(schema, RecordBatch::schema);
-    let batches = day_context(schema, rows.to_vec())?.sql(sql).await?.collect().await?;
-    Ok(batches.iter().map(RecordBatch::num_rows).sum())
+impl SqlCheck {
+    fn start(sql: String, schema: SchemaRef) -> SqlCheck {
+        let (tx, rx) = tokio::sync::mpsc::channel::<RecordBatch>(2);
+        let found = tokio::spawn(async move {
+            let ctx = SessionContext::new();
+            let day = Arc::new(OneShot { schema: schema.clone(), batches: std::sync::Mutex::new(Some(rx)) });
+            let table = datafusion::catalog::streaming::StreamingTable::try_new(schema, vec![day])?;
+            ctx.register_table("day", Arc::new(table))?;
+            let mut stream = ctx.sql(&sql).await?.execute_stream().await?;
+            let mut found = 0;
+            while let Some(batch) = futures::StreamExt::next(&mut stream).await {
+                found += batch?.num_rows();
+            }
+            Ok(found)
+        });
+        SqlCheck { batches: Some(tx), found }
+    }
+
+    async fn finish(mut self) -> std::result::Result<usize, String> {
+        self.batches.take();
+        match self.found.await {
+            Ok(found) => found.map_err(|e| crate::error::flatten(&e)),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+}
+
+/// The day's rows as a one-shot DataFusion partition.
+struct OneShot {
+    schema: SchemaRef,
+    batches: std::sync::Mutex<Option<tokio::sync::mpsc::Receiver<RecordBatch>>>,
+}
+
+impl std::fmt::Debug for OneShot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("day")
+    }
+}
+
+impl datafusion::physical_plan::streaming::PartitionStream for OneShot {
+    fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    fn execute(
+        &self,
+        _ctx: Arc<datafusion::execution::TaskContext>,
+    ) -> datafusion::execution::SendableRecordBatchStream {
+        use futures::StreamExt as _;
+        let receiver = self.batches.lock().expect("day partition").take();
+        let stream = match receiver {
+            Some(rx) => {
+                futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (Ok(b), rx)) }).boxed()
+            }
+            None => futures::stream::empty().boxed(),
+        };
+        Box::pin(datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(self.schema.clone(), stream))
+    }
+}
+
+/// Runs every check on the day's valid rows held in memory (the table's schema).
+pub async fn run(
+    def: &TableDefinition,
+    rows: &[RecordBatch],
+    previous: Option<PreviousDay>,
+    source: &str,
+) -> Result<Vec<CheckResult>> {
+    let mut accumulator = Accumulator::new(def, source);
+    for batch in rows {
+        accumulator.add(batch).await?;
+    }
+    let total = rows.iter().map(|b| b.num_rows() as u64).sum();
+    accumulator.finish(total, previous).await
 }
 
 /// Refuses the load when a check of severity `fail` failed.
@@ -289,10 +408,10 @@ mod tests {
         let (rx, reader) =
             crate::read::start(def, date, "t.csv".into(), Box::new(std::io::Cursor::new(text.into_bytes())));
         let stream = crate::transform::run(def, rx, "t.csv").await.unwrap();
-        let validated =
-            crate::validate::run(def, &crate::row_hash::ValueHasher::new(def), stream, "t.csv").await.unwrap();
+        let (rows, _) =
+            crate::validate::collect(def, &crate::row_hash::ValueHasher::new(def), stream, "t.csv").await.unwrap();
         reader.await.unwrap().unwrap();
-        validated.batches
+        rows
     }
 
     /// The table's definition with `checks` instead of its own.

@@ -15,7 +15,9 @@ use crate::read::{self, Reject};
 use crate::report::{RunReport, Status};
 use crate::storage::{Location, Storage};
 use crate::target::TableTarget;
+use crate::write::diff::CurrentPartition;
 use crate::{check, rejects, source, transform, validate, write};
+use deltalake::DeltaTable;
 
 #[derive(Debug, Clone)]
 pub struct IngestConfig {
@@ -32,23 +34,53 @@ pub struct IngestConfig {
 }
 
 /// Runs one ingest. The report is returned even when the run fails, with
-/// what was known when it stopped.
+/// what was known when it stopped. A commit conflict with a concurrent
+/// writer of the same date starts the load over (the export read again),
+/// a bounded number of times, then fails with exit 5.
 pub async fn run(storage: &Storage, config: &IngestConfig, run_id: &str) -> (RunReport, Result<()>) {
     let started = Instant::now();
     let def = config.target.def;
-    let mut report = RunReport::for_target(
-        &config.target,
-        config.date.to_string(),
-        config.source.join(&def.source_file(config.date)).to_string(),
-        run_id.to_string(),
-    );
-    let result = run_stages(storage, config, def, run_id, &mut report).await;
-    report.duration_ms = started.elapsed().as_millis() as u64;
-    if let Err(error) = &result {
-        report.status = Status::Failed;
-        tracing::debug!(date = %config.date, kind = ?error.kind, "ingest failed");
+    let mut attempt = 1;
+    loop {
+        let mut report = RunReport::for_target(
+            &config.target,
+            config.date.to_string(),
+            config.source.join(&def.source_file(config.date)).to_string(),
+            run_id.to_string(),
+        );
+        let result = match run_stages(storage, config, def, run_id, &mut report).await {
+            Ok(()) => Ok(()),
+            Err(write::Attempt::Failed(error)) => Err(error),
+            Err(write::Attempt::Conflict(reason)) if attempt < write::MAX_ATTEMPTS => {
+                let pause = write::backoff(attempt);
+                tracing::warn!(date = %config.date, attempt, %reason, pause_ms = pause.as_millis() as u64,
+                    "commit conflict with a concurrent writer of the date; loading it again");
+                tokio::time::sleep(pause).await;
+                attempt += 1;
+                continue;
+            }
+            Err(write::Attempt::Conflict(reason)) => Err(Error::unavailable(
+                Stage::Write,
+                &config.target.table,
+                format!("gave up after {attempt} commit conflicts with concurrent writers: {reason}"),
+            )),
+        };
+        report.duration_ms = started.elapsed().as_millis() as u64;
+        if let Err(error) = &result {
+            report.status = Status::Failed;
+            tracing::debug!(date = %config.date, kind = ?error.kind, "ingest failed");
+        }
+        return (report, result);
     }
-    (report, result)
+}
+
+/// Where the day's valid rows go as they are validated.
+enum Sink<'a> {
+    /// A date the table has no rows for: files written at once (the table
+    /// is created, or taken over, with the first rows).
+    New { files: Option<write::stream::NewFiles>, table: Option<DeltaTable> },
+    /// A date with rows (or a dry run): compared with them.
+    Compare(write::diff::Classifier<'a>),
 }
 
 async fn run_stages(
@@ -57,7 +89,7 @@ async fn run_stages(
     def: &'static TableDefinition,
     run_id: &str,
     report: &mut RunReport,
-) -> Result<()> {
+) -> Result<(), write::Attempt> {
     let date = config.date;
     let location = &config.target.table;
     let mut stages = crate::report::StageTimes::start();
@@ -78,10 +110,8 @@ async fn run_stages(
     // repeats the last load (nothing to parse), and which stored
     // fingerprints the diff may trust.
     let provenance = match &table {
-        Some(table) if write::table::has_column(table, def.row_hash_column()) => {
-            write::provenance::of_date(table, location, def, date).await?
-        }
-        _ => None,
+        Some(table) => write::provenance::of_date(table, location, def, date).await?,
+        None => None,
     };
     stages.done("provenance");
     if let Some(provenance) = &provenance {
@@ -94,23 +124,45 @@ async fn run_stages(
     }
     tracing::info!(date = %date, source = %uri, bytes = file.size, "reading export");
 
+    // The export flows: read → transform → validate, each stage a task.
     let (input, digest) = source::open(storage, &file).await?;
     let (batches, reader) = read::start(def, date, uri.clone(), input);
-    let export = async {
-        match transform::run(def, batches, &uri).await {
-            Ok(rows) => validate::run(def, &hasher, rows, &uri).await,
-            Err(error) => Err(error),
-        }
+    let (mut valid, validation) = match transform::run(def, batches, &uri).await {
+        Ok(rows) => validate::start(def, &hasher, rows, uri.clone()),
+        Err(error) => return Err(first_error(reader, error, &uri).await.into()),
     };
-    // What the table holds for the date is read at the same time.
-    let ahead = write::read_ahead(table, location, def, &hasher, date, provenance);
-    let (validated, ahead) = tokio::join!(export, ahead);
+    // What the table holds for the date (its keys and fingerprints), read
+    // while the first batches are parsed.
+    let has_rows = provenance.as_ref().is_some_and(|p| !p.own_files.is_empty() || !p.foreign_files.is_empty());
+    let adopt = table.as_ref().is_some_and(|t| !write::table::has_column(t, def.row_hash_column()));
+    let current = match &table {
+        Some(table) if has_rows => CurrentPartition::read(table, location, def, &hasher, date, provenance).await?,
+        _ => CurrentPartition::empty(),
+    };
+    let previous = match &table {
+        Some(table) => check::previous_day(table, &def.partition_by, date)?,
+        None => None,
+    };
+    let (mut sink, compared_table) = if has_rows || adopt || config.dry_run {
+        (Sink::Compare(write::diff::Classifier::new(&current, def, location, date)), table)
+    } else {
+        (Sink::New { files: None, table }, None)
+    };
+    let mut checks = check::Accumulator::new(def, &uri);
+    let mut consumed: Result<()> = Ok(());
+    while let Some(batch) = valid.recv().await {
+        consumed = consume(storage, config, &mut sink, &mut checks, batch).await;
+        if consumed.is_err() {
+            break;
+        }
+    }
+    drop(valid);
     // The reader's own failure (a bad header, say) explains the rest.
     let summary = reader.await.map_err(|e| Error::internal(Stage::Read, &uri, e))??;
-    let validated = validated?;
-    let ahead = ahead?;
+    let validated = validation.await.map_err(|e| Error::internal(Stage::Validate, &uri, e))??;
+    consumed?;
     source::check_unchanged(storage, &file).await?;
-    stages.done("read, transform, validate (and the partition's keys)");
+    stages.done("read, transform, validate, compare or write");
 
     let line_rejects = summary.line_rejects.len() as u64;
     let rows_rejected = line_rejects + validated.value_rejects.len() as u64;
@@ -128,7 +180,8 @@ async fn run_stages(
             Stage::Validate,
             &uri,
             format!("{} lines read but {accounted} accounted for", report.rows_read),
-        ));
+        )
+        .into());
     }
     let mut all_rejects: Vec<Reject> = summary.line_rejects;
     all_rejects.extend(validated.value_rejects);
@@ -140,20 +193,25 @@ async fn run_stages(
         blank_lines = summary.blank_lines,
         rows_rejected = report.rows_rejected,
         rows_duplicate = report.rows_duplicate,
-        batches = validated.batches.len(),
-        memory_bytes = validated.batches.iter().map(|b| b.get_array_memory_size()).sum::<usize>(),
         "export validated"
     );
     check_reject_ratio(&uri, report.rows_read, &all_rejects, config.max_reject_ratio)?;
-
-    let previous = match &ahead {
-        Some(ahead) => check::previous_day(ahead.table(), &def.partition_by, date)?,
-        None => None,
-    };
-    report.checks = check::run(def, &validated.batches, previous, &uri).await?;
+    report.checks = checks.finish(report.rows_valid, previous).await?;
     check::verdict(&report.checks, &uri)?;
     stages.done("checks");
 
+    let (table, changes) = match sink {
+        Sink::Compare(classifier) => {
+            let diff = classifier.finish(&validated.superseded)?;
+            (compared_table, write::DayChanges::Diff(diff))
+        }
+        Sink::New { files: Some(files), table: Some(table) } => {
+            let adds = files.finish(&table, def, location, date, &validated.superseded).await?;
+            (Some(table), write::DayChanges::New { adds, rows: report.rows_valid })
+        }
+        // No valid row: the date stays empty (the table is created if it is new).
+        Sink::New { table, .. } => (table, write::DayChanges::New { adds: Vec::new(), rows: 0 }),
+    };
     let commit_info = json!({
         "run_id": run_id,
         "export_date": date.to_string(),
@@ -174,21 +232,23 @@ async fn run_stages(
     });
     let request = write::LoadRequest {
         def,
-        hasher: &hasher,
         location,
         date,
-        rows: &validated.batches,
         rejects_location: &config.target.rejects,
         rejects: rejects::DayRejects { date, source_uri: &uri, run_id, rejects: &all_rejects },
         guards: config.guards,
         commit_info,
     };
-    let outcome = if config.dry_run {
-        write::plan_day(&request, ahead).await?
-    } else {
-        write::load_day(storage, &request, ahead).await?
+    let outcome = match (config.dry_run, table) {
+        (true, table) => write::plan_day(&request, &changes, table.as_ref().map_or(-1, crate::storage::version_of))?,
+        (false, Some(table)) if !adopt => write::commit_day(storage, &request, table, changes).await?,
+        // A new table (no row came), or one to take over: created or adopted now.
+        (false, _) => {
+            let table = writable_table(storage, config).await?;
+            write::commit_day(storage, &request, table, changes).await?
+        }
     };
-    stages.done(if config.dry_run { "plan" } else { "diff and write" });
+    stages.done(if config.dry_run { "plan" } else { "commit" });
     stages.log(&date.to_string());
     report.status = match (config.dry_run, outcome.committed) {
         (true, _) => Status::DryRun,
@@ -215,6 +275,52 @@ async fn run_stages(
         "table loaded"
     );
     Ok(())
+}
+
+/// One batch of valid rows into the checks and the sink.
+async fn consume(
+    storage: &Storage,
+    config: &IngestConfig,
+    sink: &mut Sink<'_>,
+    checks: &mut check::Accumulator<'_>,
+    batch: validate::ValidBatch,
+) -> Result<()> {
+    checks.add(&batch.rows).await?;
+    match sink {
+        Sink::Compare(classifier) => classifier.add(&batch),
+        Sink::New { files, table } => {
+            if files.is_none() {
+                // The first rows: the table is made ready to hold them.
+                let ready = match table.take() {
+                    Some(table) => {
+                        storage.check_commits_are_safe(&config.target.table).await?;
+                        table
+                    }
+                    None => writable_table(storage, config).await?,
+                };
+                *files = Some(write::stream::NewFiles::start(&ready, config.target.def, &config.target.table)?);
+                *table = Some(ready);
+            }
+            files.as_mut().expect("started above").write(batch).await
+        }
+    }
+}
+
+/// The table, created (with its rejects table first: if that cannot be
+/// written, no table is created) or taken over if it must be.
+async fn writable_table(storage: &Storage, config: &IngestConfig) -> Result<DeltaTable> {
+    let def = config.target.def;
+    rejects::open_for_writing(storage, &config.target.rejects, def).await?;
+    write::table::open_or_create(storage, &config.target.table, &write::table::TableSpec::of(def)?).await
+}
+
+/// The reader's error if it failed (it explains the rest), else `error`.
+async fn first_error(reader: tokio::task::JoinHandle<Result<read::ReadSummary>>, error: Error, uri: &str) -> Error {
+    match reader.await {
+        Ok(Err(read_error)) => read_error,
+        Err(join) => Error::internal(Stage::Read, uri, join),
+        Ok(Ok(_)) => error,
+    }
 }
 
 /// One ingest as a lineage run: `START` before the export is read, then

@@ -1,28 +1,42 @@
-//! Stage 4, validate: takes the transform's rows, sets aside the ones whose
-//! values broke a rule (rejects), checks what the definition promises (the
-//! key is present and unique, non-nullable columns have values) and keeps,
-//! of rows sharing a key, the last one in file order.
+//! Stage 4, validate: takes the transform's rows as they come, sets aside
+//! the ones whose values broke a rule (rejects), checks what the definition
+//! promises (non-nullable columns have values), fingerprints each row, and
+//! keeps, of rows sharing a key, the last one in file order, without
+//! holding the day's rows: only a 128-bit hash of each key, its line and
+//! where its row went.
+//!
+//! Rows flow on as soon as a batch is done. A later line can supersede a
+//! row already handed on (the same key further down the file): such rows
+//! are named in the outcome, and the write stage leaves them out (they are
+//! rare: an export repeats a key only when it was changed while exported).
 
-use std::hash::BuildHasher;
+use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatch, StringArray};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatch};
 use datafusion::arrow::compute::{filter_record_batch, is_null};
-use datafusion::arrow::datatypes::{Schema, UInt64Type};
+use datafusion::arrow::datatypes::{Schema, SchemaRef, UInt64Type};
 use datafusion::execution::SendableRecordBatchStream;
 use futures::StreamExt;
 use hashbrown::HashTable;
-use std::sync::Arc;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 
 use crate::definition::{Kind, TableDefinition};
 use crate::error::{Error, Result, Stage};
 use crate::read::{Reject, LINE, RAW, REJECT};
 use crate::row_hash::{self, ValueHasher};
 
-/// The rows to load, and what was set aside.
+/// Valid rows of the table's schema (fingerprint included), numbered so a
+/// later stage can name a row: (`seq`, row within the batch).
 #[derive(Debug)]
-pub struct Validated {
-    /// Rows of the table's schema, one per key.
-    pub batches: Vec<RecordBatch>,
+pub struct ValidBatch {
+    pub seq: u32,
+    pub rows: RecordBatch,
+}
+
+/// What validation found once the stream has ended.
+#[derive(Debug, Default)]
+pub struct Outcome {
     /// Lines whose values broke a rule.
     pub value_rejects: Vec<Reject>,
     /// Rows the transform passed on (the rest were filtered).
@@ -31,31 +45,53 @@ pub struct Validated {
     pub rows_duplicate: u64,
     /// Rows kept: the day's content.
     pub rows_valid: u64,
+    /// Rows handed on and then superseded by a later line with their key:
+    /// (`seq`, row). The day's content leaves them out.
+    pub superseded: Vec<(u32, u32)>,
 }
 
-pub async fn run(
-    def: &TableDefinition,
+/// Batches of valid rows in flight between validation and the next stage.
+const IN_FLIGHT: usize = 2;
+
+/// Starts validating `transformed`; valid rows arrive on the receiver (in
+/// no particular order), the outcome once the receiver is drained.
+pub fn start(
+    def: &'static TableDefinition,
     hasher: &ValueHasher,
+    transformed: SendableRecordBatchStream,
+    source_uri: String,
+) -> (mpsc::Receiver<ValidBatch>, JoinHandle<Result<Outcome>>) {
+    let (tx, rx) = mpsc::channel(IN_FLIGHT);
+    let hasher = Arc::new(hasher.clone());
+    let handle = tokio::spawn(async move { run(def, hasher, transformed, &source_uri, tx).await });
+    (rx, handle)
+}
+
+async fn run(
+    def: &'static TableDefinition,
+    hasher: Arc<ValueHasher>,
     mut transformed: SendableRecordBatchStream,
     source_uri: &str,
-) -> Result<Validated> {
-    // The table's columns but the fingerprint, which is added last.
+    tx: mpsc::Sender<ValidBatch>,
+) -> Result<Outcome> {
     let table_schema = def.arrow_schema();
     let row_hash = def.row_hash_column();
-    let schema = Arc::new(Schema::new(
+    // The table's columns but the fingerprint, which is added last.
+    let schema: SchemaRef = Arc::new(Schema::new(
         table_schema.fields().iter().filter(|f| f.name() != row_hash).cloned().collect::<Vec<_>>(),
     ));
+    let row_hash_at = table_schema.index_of(row_hash).expect("own column");
     let key = def.day_key();
-    let mut kept: Vec<KeptBatch> = Vec::new();
-    let mut value_rejects = Vec::new();
-    let mut rows_transformed = 0u64;
+    let mut outcome = Outcome::default();
     let mut latest = LatestByKey::default();
-    let hasher = Arc::new(hasher.clone());
-    let hashing = Arc::new(tokio::sync::Semaphore::new(2));
+    let mut fingerprinting = futures::stream::FuturesUnordered::new();
+    let mut seq = 0u32;
+    let mut emitted = 0u64;
+    let mut dropped = 0u64;
 
     while let Some(batch) = transformed.next().await {
         let batch = batch.map_err(|e| Error::datafusion(Stage::Transform, source_uri, e))?;
-        rows_transformed += batch.num_rows() as u64;
+        outcome.rows_transformed += batch.num_rows() as u64;
         check_transform_output(def, &batch)?;
 
         let reasons = batch.column_by_name(REJECT).expect("checked").as_string::<i32>();
@@ -63,7 +99,7 @@ pub async fn run(
         if reasons.null_count() < reasons.len() {
             let raws = batch.column_by_name(RAW).expect("checked").as_string::<i32>();
             for row in (0..batch.num_rows()).filter(|&r| reasons.is_valid(r)) {
-                value_rejects.push(Reject {
+                outcome.value_rejects.push(Reject {
                     line: lines.value(row),
                     raw: raws.value(row).to_string(),
                     reason: reasons.value(row).to_string(),
@@ -77,50 +113,120 @@ pub async fn run(
                 .map_err(|e| Error::internal(Stage::Validate, source_uri, e))?
         };
         check_not_null(def, &accepted, source_uri)?;
+        if accepted.num_rows() == 0 {
+            continue;
+        }
 
+        // The last line of each key wins, among this batch and the ones before.
+        let ids = accepted.column_by_name(key).expect("checked").as_string::<i32>();
+        let lines = accepted.column_by_name(LINE).expect("checked").as_primitive::<UInt64Type>();
+        let keys: Vec<u128> = (0..ids.len()).map(|r| xxhash_rust::xxh3::xxh3_128(ids.value(r).as_bytes())).collect();
+        let mut keep = vec![true; accepted.num_rows()];
+        for (row, key_hash) in keys.iter().enumerate() {
+            match latest.offer(*key_hash, lines.value(row), seq, row as u32) {
+                Offer::New => {}
+                Offer::Older => keep[row] = false,
+                Offer::Newer { seq: old_seq, row: old_row } if old_seq == seq => keep[old_row as usize] = false,
+                Offer::Newer { seq: old_seq, row: old_row } => outcome.superseded.push((old_seq, old_row)),
+            }
+        }
+        // Rows are named by their place among the rows handed on.
+        let mut position = 0u32;
+        for (row, kept) in keep.iter().enumerate() {
+            if *kept {
+                latest.place(keys[row], seq, row as u32, position);
+                position += 1;
+            }
+        }
+        dropped += keep.iter().filter(|k| !**k).count() as u64;
         let table_columns: Vec<ArrayRef> =
             schema.fields().iter().map(|f| accepted.column_by_name(f.name()).expect("checked").clone()).collect();
         let rows = RecordBatch::try_new(schema.clone(), table_columns)
             .map_err(|e| Error::internal(Stage::Validate, source_uri, e))?;
-        let ids = rows.column_by_name(key).expect("checked").as_string::<i32>().clone();
-        let lines = accepted.column_by_name(LINE).expect("checked").as_primitive::<UInt64Type>().clone();
-        let batch_index = kept.len();
-        // Fingerprints are computed while the rest of the file is read.
-        let hashes = hash_in_background(&hasher, &hashing, rows.clone());
-        kept.push(KeptBatch { keep: vec![true; rows.num_rows()], rows, ids, hashes });
-        for row in 0..lines.len() {
-            latest.offer(&mut kept, batch_index, row, lines.value(row));
-        }
-    }
-
-    let mut batches = Vec::with_capacity(kept.len());
-    let (mut rows_valid, mut rows_duplicate) = (0u64, 0u64);
-    let row_hash_at = table_schema.index_of(row_hash).expect("own column");
-    for batch in kept {
-        let hashes = batch
-            .hashes
-            .await
-            .map_err(|e| Error::internal(Stage::Validate, source_uri, e))?
-            .map_err(|e| Error::internal(Stage::Validate, source_uri, e))?;
-        let keep = BooleanArray::from(batch.keep);
-        let duplicates = keep.false_count() as u64;
-        rows_duplicate += duplicates;
-        rows_valid += keep.len() as u64 - duplicates;
-        let mut columns = batch.rows.columns().to_vec();
-        columns.insert(row_hash_at, row_hash::to_array(&hashes));
-        let rows = RecordBatch::try_new(table_schema.clone(), columns)
-            .map_err(|e| Error::internal(Stage::Validate, source_uri, e))?;
-        let rows = if duplicates == 0 {
+        let rows = if position as usize == rows.num_rows() {
             rows
         } else {
-            filter_record_batch(&rows, &keep).map_err(|e| Error::internal(Stage::Validate, source_uri, e))?
+            filter_record_batch(&rows, &BooleanArray::from(keep))
+                .map_err(|e| Error::internal(Stage::Validate, source_uri, e))?
         };
-        if rows.num_rows() > 0 {
-            batches.push(rows);
+        emitted += rows.num_rows() as u64;
+
+        // Fingerprints on blocking threads, two batches at a time, while the rest is read.
+        let (hasher, table_schema) = (hasher.clone(), table_schema.clone());
+        let batch_seq = seq;
+        fingerprinting.push(tokio::task::spawn_blocking(move || {
+            let hashes = hasher.hash_rows(&rows)?;
+            let mut columns = rows.columns().to_vec();
+            columns.insert(row_hash_at, row_hash::to_array(&hashes));
+            let rows = RecordBatch::try_new(table_schema, columns).map_err(|e| e.to_string())?;
+            Ok::<_, String>(ValidBatch { seq: batch_seq, rows })
+        }));
+        seq += 1;
+        while fingerprinting.len() >= IN_FLIGHT {
+            if !hand_on(&mut fingerprinting, &tx, source_uri).await? {
+                return Ok(outcome);
+            }
         }
     }
-    value_rejects.sort();
-    Ok(Validated { batches, value_rejects, rows_transformed, rows_duplicate, rows_valid })
+    while !fingerprinting.is_empty() {
+        if !hand_on(&mut fingerprinting, &tx, source_uri).await? {
+            break;
+        }
+    }
+    outcome.superseded.sort_unstable();
+    outcome.rows_duplicate = dropped + outcome.superseded.len() as u64;
+    outcome.rows_valid = emitted - outcome.superseded.len() as u64;
+    outcome.value_rejects.sort();
+    Ok(outcome)
+}
+
+type Fingerprinting = futures::stream::FuturesUnordered<JoinHandle<std::result::Result<ValidBatch, String>>>;
+
+/// Hands on the next fingerprinted batch; `false` when the consumer is gone
+/// (it failed, and its error is the one to report).
+async fn hand_on(pending: &mut Fingerprinting, tx: &mpsc::Sender<ValidBatch>, source_uri: &str) -> Result<bool> {
+    let Some(done) = pending.next().await else { return Ok(true) };
+    let batch = done
+        .map_err(|e| Error::internal(Stage::Validate, source_uri, e))?
+        .map_err(|e| Error::internal(Stage::Validate, source_uri, e))?;
+    Ok(tx.send(batch).await.is_ok())
+}
+
+/// Every valid row in memory, superseded ones left out (for tests and
+/// callers that want the whole day).
+pub async fn collect(
+    def: &'static TableDefinition,
+    hasher: &ValueHasher,
+    transformed: SendableRecordBatchStream,
+    source_uri: &str,
+) -> Result<(Vec<RecordBatch>, Outcome)> {
+    let (mut rx, handle) = start(def, hasher, transformed, source_uri.to_string());
+    let mut batches = Vec::new();
+    while let Some(batch) = rx.recv().await {
+        batches.push(batch);
+    }
+    let outcome = handle.await.map_err(|e| Error::internal(Stage::Validate, source_uri, e))??;
+    let rows = batches
+        .into_iter()
+        .map(|b| without_rows(b.rows, b.seq, &outcome.superseded))
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| Error::internal(Stage::Validate, source_uri, e))?;
+    Ok((rows.into_iter().filter(|b| b.num_rows() > 0).collect(), outcome))
+}
+
+/// `rows` of batch `seq` without the superseded ones (a sorted list).
+pub fn without_rows(
+    rows: RecordBatch,
+    seq: u32,
+    superseded: &[(u32, u32)],
+) -> std::result::Result<RecordBatch, datafusion::arrow::error::ArrowError> {
+    let from = superseded.partition_point(|(s, _)| *s < seq);
+    let gone: Vec<u32> = superseded[from..].iter().take_while(|(s, _)| *s == seq).map(|(_, r)| *r).collect();
+    if gone.is_empty() {
+        return Ok(rows);
+    }
+    let keep: BooleanArray = (0..rows.num_rows() as u32).map(|r| Some(gone.binary_search(&r).is_err())).collect();
+    filter_record_batch(&rows, &keep)
 }
 
 /// The transform's output, checked again on the data (the definition
@@ -145,56 +251,50 @@ fn check_not_null(def: &TableDefinition, batch: &RecordBatch, source_uri: &str) 
     Ok(())
 }
 
-struct KeptBatch {
-    rows: RecordBatch,
-    ids: StringArray,
-    keep: Vec<bool>,
-    hashes: tokio::task::JoinHandle<std::result::Result<Vec<u128>, String>>,
-}
-
-/// Starts fingerprinting `rows` on a blocking thread, at most two at a time.
-fn hash_in_background(
-    hasher: &Arc<ValueHasher>,
-    limit: &Arc<tokio::sync::Semaphore>,
-    rows: RecordBatch,
-) -> tokio::task::JoinHandle<std::result::Result<Vec<u128>, String>> {
-    let (hasher, limit) = (hasher.clone(), limit.clone());
-    tokio::spawn(async move {
-        let _permit = limit.acquire_owned().await.map_err(|e| e.to_string())?;
-        tokio::task::spawn_blocking(move || hasher.hash_rows(&rows)).await.map_err(|e| e.to_string())?
-    })
-}
-
-/// For each key, where its last line (highest line number) is.
+/// Where the last line of each key is: (seq, row) of its batch.
 #[derive(Default)]
 struct LatestByKey {
-    hasher: hashbrown::DefaultHashBuilder,
     table: HashTable<Latest>,
 }
 
-/// The row currently kept for a key; the key's hash is kept so that growing
-/// the table never has to look the key up again.
 struct Latest {
-    hash: u64,
-    batch: u32,
-    row: u32,
+    key: u128,
     line: u64,
+    seq: u32,
+    row: u32,
+}
+
+enum Offer {
+    /// The key's first line.
+    New,
+    /// An earlier line of a key already seen further down: this row goes.
+    Older,
+    /// A later line of a key: the row it was is superseded.
+    Newer { seq: u32, row: u32 },
 }
 
 impl LatestByKey {
-    fn offer(&mut self, kept: &mut [KeptBatch], batch: usize, row: usize, line: u64) {
-        let id = kept[batch].ids.value(row);
-        let hash = self.hasher.hash_one(id);
-        let found =
-            self.table.find_mut(hash, |e| e.hash == hash && kept[e.batch as usize].ids.value(e.row as usize) == id);
-        match found {
-            Some(entry) if entry.line < line => {
-                kept[entry.batch as usize].keep[entry.row as usize] = false;
-                (entry.batch, entry.row, entry.line) = (batch as u32, row as u32, line);
+    fn offer(&mut self, key: u128, line: u64, seq: u32, row: u32) -> Offer {
+        let hash = key as u64;
+        match self.table.find_mut(hash, |e| e.key == key) {
+            Some(entry) if entry.line > line => Offer::Older,
+            Some(entry) => {
+                let before = Offer::Newer { seq: entry.seq, row: entry.row };
+                (entry.line, entry.seq, entry.row) = (line, seq, row);
+                before
             }
-            Some(_) => kept[batch].keep[row] = false,
             None => {
-                self.table.insert_unique(hash, Latest { hash, batch: batch as u32, row: row as u32, line }, |e| e.hash);
+                self.table.insert_unique(hash, Latest { key, line, seq, row }, |e| e.key as u64);
+                Offer::New
+            }
+        }
+    }
+
+    /// The kept row `row` of batch `seq` is row `position` of what was handed on.
+    fn place(&mut self, key: u128, seq: u32, row: u32, position: u32) {
+        if let Some(entry) = self.table.find_mut(key as u64, |e| e.key == key) {
+            if entry.seq == seq && entry.row == row {
+                entry.row = position;
             }
         }
     }

@@ -33,6 +33,9 @@ pub(crate) async fn apply(
     let delta_error = |e| Attempt::Failed(Error::delta(Stage::Write, location, e));
     let schema_error = |e: deltalake::kernel::Error| Attempt::Failed(Error::internal(Stage::Write, location, e));
     let snapshot = table.snapshot().map_err(delta_error)?;
+    if plan.replace {
+        return replace(table, def, location, plan, info).await;
+    }
     let mut metadata = snapshot.metadata().clone();
     let added: Vec<StructField> = plan.added.iter().map(|a| a.field.clone()).collect();
     if !added.is_empty() {
@@ -69,5 +72,52 @@ pub(crate) async fn apply(
         properties = plan.properties.len(),
         "schema evolved in place"
     );
+    Ok((table, plan))
+}
+
+/// A table that never held a row takes the definition's schema,
+/// partitioning and properties, keeping its id, name and description.
+async fn replace(
+    table: DeltaTable,
+    def: &TableDefinition,
+    location: &Location,
+    plan: SchemaPlan,
+    info: serde_json::Value,
+) -> Result<(DeltaTable, SchemaPlan), Attempt> {
+    let delta_error = |e| Attempt::Failed(Error::delta(Stage::Write, location, e));
+    let snapshot = table.snapshot().map_err(delta_error)?;
+    let spec = crate::write::table::TableSpec::shape_of(def)?;
+    let schema = StructType::try_new(spec.fields.clone())
+        .map_err(|e| Attempt::Failed(Error::internal(Stage::Write, location, e)))?;
+    let old = snapshot.metadata().clone();
+    let kernel_error = |e: deltalake::kernel::Error| Attempt::Failed(Error::internal(Stage::Write, location, e));
+    let mut metadata = deltalake::kernel::new_metadata(&schema, [spec.partition_by.clone()], spec.properties.clone())
+        .map_err(kernel_error)?
+        .with_table_id(old.id().to_string())
+        .map_err(kernel_error)?;
+    if let Some(name) = old.name() {
+        metadata = metadata.with_name(name.to_string()).map_err(kernel_error)?;
+    }
+    if let Some(description) = old.description() {
+        metadata = metadata.with_description(description.to_string()).map_err(kernel_error)?;
+    }
+    let operation = DeltaOperation::Create {
+        mode: deltalake::protocol::SaveMode::Overwrite,
+        location: table.table_url().clone(),
+        protocol: snapshot.protocol().clone(),
+        metadata: metadata.clone(),
+    };
+    let mut info = info;
+    if let Some(fields) = info.as_object_mut() {
+        fields.insert("schema_change".into(), serde_json::json!({ "replaced": "the table held no row" }));
+    }
+    let commit = CommitBuilder::from(CommitProperties::default().with_metadata(crate::write::commit_info(info)))
+        .with_actions(vec![Action::Metadata(metadata)])
+        .build(Some(snapshot), table.log_store(), operation)
+        .await
+        .map_err(|e| commit_error(Stage::Write, location, e))?;
+    let mut table = table;
+    table.load_version(commit.version()).await.map_err(delta_error)?;
+    tracing::info!(table = %location, version = commit.version(), "a table without rows took its definition's schema");
     Ok((table, plan))
 }

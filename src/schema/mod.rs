@@ -9,7 +9,9 @@
 //! written (exit 2, with what differs and how to migrate): a type change,
 //! a removed or renamed column, a nullability change, a new not-null
 //! column, a key or partition change. deltalake 1.x writes neither column
-//! mapping (rename, drop) nor type widening.
+//! mapping (rename, drop) nor type widening. A table shoplake created that
+//! never held a row (a first load that failed on a definition being
+//! written) has nothing to keep consistent: it takes the definition whole.
 
 pub mod apply;
 
@@ -44,6 +46,9 @@ pub struct SchemaPlan {
     pub adopt: bool,
     /// There is no table yet: the load creates it from the definition.
     pub create: bool,
+    /// The table never held a row (only its CREATE commit): it takes the
+    /// definition's schema and partitioning whatever changed, in place.
+    pub replace: bool,
     #[serde(skip)]
     pub hasher: Option<ValueHasher>,
 }
@@ -66,7 +71,7 @@ pub struct PropertyChange {
 impl SchemaPlan {
     /// Whether there is anything to apply in place.
     pub fn has_changes(&self) -> bool {
-        !self.added.is_empty() || !self.properties.is_empty()
+        self.replace || !self.added.is_empty() || !self.properties.is_empty()
     }
 
     /// The fingerprint of the definition's rows in this table.
@@ -180,6 +185,16 @@ pub fn plan(def: &TableDefinition, table: Option<&DeltaTable>, location: &Locati
                 PropertyChange { table: configuration.get(name).cloned(), definition: value.clone() },
             );
         }
+    }
+    // A table that never held a row (a first load that failed after creating
+    // it, say with a definition being corrected) has nothing to keep
+    // consistent: it simply takes the definition.
+    // Only a table shoplake created (it records the key): another tool's
+    // empty table is not shoplake's to reshape.
+    let differs = !plan.refused.is_empty() || !plan.added.is_empty() || plan.adopt;
+    let created_here = configuration.contains_key(KEY_PROPERTY);
+    if differs && created_here && crate::storage::version_of(table) == 0 && snapshot.log_data().num_files() == 0 {
+        return Ok(SchemaPlan { replace: true, hasher: Some(ValueHasher::new(def)), ..SchemaPlan::default() });
     }
     let table_columns = actual.iter().map(|f| (f.name().as_str(), is_added(f)));
     plan.hasher = Some(ValueHasher::for_table(def, table_columns));

@@ -26,6 +26,7 @@ use crate::error::{Error, Result, Stage};
 use crate::read::days_since_epoch;
 use crate::row_hash::{self, ValueHasher};
 use crate::storage::Location;
+use crate::validate::ValidBatch;
 
 /// Column of the merge source saying what to do with the row.
 pub const OP: &str = "_op";
@@ -58,71 +59,98 @@ pub fn merge_source_schema(def: &TableDefinition) -> SchemaRef {
     Arc::new(Schema::new(fields))
 }
 
-/// Diffs `incoming` (the day's rows, table schema) against `current`, what
-/// the table holds for `date`.
-pub async fn against(
-    current: &CurrentPartition,
-    location: &Location,
-    def: &'static TableDefinition,
-    key: &str,
+/// Compares the day's rows with what the table holds for the date, batch
+/// by batch as they are validated: unchanged rows are only counted, the
+/// changed ones kept for the merge (a corrected re-export changes a few).
+pub struct Classifier<'a> {
+    current: &'a CurrentPartition,
+    def: &'a TableDefinition,
+    location: &'a Location,
     date: NaiveDate,
-    incoming: &[RecordBatch],
-) -> Result<Diff> {
-    let mut diff = Diff { current_rows: current.rows, ..Diff::default() };
-    if current.rows == 0 {
-        // A new partition: everything is an insert, written as is.
-        diff.inserted = incoming.iter().map(|b| b.num_rows() as u64).sum();
-        return Ok(diff);
+    schema: SchemaRef,
+    /// Changed rows with their `_op`, and each row's (seq, row).
+    changes: Vec<(RecordBatch, Vec<(u32, u32)>)>,
+    unchanged: u64,
+}
+
+impl<'a> Classifier<'a> {
+    pub fn new(
+        current: &'a CurrentPartition,
+        def: &'a TableDefinition,
+        location: &'a Location,
+        date: NaiveDate,
+    ) -> Self {
+        Classifier { current, def, location, date, schema: merge_source_schema(def), changes: Vec::new(), unchanged: 0 }
     }
-    let schema = merge_source_schema(def);
-    let incoming_hashes = incoming
-        .iter()
-        .map(|b| row_hash::from_array(b.column_by_name(def.row_hash_column()).expect("validated rows have it")))
-        .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|e| Error::internal(Stage::Write, location, e))?;
 
-    // Look every row up, on two threads: the index is only read (`seen` is atomic).
-    let started = std::time::Instant::now();
-    let work: Vec<(&RecordBatch, Vec<u128>)> = incoming.iter().zip(incoming_hashes).collect();
-    let half = work.len().div_ceil(2);
-    let ops: Vec<Vec<Option<&'static str>>> = std::thread::scope(|scope| {
-        let parts: Vec<_> = work
-            .chunks(half.max(1))
-            .map(|part| scope.spawn(move || part.iter().map(|(b, h)| current.classify(b, h, key)).collect::<Vec<_>>()))
-            .collect();
-        parts.into_iter().flat_map(|p| p.join().expect("diff thread panicked")).collect()
-    });
-    tracing::debug!(ms = started.elapsed().as_millis() as u64, "compared the rows");
-
-    for (batch, ops) in incoming.iter().zip(ops) {
+    /// Takes in one batch of valid rows.
+    pub fn add(&mut self, batch: &ValidBatch) -> Result<()> {
+        let fail = |e: String| Error::internal(Stage::Write, self.location, e);
+        let rows = &batch.rows;
+        let hashes =
+            row_hash::from_array(rows.column_by_name(self.def.row_hash_column()).expect("validated rows have it"))
+                .map_err(fail)?;
+        let ops = self.current.classify(rows, &hashes, self.def.day_key());
         let changed = BooleanArray::from(ops.iter().map(|op| op.is_some()).collect::<Vec<_>>());
-        diff.unchanged += changed.false_count() as u64;
-        diff.inserted += ops.iter().filter(|op| **op == Some(OP_INSERT)).count() as u64;
-        diff.updated += ops.iter().filter(|op| **op == Some(OP_UPDATE)).count() as u64;
+        self.unchanged += changed.false_count() as u64;
         if changed.true_count() == 0 {
-            continue;
+            return Ok(());
         }
-        let rows = filter_record_batch(batch, &changed).map_err(|e| Error::internal(Stage::Write, location, e))?;
-        let mut columns: Vec<ArrayRef> = rows.columns().to_vec();
+        let names: Vec<(u32, u32)> =
+            ops.iter().enumerate().filter(|(_, op)| op.is_some()).map(|(row, _)| (batch.seq, row as u32)).collect();
+        let kept = filter_record_batch(rows, &changed).map_err(|e| fail(e.to_string()))?;
+        let mut columns: Vec<ArrayRef> = self
+            .schema
+            .fields()
+            .iter()
+            .filter(|f| f.name() != OP)
+            .map(|f| kept.column_by_name(f.name()).expect("table column").clone())
+            .collect();
         columns.push(Arc::new(StringArray::from_iter_values(ops.into_iter().flatten())));
-        diff.changes.push(
-            RecordBatch::try_new(schema.clone(), columns).map_err(|e| Error::internal(Stage::Write, location, e))?,
-        );
+        let changes = RecordBatch::try_new(self.schema.clone(), columns).map_err(|e| fail(e.to_string()))?;
+        self.changes.push((changes, names));
+        Ok(())
     }
 
-    let gone: Vec<&str> = current
-        .index
-        .entries
-        .iter()
-        .filter(|e| !e.seen.load(Ordering::Relaxed))
-        .map(|e| current.ids[e.batch as usize].value(e.row as usize))
-        .collect();
-    diff.deleted = gone.len() as u64;
-    if !gone.is_empty() {
-        diff.changes
-            .push(deletions(&schema, def, key, date, &gone).map_err(|e| Error::internal(Stage::Write, location, e))?);
+    /// The diff, once every row went by: superseded rows (a later line has
+    /// their key) are left out, and the keys no row had are deleted.
+    pub fn finish(self, superseded: &[(u32, u32)]) -> Result<Diff> {
+        let fail = |e: String| Error::internal(Stage::Write, self.location, e);
+        let mut diff = Diff { current_rows: self.current.rows, unchanged: self.unchanged, ..Diff::default() };
+        let mut dropped = 0u64;
+        for (batch, names) in self.changes {
+            let keep: BooleanArray = names.iter().map(|name| Some(superseded.binary_search(name).is_err())).collect();
+            dropped += keep.false_count() as u64;
+            let batch = if keep.false_count() == 0 {
+                batch
+            } else {
+                filter_record_batch(&batch, &keep).map_err(|e| fail(e.to_string()))?
+            };
+            let ops = batch.column_by_name(OP).expect("own column").as_string::<i32>();
+            diff.inserted += ops.iter().filter(|op| *op == Some(OP_INSERT)).count() as u64;
+            diff.updated += ops.iter().filter(|op| *op == Some(OP_UPDATE)).count() as u64;
+            if batch.num_rows() > 0 {
+                diff.changes.push(batch);
+            }
+        }
+        // A superseded row that was not a change was counted unchanged.
+        diff.unchanged -= (superseded.len() as u64).saturating_sub(dropped).min(diff.unchanged);
+        let gone: Vec<&str> = self
+            .current
+            .index
+            .entries
+            .iter()
+            .filter(|e| !e.seen.load(Ordering::Relaxed))
+            .map(|e| self.current.ids[e.batch as usize].value(e.row as usize))
+            .collect();
+        diff.deleted = gone.len() as u64;
+        if !gone.is_empty() {
+            let key = self.def.day_key();
+            diff.changes
+                .push(deletions(&self.schema, self.def, key, self.date, &gone).map_err(|e| fail(e.to_string()))?);
+        }
+        Ok(diff)
     }
-    Ok(diff)
 }
 
 /// Merge source rows that delete `ids`: the key and the date, nulls elsewhere.
@@ -255,15 +283,21 @@ impl CurrentPartition {
         let foreign = &partition.provenance.foreign_files;
         if !foreign.is_empty() {
             // The values the fingerprint covers, as far as the table has
-            // them (a column still to be added reads as null).
-            let mut columns: Vec<&str> = vec![key, row_hash];
+            // them (a column still to be added reads as null; a table to
+            // take over has no fingerprints at all yet).
+            let has_row_hash = super::table::has_column(table, row_hash);
+            let mut columns: Vec<&str> = vec![key];
+            columns.extend(has_row_hash.then_some(row_hash));
             columns
                 .extend(def.hashed_columns().map(|c| c.name.as_str()).filter(|c| super::table::has_column(table, c)));
             let mut stream = scan(table, location, def, date, &foreign.clone(), &columns).await?;
             while let Some(batch) = stream.next().await {
                 let batch = batch.map_err(|e| Error::datafusion(Stage::Write, location, e))?;
                 let fail = |e: String| Error::internal(Stage::Write, location, e);
-                let stored = row_hash::from_array(batch.column(1)).map_err(fail)?;
+                let stored = match has_row_hash {
+                    true => row_hash::from_array(batch.column(1)).map_err(fail)?,
+                    false => vec![row_hash::UNKNOWN; batch.num_rows()],
+                };
                 let values = hasher.hash_rows(&batch).map_err(fail)?;
                 let stale: Vec<bool> = stored.iter().zip(&values).map(|(s, v)| s != v).collect();
                 partition.add(location, date, batch.column(0), values, stale)?;

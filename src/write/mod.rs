@@ -1,43 +1,39 @@
 //! Stage 5, write: makes the table's partition for the date equal the
 //! validated rows, in one Delta commit scoped to that partition.
 //!
-//! * The partition is empty: the rows are written with a `replaceWhere` on
-//!   the date (one commit, conflicts only with writers of the same date).
-//! * It has rows: the rows are diffed against it ([`diff`]) and only the
-//!   changes go through a MERGE whose condition names the date literally, so
-//!   only that date's files are read or rewritten and concurrent loads of
-//!   other dates do not conflict. Deletes ride in the merge source as rows
-//!   marked `delete`, because `when_not_matched_by_source` would scan the
-//!   whole table (delta-rs #4535).
+//! * The partition is empty: the rows were written as they were validated
+//!   ([`stream`]: several files at once), and one commit adds them.
+//! * It has rows: the rows were compared with it as they were validated
+//!   ([`diff`]) and only the changes go through a MERGE ([`merge`]) whose
+//!   condition names the date literally, so only that date's files are read
+//!   or rewritten and concurrent loads of other dates do not conflict.
+//!   Deletes ride in the merge source as rows marked `delete`, because
+//!   `when_not_matched_by_source` would scan the whole table (delta-rs #4535).
 //! * Nothing differs: no commit at all.
 //!
 //! Before its commit, a load writes the date's rejects and records the
 //! rejects version holding them in the commit ([`crate::rejects`]); if only
 //! the rejects changed, the commit carries no data, just that record.
 //!
-//! Guards refuse (exit 4, nothing written) an export that would empty a
+//! Guards refuse (exit 4, nothing committed) an export that would empty a
 //! date that has rows, or delete more than 100 rows and more than
 //! `--max-delete-ratio` of them; updates never count as deletions.
 //!
-//! A commit conflict (another writer touched the same date) reloads the
-//! table and starts over, a bounded number of times.
+//! A commit conflict (another writer touched the same date) is returned as
+//! such: the ingest starts over, a bounded number of times.
 
 pub mod diff;
 pub mod identical;
+mod merge;
 pub mod provenance;
+pub mod stream;
 pub mod table;
 
-use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::NaiveDate;
-use datafusion::arrow::record_batch::RecordBatch;
-use datafusion::catalog::Session;
-use datafusion::prelude::SessionContext;
-use deltalake::delta_datafusion::DeltaSessionContext;
 use deltalake::kernel::transaction::{CommitBuilder, CommitProperties, TransactionError};
-use deltalake::kernel::Transaction;
+use deltalake::kernel::{Action, Add, Transaction};
 use deltalake::parquet::basic::Compression;
 use deltalake::parquet::file::properties::{EnabledStatistics, WriterProperties};
 use deltalake::parquet::schema::types::ColumnPath;
@@ -47,12 +43,11 @@ use deltalake::{DeltaTable, DeltaTableError};
 use crate::definition::TableDefinition;
 use crate::error::{Error, Kind, Result, Stage};
 use crate::rejects::{self, pairing, DayRejects};
-use crate::row_hash::ValueHasher;
 use crate::storage::{Location, Storage};
-use diff::{CurrentPartition, Diff, OP, OP_DELETE, OP_INSERT, OP_UPDATE};
+use diff::Diff;
 
 /// Attempts before a run gives up on commit conflicts (exit 5).
-const MAX_ATTEMPTS: u32 = 8;
+pub const MAX_ATTEMPTS: u32 = 8;
 /// Rows per Parquet row group: several per day, so a day's partition is
 /// read back on all cores.
 const ROW_GROUP_ROWS: usize = 128 * 1024;
@@ -78,18 +73,39 @@ pub fn writer_properties(def: &TableDefinition) -> WriterProperties {
 /// What one load asks of the table.
 pub struct LoadRequest<'a> {
     pub def: &'static TableDefinition,
-    /// The fingerprint of the definition's rows in this table.
-    pub hasher: &'a ValueHasher,
     pub location: &'a Location,
     pub date: NaiveDate,
-    /// The day's validated rows, in the table's schema.
-    pub rows: &'a [RecordBatch],
     pub rejects_location: &'a Location,
     /// The day's rejected lines, written to the rejects table first.
     pub rejects: DayRejects<'a>,
     pub guards: Guards,
     /// Recorded in the commit info under "shoplake".
     pub commit_info: serde_json::Value,
+}
+
+/// What a load found to do, worked out while the day's rows went by.
+pub enum DayChanges {
+    /// A date the table had no rows for: its rows, written, to add.
+    New { adds: Vec<Add>, rows: u64 },
+    /// A date with rows: what differs.
+    Diff(Diff),
+}
+
+impl DayChanges {
+    /// What it does to the rows: a diff's counts (a new date inserts all).
+    fn as_diff(&self) -> Diff {
+        match self {
+            DayChanges::New { rows, .. } => Diff { inserted: *rows, ..Diff::default() },
+            DayChanges::Diff(diff) => Diff {
+                changes: Vec::new(),
+                inserted: diff.inserted,
+                updated: diff.updated,
+                deleted: diff.deleted,
+                unchanged: diff.unchanged,
+                current_rows: diff.current_rows,
+            },
+        }
+    }
 }
 
 /// What a load may delete without an operator saying so.
@@ -161,49 +177,12 @@ pub struct LoadOutcome {
     pub bytes_added: u64,
 }
 
-/// The table and what it holds for the date, read while the export is
-/// still being read (the two overlap).
-pub struct ReadAhead {
-    table: DeltaTable,
-    current: CurrentPartition,
-}
-
-impl ReadAhead {
-    pub fn table(&self) -> &DeltaTable {
-        &self.table
-    }
-}
-
-/// Reads the date's partition of the table opened for this load, if there is one.
-pub async fn read_ahead(
-    table: Option<DeltaTable>,
-    location: &Location,
-    def: &'static TableDefinition,
-    hasher: &ValueHasher,
-    date: NaiveDate,
-    provenance: Option<provenance::DateProvenance>,
-) -> Result<Option<ReadAhead>> {
-    let Some(table) = table else { return Ok(None) };
-    // A table to take over has no fingerprints to read yet: the load opens it again.
-    if !table::has_column(&table, def.row_hash_column()) {
-        return Ok(None);
-    }
-    let current = CurrentPartition::read(&table, location, def, hasher, date, provenance).await?;
-    Ok(Some(ReadAhead { table, current }))
-}
-
 /// What loading the day would do, with nothing written (`--dry-run`): the
-/// same diff and guards as a load, against the table as `ahead` read it.
-pub async fn plan_day(request: &LoadRequest<'_>, ahead: Option<ReadAhead>) -> Result<LoadOutcome> {
-    let LoadRequest { def, location, date, rows, .. } = *request;
-    let key = def.day_key();
-    let (version, current) = match ahead {
-        Some(ReadAhead { table, current }) => (crate::storage::version_of(&table), current),
-        None => (-1, CurrentPartition::empty()),
-    };
-    let diff = diff::against(&current, location, def, key, date, rows).await?;
-    let incoming: u64 = rows.iter().map(|b| b.num_rows() as u64).sum();
-    request.guards.check(location, date, incoming, &diff)?;
+/// same guards as a load, on the same counts.
+pub fn plan_day(request: &LoadRequest<'_>, changes: &DayChanges, version: i64) -> Result<LoadOutcome> {
+    let diff = changes.as_diff();
+    let incoming = diff.inserted + diff.updated + diff.unchanged;
+    request.guards.check(request.location, request.date, incoming, &diff)?;
     Ok(LoadOutcome {
         table_version: version,
         committed: false,
@@ -216,123 +195,19 @@ pub async fn plan_day(request: &LoadRequest<'_>, ahead: Option<ReadAhead>) -> Re
     })
 }
 
-/// Loads the day; `ahead` (if read) serves the first attempt.
-pub async fn load_day(
+/// Commits the day: the guards, the rejects, the definition's new columns,
+/// then the data's commit. A conflict with a concurrent writer is returned
+/// as such (the caller starts the load over).
+pub async fn commit_day(
     storage: &Storage,
     request: &LoadRequest<'_>,
-    mut ahead: Option<ReadAhead>,
-) -> Result<LoadOutcome> {
-    let spec = table::TableSpec::of(request.def)?;
-    // The rejects table first: if it cannot be written, a new table is not
-    // even created.
-    rejects::open_for_writing(storage, request.rejects_location, request.def).await?;
-    let mut attempt = 1;
-    loop {
-        let (table, current) = match ahead.take() {
-            Some(ReadAhead { table, current }) => {
-                table::check_table(storage, request.location, &spec, &table).await?;
-                (table, current)
-            }
-            None => {
-                let table = table::open_or_create(storage, request.location, &spec).await?;
-                let current =
-                    CurrentPartition::read(&table, request.location, request.def, request.hasher, request.date, None)
-                        .await?;
-                (table, current)
-            }
-        };
-        match load_once(storage, table, &current, request).await {
-            Err(Attempt::Conflict(reason)) if attempt < MAX_ATTEMPTS => {
-                let pause = backoff(attempt);
-                tracing::warn!(date = %request.date, attempt, reason = %reason, pause_ms = pause.as_millis() as u64,
-                    "commit conflict with a concurrent writer; reloading and trying again");
-                tokio::time::sleep(pause).await;
-                attempt += 1;
-            }
-            Err(Attempt::Conflict(reason)) => {
-                return Err(Error::unavailable(
-                    Stage::Write,
-                    request.location,
-                    format!("gave up after {attempt} commit conflicts with concurrent writers: {reason}"),
-                ))
-            }
-            Err(Attempt::Failed(error)) => return Err(error),
-            Ok(outcome) => return Ok(outcome),
-        }
-    }
-}
-
-/// The commit info of a table commit: the `shoplake` object, and the same
-/// as Delta's `userMetadata` string, which Spark's and Databricks'
-/// `DESCRIBE HISTORY` show (they drop keys they do not know).
-pub fn commit_info(shoplake: serde_json::Value) -> [(String, serde_json::Value); 2] {
-    let user_metadata = serde_json::Value::String(shoplake.to_string());
-    [("shoplake".to_string(), shoplake), ("userMetadata".to_string(), user_metadata)]
-}
-
-/// Why one attempt at a commit did not commit: a conflict with a
-/// concurrent writer (worth reloading and trying again), or a failure.
-pub(crate) enum Attempt {
-    Conflict(String),
-    Failed(Error),
-}
-
-impl From<Error> for Attempt {
-    fn from(error: Error) -> Self {
-        Attempt::Failed(error)
-    }
-}
-
-impl From<Attempt> for Error {
-    fn from(attempt: Attempt) -> Self {
-        match attempt {
-            Attempt::Failed(error) => error,
-            Attempt::Conflict(reason) => {
-                Error::new(Stage::Write, Kind::Unavailable, "commit", format!("commit conflict: {reason}"))
-            }
-        }
-    }
-}
-
-/// Sorts commit conflicts (worth a retry) from other deltalake errors.
-pub(crate) fn commit_error(stage: Stage, location: &Location, err: DeltaTableError) -> Attempt {
-    let conflict = match &err {
-        DeltaTableError::VersionAlreadyExists(_) => true,
-        DeltaTableError::Transaction { source } => matches!(
-            source,
-            TransactionError::CommitConflict(_)
-                | TransactionError::MaxCommitAttempts(_)
-                | TransactionError::VersionAlreadyExists(_)
-        ),
-        _ => false,
-    };
-    if conflict {
-        Attempt::Conflict(crate::error::flatten(&err))
-    } else {
-        Attempt::Failed(Error::delta(stage, location, err))
-    }
-}
-
-fn backoff(attempt: u32) -> Duration {
-    // Exponential with jitter, so racing writers spread out.
-    let base = 100u64 << attempt.min(6);
-    let jitter = u64::from(
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().subsec_nanos(),
-    ) % base;
-    Duration::from_millis(base + jitter)
-}
-
-async fn load_once(
-    storage: &Storage,
     table: DeltaTable,
-    current: &CurrentPartition,
-    request: &LoadRequest<'_>,
+    changes: DayChanges,
 ) -> Result<LoadOutcome, Attempt> {
-    let LoadRequest { def, location, date, rows, .. } = *request;
+    let LoadRequest { def, location, date, .. } = *request;
     let version_before = crate::storage::version_of(&table);
-    let key = def.day_key();
-    let diff = diff::against(current, location, def, key, date, rows).await?;
-    let incoming: u64 = rows.iter().map(|b| b.num_rows() as u64).sum();
+    let diff = changes.as_diff();
+    let incoming = diff.inserted + diff.updated + diff.unchanged;
     request.guards.check(location, date, incoming, &diff)?;
 
     // Nothing to change: the rows are the same and the rejects the table
@@ -350,10 +225,11 @@ async fn load_once(
         }
     }
     // The rejects first: the commit names the version that holds them.
+    rejects::open_for_writing(storage, request.rejects_location, def).await?;
     let rejects_version = rejects::stage(storage, request.rejects_location, def, &request.rejects).await?;
     // Columns the definition added, as a metadata-only commit of their own
     // right before the data's (delta-rs's merge cannot carry a metadata
-    // action without replacing the table's id; README, "Schema evolution").
+    // action without replacing the table's id; docs/schema-evolution.md).
     let schema_info = serde_json::json!({
         "run_id": request.commit_info.get("run_id"),
         "shoplake_version": env!("CARGO_PKG_VERSION"),
@@ -380,15 +256,110 @@ async fn load_once(
     let properties = CommitProperties::default()
         .with_metadata(commit_info(info))
         .with_application_transaction(Transaction::new(pairing::app_id(date), rejects_version));
-    let outcome = if diff.is_empty() {
-        record_pairing(table, request, &diff, properties).await?
-    } else if diff.current_rows == 0 {
-        write_new_partition(table, request, &diff, properties).await?
-    } else {
-        merge_changes(table, request, diff, properties).await?
+    let outcome = match changes {
+        DayChanges::New { adds, .. } => commit_new_files(table, request, &diff, adds, properties).await?,
+        DayChanges::Diff(diff) if diff.is_empty() => record_pairing(table, request, &diff, properties).await?,
+        DayChanges::Diff(diff) => merge::merge_changes(table, request, diff, properties).await?,
     };
-    let bytes_added = if outcome.committed { bytes_added(storage, location, outcome.table_version).await } else { 0 };
+    let bytes_added = match outcome.bytes_added {
+        0 if outcome.committed => bytes_added(storage, location, outcome.table_version).await,
+        known => known,
+    };
     Ok(LoadOutcome { rejects_version, added_columns, bytes_added, ..outcome })
+}
+
+/// A new date's files, written already, added in one commit that replaces
+/// the date (it conflicts with any concurrent writer of the date).
+async fn commit_new_files(
+    table: DeltaTable,
+    request: &LoadRequest<'_>,
+    diff: &Diff,
+    adds: Vec<Add>,
+    properties: CommitProperties,
+) -> Result<LoadOutcome, Attempt> {
+    let LoadRequest { def, location, date, .. } = *request;
+    let files_added = adds.len() as u64;
+    let bytes_added = adds.iter().map(|a| a.size.max(0) as u64).sum();
+    let operation = DeltaOperation::Write {
+        mode: SaveMode::Overwrite,
+        partition_by: Some(vec![def.partition_by.clone()]),
+        predicate: Some(format!("{} = '{date}'", def.partition_by)),
+    };
+    let snapshot = table.snapshot().map_err(|e| Error::delta(Stage::Write, location, e))?;
+    let commit = CommitBuilder::from(properties)
+        .with_actions(adds.into_iter().map(Action::Add).collect())
+        .build(Some(snapshot), table.log_store(), operation)
+        .await
+        .map_err(|e| commit_error(Stage::Write, location, e))?;
+    Ok(LoadOutcome {
+        table_version: commit.version() as i64,
+        committed: true,
+        inserted: diff.inserted,
+        files_added,
+        bytes_added,
+        ..LoadOutcome::default()
+    })
+}
+
+/// The commit info of a table commit: the `shoplake` object, and the same
+/// as Delta's `userMetadata` string, which Spark's and Databricks'
+/// `DESCRIBE HISTORY` show (they drop keys they do not know).
+pub fn commit_info(shoplake: serde_json::Value) -> [(String, serde_json::Value); 2] {
+    let user_metadata = serde_json::Value::String(shoplake.to_string());
+    [("shoplake".to_string(), shoplake), ("userMetadata".to_string(), user_metadata)]
+}
+
+/// Why one attempt at a commit did not commit: a conflict with a
+/// concurrent writer (worth reloading and trying again), or a failure.
+pub enum Attempt {
+    Conflict(String),
+    Failed(Error),
+}
+
+impl From<Error> for Attempt {
+    fn from(error: Error) -> Self {
+        Attempt::Failed(error)
+    }
+}
+
+impl From<Attempt> for Error {
+    fn from(attempt: Attempt) -> Self {
+        match attempt {
+            Attempt::Failed(error) => error,
+            Attempt::Conflict(reason) => {
+                Error::new(Stage::Write, Kind::Unavailable, "commit", format!("commit conflict: {reason}"))
+            }
+        }
+    }
+}
+
+/// Sorts commit conflicts (worth a retry) from other deltalake errors.
+pub fn commit_error(stage: Stage, location: &Location, err: DeltaTableError) -> Attempt {
+    let conflict = match &err {
+        DeltaTableError::VersionAlreadyExists(_) => true,
+        DeltaTableError::Transaction { source } => matches!(
+            source,
+            TransactionError::CommitConflict(_)
+                | TransactionError::MaxCommitAttempts(_)
+                | TransactionError::VersionAlreadyExists(_)
+        ),
+        _ => false,
+    };
+    if conflict {
+        Attempt::Conflict(crate::error::flatten(&err))
+    } else {
+        Attempt::Failed(Error::delta(stage, location, err))
+    }
+}
+
+/// How long to wait before attempt `attempt + 1`.
+pub fn backoff(attempt: u32) -> Duration {
+    // Exponential with jitter, so racing writers spread out.
+    let base = 100u64 << attempt.min(6);
+    let jitter = u64::from(
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().subsec_nanos(),
+    ) % base;
+    Duration::from_millis(base + jitter)
 }
 
 /// The bytes of the data files commit `version` added, read from its commit
@@ -470,179 +441,5 @@ async fn record_pairing(
         unchanged: diff.unchanged,
         rows_before: diff.current_rows,
         ..LoadOutcome::default()
-    })
-}
-
-/// Parquet files a load writes at once (each on its own core).
-fn parallel_writers() -> usize {
-    std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, 4)
-}
-
-/// The size a data file is closed at: readers (Spark's 128 MiB input
-/// splits, DataFusion's row groups of [`ROW_GROUP_ROWS`]) read files of this
-/// size in parallel, and a day of a few million rows is a handful of files,
-/// not thousands.
-pub const TARGET_FILE_BYTES: u64 = 128 << 20;
-
-/// The partition is empty: every row is an insert, written as several
-/// Parquet files at once (the rows dealt out to [`parallel_writers`]
-/// writers), then committed as one version that replaces the date.
-async fn write_new_partition(
-    table: DeltaTable,
-    request: &LoadRequest<'_>,
-    diff: &Diff,
-    properties: CommitProperties,
-) -> Result<LoadOutcome, Attempt> {
-    use deltalake::kernel::Action;
-    use deltalake::writer::{DeltaWriter, RecordBatchWriter};
-    let LoadRequest { def, location, date, rows, .. } = *request;
-    let rows = in_table_order(&table, location, rows)?;
-    let writers = parallel_writers().min(rows.len().max(1));
-    // Batches differ in size: each goes to the writer with the fewest rows so far.
-    let mut shares: Vec<(usize, Vec<RecordBatch>)> = vec![(0, Vec::new()); writers];
-    for batch in rows {
-        let lightest = shares.iter_mut().min_by_key(|(rows, _)| *rows).expect("at least one writer");
-        lightest.0 += batch.num_rows();
-        lightest.1.push(batch);
-    }
-    let delta_error = |e| Attempt::Failed(Error::delta(Stage::Write, location, e));
-    let tasks: Vec<_> = shares
-        .into_iter()
-        .map(|(_, share)| {
-            let writer = RecordBatchWriter::for_table(&table)
-                .map(|w| w.with_writer_properties(writer_properties(def)).with_target_file_size(TARGET_FILE_BYTES));
-            tokio::spawn(async move {
-                let mut writer = writer?;
-                for batch in share {
-                    writer.write(batch).await?;
-                }
-                writer.flush().await
-            })
-        })
-        .collect();
-    let mut adds = Vec::new();
-    for task in tasks {
-        let written = task.await.map_err(|e| Attempt::Failed(Error::internal(Stage::Write, location, e)))?;
-        adds.extend(written.map_err(delta_error)?);
-    }
-    let files_added = adds.len() as u64;
-    let operation = DeltaOperation::Write {
-        mode: SaveMode::Overwrite,
-        partition_by: Some(vec![def.partition_by.clone()]),
-        predicate: Some(format!("{} = '{date}'", def.partition_by)),
-    };
-    let snapshot = table.snapshot().map_err(delta_error)?;
-    let commit = CommitBuilder::from(properties)
-        .with_actions(adds.into_iter().map(Action::Add).collect())
-        .build(Some(snapshot), table.log_store(), operation)
-        .await
-        .map_err(|e| commit_error(Stage::Write, location, e))?;
-    Ok(LoadOutcome {
-        table_version: commit.version() as i64,
-        committed: true,
-        inserted: diff.inserted,
-        files_added,
-        ..LoadOutcome::default()
-    })
-}
-
-/// The rows with their columns in the table's order (a column added to a
-/// table comes last, wherever the definition declares it).
-fn in_table_order(table: &DeltaTable, location: &Location, rows: &[RecordBatch]) -> Result<Vec<RecordBatch>> {
-    let snapshot = table.snapshot().map_err(|e| Error::delta(Stage::Write, location, e))?;
-    let order: Vec<String> = snapshot.schema().fields().map(|f| f.name().clone()).collect();
-    rows.iter()
-        .map(|batch| {
-            let schema = batch.schema();
-            let names: Vec<&String> = schema.fields().iter().map(|f| f.name()).collect();
-            if names.iter().zip(&order).all(|(a, b)| *a == b) && names.len() == order.len() {
-                return Ok(batch.clone());
-            }
-            let indices = order
-                .iter()
-                .map(|name| schema.index_of(name))
-                .collect::<std::result::Result<Vec<_>, _>>()
-                .and_then(|indices| batch.project(&indices));
-            indices.map_err(|e| Error::internal(Stage::Write, location, e))
-        })
-        .collect()
-}
-
-/// Rows per batch inside the MERGE. delta-rs's default (8192) spends a
-/// tenth of a 1M-row re-load on per-batch overhead in the target scan and
-/// join; 64Ki measured 0.25 s faster at the same peak memory (128Ki: slower
-/// and more memory).
-const MERGE_BATCH_ROWS: usize = 64 * 1024;
-
-/// delta-rs's own session defaults, with [`MERGE_BATCH_ROWS`].
-fn merge_session(location: &Location) -> Result<Arc<dyn Session>> {
-    let overrides = HashMap::from([("datafusion.execution.batch_size".to_string(), MERGE_BATCH_ROWS.to_string())]);
-    let session = DeltaSessionContext::new_with_session_overrides(&overrides)
-        .map_err(|e| Error::delta(Stage::Write, location, e))?;
-    Ok(Arc::new(session.state()))
-}
-
-/// The partition has rows: merge only what differs.
-async fn merge_changes(
-    table: DeltaTable,
-    request: &LoadRequest<'_>,
-    diff: Diff,
-    properties: CommitProperties,
-) -> Result<LoadOutcome, Attempt> {
-    let LoadRequest { def, location, date, .. } = *request;
-    let key = def.day_key();
-    let ctx = SessionContext::new();
-    let source = ctx.read_batches(diff.changes).map_err(|e| Error::datafusion(Stage::Write, location, e))?;
-    // The literal date prunes the scan to the partition and scopes the
-    // commit's conflict check to it.
-    let on = format!("target.{p} = '{date}' AND target.{key} = source.{key}", p = def.partition_by);
-    let merge_error = |e| Attempt::Failed(Error::delta(Stage::Write, location, e));
-    let (table, metrics) = table
-        .merge(source, on)
-        .with_source_alias("source")
-        .with_target_alias("target")
-        .with_writer_properties(writer_properties(def))
-        .with_commit_properties(properties)
-        .with_session_state(merge_session(location)?)
-        .when_matched_delete(|delete| delete.predicate(format!("source.{OP} = '{OP_DELETE}'")))
-        .map_err(merge_error)?
-        .when_matched_update(|update| {
-            def.value_columns().fold(update.predicate(format!("source.{OP} = '{OP_UPDATE}'")), |u, c| {
-                u.update(c.name.as_str(), format!("source.{}", c.name))
-            })
-        })
-        .map_err(merge_error)?
-        .when_not_matched_insert(|insert| {
-            def.columns.iter().fold(insert.predicate(format!("source.{OP} = '{OP_INSERT}'")), |i, c| {
-                i.set(c.name.as_str(), format!("source.{}", c.name))
-            })
-        })
-        .map_err(merge_error)?
-        .await
-        .map_err(|e| commit_error(Stage::Write, location, e))?;
-
-    tracing::debug!(?metrics, "merge finished");
-    let merged = (
-        metrics.num_target_rows_inserted as u64,
-        metrics.num_target_rows_updated as u64,
-        metrics.num_target_rows_deleted as u64,
-    );
-    if merged != (diff.inserted, diff.updated, diff.deleted) {
-        // Should never happen; the table is still consistent, but say so loudly.
-        tracing::error!(?merged, planned = ?(diff.inserted, diff.updated, diff.deleted), "merge changed other row counts than planned");
-    }
-    Ok(LoadOutcome {
-        table_version: crate::storage::version_of(&table),
-        committed: true,
-        inserted: merged.0,
-        updated: merged.1,
-        deleted: merged.2,
-        unchanged: diff.unchanged,
-        rows_before: diff.current_rows,
-        files_added: metrics.num_target_files_added as u64,
-        files_removed: metrics.num_target_files_removed as u64,
-        rejects_version: 0,
-        added_columns: Vec::new(),
-        bytes_added: 0,
     })
 }

@@ -24,13 +24,13 @@ fn legacy_table(ws: &Workspace, csv: String) {
         let (rx, reader) =
             shoplake::read::start(def, date, "legacy.csv".into(), Box::new(std::io::Cursor::new(csv.into_bytes())));
         let stream = shoplake::transform::run(def, rx, "legacy.csv").await.unwrap();
-        let validated = shoplake::validate::run(def, &shoplake::row_hash::ValueHasher::new(def), stream, "legacy.csv")
-            .await
-            .unwrap();
+        let (validated, _) =
+            shoplake::validate::collect(def, &shoplake::row_hash::ValueHasher::new(def), stream, "legacy.csv")
+                .await
+                .unwrap();
         reader.await.unwrap().unwrap();
         let row_hash = def.row_hash_column();
         let batches: Vec<_> = validated
-            .batches
             .into_iter()
             .map(|b| {
                 let keep: Vec<usize> =

@@ -273,3 +273,22 @@ fn header_policies_do_what_they_say_and_no_more() {
     assert_eq!(out.status.code(), Some(4));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not nullable"));
 }
+
+#[test]
+fn a_table_that_never_held_a_row_takes_a_changed_definition() {
+    let lake = Lake::new();
+    lake.generate(T, DATES[0], DATES[0], 200, &[]);
+    // A definition being written: a text column declared as a count rejects every line.
+    lake.edit(T, |t| {
+        t.replacen("name = \"shop_domain\"\nkind = \"text\"", "name = \"shop_domain\"\nkind = \"count\"", 1)
+    });
+    let out = lake.run(&["ingest", "--date", DATES[0]]);
+    assert_eq!(out.status.code(), Some(4), "{}", String::from_utf8_lossy(&out.stderr));
+    // Corrected: the empty table follows (a type change, refused on a table with rows).
+    lake.edit(T, |t| {
+        t.replacen("name = \"shop_domain\"\nkind = \"count\"", "name = \"shop_domain\"\nkind = \"text\"", 1)
+    });
+    let (code, report) = lake.ingest(T, DATES[0], &[]);
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(lake.count(T, "SELECT count(*) FROM shopify_configuration"), report["rows_valid"].as_i64().unwrap());
+}

@@ -116,7 +116,10 @@ fn a_failing_sql_check_refuses_and_a_warning_loads_and_is_recorded() {
     assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
     assert!(stderr(&out).contains("counts_not_negative"), "{}", stderr(&out));
     assert!(String::from_utf8_lossy(&out.stdout).contains("FAIL counts_not_negative: the query returned 1 rows"));
-    assert_eq!(ws.snapshot().version, None, "nothing written");
+    // The first rows create the table (as a back-fill creates it up front);
+    // the refused load adds no row to it.
+    let snapshot = ws.snapshot();
+    assert!(snapshot.rows.is_empty() && snapshot.version <= Some(0), "nothing loaded: {snapshot:?}");
 
     // Unknown channels and missing domains only warn.
     let mut lines = shops(D1, 0..50, "True", "carrier_pigeon");
