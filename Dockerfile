@@ -1,5 +1,5 @@
 # syntax=docker/dockerfile:1
-# shoplake's container image (README "Install").
+# shoplake's container image (README "Install", docs/ci.md "The image").
 #
 #   docker buildx build --build-arg VERSION=0.1.0 --build-arg REVISION="$(git rev-parse HEAD)" -t shoplake .
 #   docker run --rm -e AWS_REGION=eu-west-1 shoplake ingest --date 2019-04-01 \

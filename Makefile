@@ -94,12 +94,12 @@ lineage-test: build
 	SHOPLAKE_BIN=$(SHOPLAKE) ./lineage/test.sh
 
 # Its own MinIO (built-in KMS) and LocalStack (S3, KMS, IAM, STS,
-# CloudFormation) on free ports: deploy/aws/README.md.
+# CloudFormation) on free ports: docs/security.md.
 security-test: build
 	SHOPLAKE_BIN=$(SHOPLAKE) ./deploy/aws/test.sh
 
-# Formatting, clippy (its own check build of every dependency: see README
-# "Continuous integration" for its cost), then the other linters.
+# Formatting, clippy (its own check build of every dependency: see
+# docs/ci.md for its cost), then the other linters.
 lint: lint-cheap validate-tables
 	cargo clippy --workspace --all-targets --locked -- -D warnings
 

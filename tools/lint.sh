@@ -10,7 +10,9 @@
 #                      deploy/aws/policies/render.py check-cfn: their policies are
 #                      the JSON files of deploy/aws/policies/, statement for statement
 #   cargo-deny         `check licenses bans sources` against deny.toml (offline;
-#                      advisories need the RustSec database: GitHub's ci.yml only)
+#                      advisories need the RustSec database: GitHub's advisories.yml only)
+#   tools/check-docs   every Markdown file: relative links (and #anchors) exist, every
+#                      `make <target>` shown as a command is a Makefile target
 # Installs them first (tools/install-lint-tools.sh, cached outside the clone).
 # Runs every linter even when one fails; exits 1 if any failed.
 set -euo pipefail
@@ -90,6 +92,8 @@ if [[ ${#cfn_templates[@]} -gt 0 ]]; then
 fi
 # Offline: Cargo.lock and the registry's cached manifests (`cargo metadata`).
 run "cargo deny check licenses bans sources" cargo deny check licenses bans sources
+# Python 3 standard library only; lists the Markdown files as above (git, new files included).
+run "check-docs (links, anchors, make targets)" python3 tools/check-docs
 
 echo "lint: $passed passed, $failed failed"
 [[ $failed -eq 0 ]]

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # make release: builds the release binary and packages it as
-#   dist/shoplake-<version>-<target>.tar.gz   shoplake, README.md, LICENSE (if present),
+#   dist/shoplake-<version>-<target>.tar.gz   shoplake, README.md, docs/, tables/, LICENSE (if present),
 #                                             and sbom.cdx.json (the SBOM below)
 #   dist/shoplake-<version>-<target>.cdx.json  CycloneDX 1.5 SBOM of the binary: every crate
 #                                             compiled into it for <target> (cargo-cyclonedx,
@@ -64,6 +64,8 @@ trap 'rm -rf "$stage" "$root/shoplake_bin.cdx.json"' EXIT
 mkdir "$stage/$name"
 install -m 0755 "$bin" "$stage/$name/shoplake"
 install -m 0644 README.md "$stage/$name/README.md"
+# The documentation README.md links to, and the shipped table definitions.
+cp -R docs tables "$stage/$name/"
 for f in LICENSE LICENSE-APACHE LICENSE-MIT NOTICE; do
   if [[ -f $f ]]; then install -m 0644 "$f" "$stage/$name/$f"; fi
 done

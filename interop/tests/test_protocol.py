@@ -12,8 +12,8 @@ from pathlib import Path
 
 from conftest import commit_actions, generate, spark_read
 
-# What deltalake 1.1.2 writes for shoplake's table (measured; see README,
-# "Spark and other engines"). Change it only on purpose.
+# What deltalake 1.1.2 writes for shoplake's table (measured; see docs/interop.md).
+# Change it only on purpose.
 EXPECTED = {"minReaderVersion": 1, "minWriterVersion": 4}
 
 
