@@ -120,7 +120,7 @@ impl Check {
 
 /// A session where the day's rows are the table `day`.
 fn day_context(schema: SchemaRef, rows: Vec<RecordBatch>) -> datafusion::error::Result<SessionContext> {
-    let ctx = SessionContext::new();
+    let ctx = crate::session::context();
     ctx.register_table("day", Arc::new(MemTable::try_new(schema, vec![rows])?))?;
     Ok(ctx)
 }
@@ -306,7 +306,7 @@ impl SqlCheck {
     fn start(sql: String, schema: SchemaRef) -> SqlCheck {
         let (tx, rx) = tokio::sync::mpsc::channel::<RecordBatch>(2);
         let found = tokio::spawn(async move {
-            let ctx = SessionContext::new();
+            let ctx = crate::session::context();
             let day = Arc::new(OneShot { schema: schema.clone(), batches: std::sync::Mutex::new(Some(rx)) });
             let table = datafusion::catalog::streaming::StreamingTable::try_new(schema, vec![day])?;
             ctx.register_table("day", Arc::new(table))?;

@@ -114,6 +114,12 @@ impl Error {
 
     /// Wraps a DataFusion error the same way; its store errors are classified.
     pub fn datafusion(stage: Stage, subject: impl fmt::Display, err: datafusion::error::DataFusionError) -> Self {
+        // Out of `--memory-limit` in an operator that cannot spill: the
+        // same run would fail again; an operator raises the limit.
+        if let datafusion::error::DataFusionError::ResourcesExhausted(_) = err.find_root() {
+            let message = format!("{} (raise --memory-limit)", describe(&err));
+            return Self::new(stage, Kind::Usage, subject, message);
+        }
         let kind = kind_of(&err).unwrap_or(Kind::Internal);
         Self::new(stage, kind, subject, describe(&err))
     }

@@ -206,7 +206,7 @@ async fn run_stages(
             (compared_table, write::DayChanges::Diff(diff))
         }
         Sink::New { files: Some(files), table: Some(table) } => {
-            let adds = files.finish(&table, def, location, date, &validated.superseded).await?;
+            let adds = files.finish(&table, location, date, &validated.superseded).await?;
             (Some(table), write::DayChanges::New { adds, rows: report.rows_valid })
         }
         // No valid row: the date stays empty (the table is created if it is new).

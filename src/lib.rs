@@ -24,6 +24,7 @@ pub mod rejects;
 pub mod report;
 pub mod row_hash;
 pub mod schema;
+pub mod session;
 pub mod source;
 pub mod storage;
 pub mod target;

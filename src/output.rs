@@ -43,7 +43,10 @@ pub fn render(batches: &[RecordBatch], format: Format) -> Result<String> {
             Ok(String::from_utf8_lossy(&out).into_owned())
         }
         Format::Json => {
-            let mut writer = json::LineDelimitedWriter::new(Vec::new());
+            // Every row has every column: a null is `null`, not a missing key.
+            let mut writer = json::WriterBuilder::new()
+                .with_explicit_nulls(true)
+                .build::<_, json::writer::LineDelimited>(Vec::new());
             for batch in batches {
                 writer.write(batch).map_err(error)?;
             }

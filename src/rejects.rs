@@ -19,7 +19,7 @@ use chrono::NaiveDate;
 use datafusion::arrow::array::{AsArray, Date32Array, Int64Array, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef};
 use datafusion::common::ScalarValue;
-use datafusion::prelude::{col, lit, Expr, SessionContext};
+use datafusion::prelude::{col, lit, Expr};
 use deltalake::kernel::transaction::CommitProperties;
 use deltalake::kernel::StructField;
 use deltalake::protocol::SaveMode;
@@ -199,7 +199,7 @@ pub async fn read_days(
     if dates.is_empty() {
         return Ok(Vec::new());
     }
-    let ctx = SessionContext::new();
+    let ctx = crate::session::context();
     table.update_datafusion_session(&ctx.state()).map_err(|e| Error::delta(Stage::Rejects, location, e))?;
     let provider = table.table_provider().await.map_err(|e| Error::datafusion(Stage::Rejects, location, e))?;
     let columns: Vec<Expr> = arrow_schema().fields().iter().map(|f| col(f.name())).collect();

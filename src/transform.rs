@@ -14,7 +14,6 @@ use datafusion::error::DataFusionError;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::streaming::PartitionStream;
-use datafusion::prelude::SessionContext;
 use futures::StreamExt;
 
 use crate::definition::TableDefinition;
@@ -28,7 +27,7 @@ pub const EXPORT_TABLE: &str = "export";
 /// returned stream is polled.
 pub async fn run(def: &TableDefinition, batches: BatchReceiver, source_uri: &str) -> Result<SendableRecordBatchStream> {
     let schema = read::export_schema(def);
-    let ctx = SessionContext::new();
+    let ctx = crate::session::context();
     let export = ExportPartition { schema: schema.clone(), batches: Mutex::new(Some(batches)) };
     let table = StreamingTable::try_new(schema, vec![Arc::new(export)])
         .map_err(|e| Error::datafusion(Stage::Transform, source_uri, e))?;
@@ -44,7 +43,7 @@ pub async fn run(def: &TableDefinition, batches: BatchReceiver, source_uri: &str
 /// Plans `transform.sql` over an empty export of the declared columns and
 /// checks what it hands on ([`check_output`]).
 pub async fn plan_check(def: &TableDefinition) -> std::result::Result<(), String> {
-    let ctx = SessionContext::new();
+    let ctx = crate::session::context();
     let empty = MemTable::try_new(read::export_schema(def), vec![vec![]]).map_err(|e| e.to_string())?;
     ctx.register_table(EXPORT_TABLE, Arc::new(empty)).map_err(|e| e.to_string())?;
     let frame = ctx.sql(&def.transform_sql).await.map_err(|e| crate::error::flatten(&e))?;
@@ -59,7 +58,7 @@ pub async fn column_sources(
     def: &TableDefinition,
 ) -> std::result::Result<crate::lineage::events::ColumnSources, String> {
     use datafusion::logical_expr::{Expr, LogicalPlan};
-    let ctx = SessionContext::new();
+    let ctx = crate::session::context();
     let empty = MemTable::try_new(read::export_schema(def), vec![vec![]]).map_err(|e| e.to_string())?;
     ctx.register_table(EXPORT_TABLE, Arc::new(empty)).map_err(|e| e.to_string())?;
     let plan = ctx.sql(&def.transform_sql).await.map_err(|e| crate::error::flatten(&e))?.into_unoptimized_plan();

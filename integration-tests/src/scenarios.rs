@@ -265,7 +265,8 @@ macro_rules! scenario_tests {
         $crate::scenario_tests!(@each $backend; tables;
             every_table_lands_reloads_backfills_and_audits,
             a_column_added_evolves_the_table,
-            an_identical_rerun_downloads_nothing
+            an_identical_rerun_downloads_nothing,
+            a_changing_reload_lists_the_log_at_open_and_commit
         );
     };
     (@each $backend:expr; $module:ident; $($name:ident),*) => {

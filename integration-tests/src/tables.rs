@@ -178,6 +178,9 @@ pub async fn a_column_added_evolves_the_table(backend: Backend) {
     for day in &days[..3] {
         assert_eq!(after.files[*day], before.files[*day], "{day}: no file rewritten");
     }
+    // The load that added the column wrote its values.
+    let valued = after.rows[days[3]].values().filter(|row| row.iter().any(|v| v == "loyalty_tier=gold")).count();
+    assert!(valued > 0, "{} has no loyalty_tier", days[3]);
     let (code, rerun) = report_of(run(&case, &tables, true, &["ingest", "--date", days[1], "--format", "json"]));
     assert_eq!((code, rerun["status"].as_str()), (0, Some("unchanged")), "the old export: {rerun}");
     let version = fourth["table_version"].as_i64().unwrap();
@@ -216,4 +219,35 @@ pub async fn an_identical_rerun_downloads_nothing(backend: Backend) {
         .count();
     assert_eq!(log_listings, 1, "the table's log is listed once: {requests:#?}");
     assert!(requests.len() <= 20, "{} requests: {requests:#?}", requests.len());
+}
+
+/// A re-load that changes rows on S3 lists the table's log twice: once when
+/// the table is opened (its snapshot is passed down to the diff, the
+/// rewrite and the commit), once by the commit's check for newer versions.
+/// delta-rs's post-commit reload and expired-log listing are skipped.
+pub async fn a_changing_reload_lists_the_log_at_open_and_commit(backend: Backend) {
+    let case = Case::new(backend, "relist").await;
+    case.generate(DAYS[0], DAYS[0], 500, &[]);
+    assert_eq!(case.ingest(DAYS[0]).0, 0);
+    // A shorter export of the same seed: the rows it no longer has go.
+    case.generate(DAYS[0], DAYS[0], 450, &[]);
+    let proxy = Proxy::start(&case.service.endpoint).await;
+    let out = case
+        .command(&["ingest", "--date", DAYS[0], "--format", "json", "--max-delete-ratio", "1"])
+        .env("AWS_ENDPOINT_URL", &proxy.endpoint)
+        .output()
+        .unwrap();
+    let (code, report) = report_of(out);
+    assert_eq!((code, report["status"].as_str()), (0, Some("committed")), "{report}");
+    let changed =
+        ["rows_inserted", "rows_updated", "rows_deleted"].iter().map(|k| report[k].as_u64().unwrap()).sum::<u64>();
+    assert!(changed > 0, "{report}");
+    let requests = proxy.requests();
+    let log_listings = requests
+        .iter()
+        .filter(|r| {
+            r.method == "GET" && r.path.contains("list-type=2") && r.path.contains("shopify_configuration%2F_delta_log")
+        })
+        .count();
+    assert_eq!(log_listings, 2, "the table's log is listed at open and at commit: {requests:#?}");
 }

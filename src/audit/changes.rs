@@ -5,7 +5,6 @@
 use std::sync::Arc;
 
 use datafusion::arrow::array::RecordBatch;
-use datafusion::prelude::SessionContext;
 use deltalake::delta_datafusion::DeltaCdfTableProvider;
 
 use super::existing_table;
@@ -41,7 +40,7 @@ pub async fn run(storage: &Storage, target: &TableTarget, from: i64, to: Option<
     }
     let builder = table.scan_cdf().with_starting_version(from as u64).with_ending_version(to as u64);
     let provider = DeltaCdfTableProvider::try_new(builder).map_err(|e| cdf_error(location, e))?;
-    let ctx = SessionContext::new();
+    let ctx = crate::session::context();
     ctx.register_table("changes", Arc::new(provider)).map_err(|e| Error::datafusion(Stage::Query, location, e))?;
     let key = def.day_key();
     let columns: Vec<&str> = def.hashed_columns().map(|c| c.name.as_str()).collect();

@@ -32,7 +32,7 @@ pub struct QueryConfig {
 }
 
 pub async fn run(storage: &Storage, config: &QueryConfig) -> Result<Vec<RecordBatch>> {
-    let ctx = SessionContext::new();
+    let ctx = crate::session::context();
     let mut main_location = None;
     for target in &config.targets {
         let required = target.name() == config.main || config.as_of.contains_key(target.name());

@@ -28,6 +28,12 @@ pub struct Cli {
     /// The KMS key (id, alias or ARN) of --s3-sse aws:kms [default: the bucket's].
     #[arg(long, global = true, env = "SHOPLAKE_S3_KMS_KEY_ID", value_name = "KEY")]
     pub s3_kms_key_id: Option<String>,
+    /// Memory DataFusion's operators may hold before they spill to disk
+    /// (sorts, aggregations and joins of transform.sql, the SQL checks and
+    /// `query`), e.g. 512MiB, 2GiB.
+    #[arg(long, global = true, env = "SHOPLAKE_MEMORY_LIMIT", value_name = "SIZE",
+          default_value = crate::session::DEFAULT_MEMORY_LIMIT)]
+    pub memory_limit: String,
     #[command(subcommand)]
     pub command: Command,
 }

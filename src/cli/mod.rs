@@ -49,6 +49,10 @@ pub fn run() -> Result<ExitCode> {
         }
     };
     init_logging(cli.log_format);
+    let memory_limit = crate::session::parse_size(&cli.memory_limit)
+        .map_err(|e| Error::usage(Stage::CommandLine, "--memory-limit", e))?;
+    crate::session::set_memory_limit(memory_limit)
+        .map_err(|e| Error::internal(Stage::CommandLine, "--memory-limit", e))?;
     let encryption = crate::storage::Encryption::from_flags(cli.s3_sse.as_deref(), cli.s3_kms_key_id.as_deref())?;
     let storage = Storage::with_s3_options(crate::storage::S3Options { encryption, ..Default::default() });
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -161,7 +161,7 @@ fn schema_text(
         (true, Some(_), true, _) => "applied as one version; no data file was rewritten",
         (_, _, true, false) => "the table follows its definition: nothing to change",
         (false, _, true, true) => {
-            "a load that changes data applies this first (a metadata-only commit); `shoplake schema apply` does it now"
+            "the next load that changes data applies this in its own commit; `shoplake schema apply` does it now"
         }
         (true, None, true, true) => "nothing applied",
     };

@@ -1,11 +1,12 @@
-//! Applies the in-place part of a schema plan (added columns, table
-//! properties) as one metadata-only commit: no data file is rewritten, the
-//! table keeps its id, name and description (delta-rs's merge and write
-//! schema modes re-create the metadata with a new table id, so shoplake
-//! commits the metadata itself).
+//! The in-place part of a schema plan (added columns, table properties) as
+//! the table's new metadata: no data file is rewritten, and the table keeps
+//! its id, name and description (delta-rs's merge and write schema modes
+//! re-create the metadata with a new table id, so shoplake writes the
+//! metadata itself). A load puts it in its own commit, beside its rows
+//! ([`evolved_metadata`]); `schema apply` commits it alone ([`apply`]).
 
 use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
-use deltalake::kernel::{Action, MetadataExt, StructField, StructType};
+use deltalake::kernel::{Action, Metadata, MetadataExt, StructField, StructType};
 use deltalake::protocol::DeltaOperation;
 use deltalake::DeltaTable;
 
@@ -31,22 +32,12 @@ pub(crate) async fn apply(
         return Ok((table, plan));
     }
     let delta_error = |e| Attempt::Failed(Error::delta(Stage::Write, location, e));
-    let schema_error = |e: deltalake::kernel::Error| Attempt::Failed(Error::internal(Stage::Write, location, e));
-    let snapshot = table.snapshot().map_err(delta_error)?;
     if plan.replace {
         return replace(table, def, location, plan, info).await;
     }
-    let mut metadata = snapshot.metadata().clone();
+    let snapshot = table.snapshot().map_err(delta_error)?;
+    let metadata = evolved_metadata(&table, &plan, location)?.expect("the plan has changes");
     let added: Vec<StructField> = plan.added.iter().map(|a| a.field.clone()).collect();
-    if !added.is_empty() {
-        let fields: Vec<StructField> = snapshot.schema().fields().cloned().chain(added.iter().cloned()).collect();
-        let schema =
-            StructType::try_new(fields).map_err(|e| Attempt::Failed(Error::internal(Stage::Write, location, e)))?;
-        metadata = metadata.with_schema(&schema).map_err(schema_error)?;
-    }
-    for (name, change) in &plan.properties {
-        metadata = metadata.add_config_key(name.clone(), change.definition.clone()).map_err(schema_error)?;
-    }
     let operation = if added.is_empty() {
         DeltaOperation::SetTableProperties {
             properties: plan.properties.iter().map(|(k, c)| (k.clone(), c.definition.clone())).collect(),
@@ -73,6 +64,32 @@ pub(crate) async fn apply(
         "schema evolved in place"
     );
     Ok((table, plan))
+}
+
+/// The metadata `plan`'s in-place changes give `table`: its schema plus the
+/// added columns, the declared properties set, its id, name, description and
+/// partitioning kept. `None` when there is nothing to change in place.
+pub(crate) fn evolved_metadata(
+    table: &DeltaTable,
+    plan: &SchemaPlan,
+    location: &Location,
+) -> Result<Option<Metadata>, Attempt> {
+    if !plan.has_changes() || plan.replace {
+        return Ok(None);
+    }
+    let snapshot = table.snapshot().map_err(|e| Attempt::Failed(Error::delta(Stage::Write, location, e)))?;
+    let schema_error = |e: deltalake::kernel::Error| Attempt::Failed(Error::internal(Stage::Write, location, e));
+    let mut metadata = snapshot.metadata().clone();
+    if !plan.added.is_empty() {
+        let added = plan.added.iter().map(|a| a.field.clone());
+        let schema = StructType::try_new(snapshot.schema().fields().cloned().chain(added))
+            .map_err(|e| Attempt::Failed(Error::internal(Stage::Write, location, e)))?;
+        metadata = metadata.with_schema(&schema).map_err(schema_error)?;
+    }
+    for (name, change) in &plan.properties {
+        metadata = metadata.add_config_key(name.clone(), change.definition.clone()).map_err(schema_error)?;
+    }
+    Ok(Some(metadata))
 }
 
 /// A table that never held a row takes the definition's schema,

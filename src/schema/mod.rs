@@ -2,7 +2,8 @@
 //! table's schema and properties differ from its definition, what can be
 //! changed in place, and the row fingerprint that goes with it.
 //!
-//! In place (a metadata-only commit, no data file rewritten): a nullable
+//! In place (no data file rewritten; the metadata goes in the next load's
+//! commit, or in a commit of its own with `schema apply`): a nullable
 //! column added to the definition (marked in the table's schema as added,
 //! so fingerprints encode it only when it holds a value: [`ValueHasher`]),
 //! and changed table properties. Refused before anything is read or

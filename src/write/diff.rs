@@ -15,7 +15,7 @@ use datafusion::arrow::array::{
 use datafusion::arrow::compute::{cast, filter_record_batch};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::ScalarValue;
-use datafusion::prelude::{col, lit, SessionContext};
+use datafusion::prelude::{col, lit};
 use deltalake::DeltaTable;
 use futures::StreamExt;
 use hashbrown::HashTable;
@@ -365,7 +365,7 @@ impl CurrentPartition {
 }
 
 /// Streams `columns` of the date's rows in `files` (paths relative to the table).
-async fn scan(
+pub(super) async fn scan(
     table: &DeltaTable,
     location: &Location,
     def: &TableDefinition,
@@ -374,7 +374,7 @@ async fn scan(
     columns: &[&str],
 ) -> Result<datafusion::execution::SendableRecordBatchStream> {
     let df_error = |e| Error::datafusion(Stage::Write, location, e);
-    let ctx = SessionContext::new();
+    let ctx = crate::session::context();
     table.update_datafusion_session(&ctx.state()).map_err(|e| Error::delta(Stage::Write, location, e))?;
     let provider = table.table_provider().with_file_paths(files.iter().cloned()).await.map_err(df_error)?;
     ctx.read_table(provider)

@@ -4,11 +4,10 @@
 //! * The partition is empty: the rows were written as they were validated
 //!   ([`stream`]: several files at once), and one commit adds them.
 //! * It has rows: the rows were compared with it as they were validated
-//!   ([`diff`]) and only the changes go through a MERGE ([`merge`]) whose
-//!   condition names the date literally, so only that date's files are read
-//!   or rewritten and concurrent loads of other dates do not conflict.
-//!   Deletes ride in the merge source as rows marked `delete`, because
-//!   `when_not_matched_by_source` would scan the whole table (delta-rs #4535).
+//!   ([`diff`]); if any differ, the date's files are rewritten as they
+//!   stream by, with the changed rows in place of the old ones, and one
+//!   commit replaces them ([`rewrite`]). Only that date's files are read or
+//!   written, and concurrent loads of other dates do not conflict.
 //! * Nothing differs: no commit at all.
 //!
 //! Before its commit, a load writes the date's rejects and records the
@@ -23,9 +22,10 @@
 //! such: the ingest starts over, a bounded number of times.
 
 pub mod diff;
+mod files;
 pub mod identical;
-mod merge;
 pub mod provenance;
+mod rewrite;
 pub mod stream;
 pub mod table;
 
@@ -92,6 +92,14 @@ pub enum DayChanges {
 }
 
 impl DayChanges {
+    /// The diff, if it changes rows.
+    fn non_empty_diff(&self) -> Option<&Diff> {
+        match self {
+            DayChanges::Diff(diff) if !diff.is_empty() => Some(diff),
+            _ => None,
+        }
+    }
+
     /// What it does to the rows: a diff's counts (a new date inserts all).
     fn as_diff(&self) -> Diff {
         match self {
@@ -227,15 +235,23 @@ pub async fn commit_day(
     // The rejects first: the commit names the version that holds them.
     rejects::open_for_writing(storage, request.rejects_location, def).await?;
     let rejects_version = rejects::stage(storage, request.rejects_location, def, &request.rejects).await?;
-    // Columns the definition added, as a metadata-only commit of their own
-    // right before the data's (delta-rs's merge cannot carry a metadata
-    // action without replacing the table's id; docs/schema-evolution.md).
-    let schema_info = serde_json::json!({
-        "run_id": request.commit_info.get("run_id"),
-        "shoplake_version": env!("CARGO_PKG_VERSION"),
-    });
-    let (table, applied) = crate::schema::apply::apply(table, def, location, schema_info).await?;
-    let added_columns: Vec<String> = applied.added.iter().map(|a| a.name.clone()).collect();
+    // Columns the definition added and properties it changed go in the
+    // data's own commit: one load, one version. (A table that never held a
+    // row takes a changed definition whole, in a commit of its own first.)
+    let plan = crate::schema::plan(def, Some(&table), location)?;
+    plan.check(def, location)?;
+    let (table, plan, metadata) = if plan.replace {
+        let schema_info = serde_json::json!({
+            "run_id": request.commit_info.get("run_id"),
+            "shoplake_version": env!("CARGO_PKG_VERSION"),
+        });
+        let (table, plan) = crate::schema::apply::apply(table, def, location, schema_info).await?;
+        (table, plan, None)
+    } else {
+        let metadata = crate::schema::apply::evolved_metadata(&table, &plan, location)?;
+        (table, plan, metadata)
+    };
+    let added_columns: Vec<String> = plan.added.iter().map(|a| a.name.clone()).collect();
     let mut info = request.commit_info.clone();
     if let Some(fields) = info.as_object_mut() {
         for (name, count) in [
@@ -248,18 +264,34 @@ pub async fn commit_day(
             fields.insert(name.to_string(), count.into());
         }
         fields.insert("rejects_version".to_string(), rejects_version.into());
+        if metadata.is_some() {
+            fields.insert("schema_change".to_string(), serde_json::to_value(&plan).expect("a plan serializes"));
+        }
         // Every row this load leaves for the date has the fingerprint of its
         // values: rows another engine changed were compared by value and
         // rewritten (provenance), so the next load may trust them all.
         fields.insert(provenance::FINGERPRINTS_TRUSTED.to_string(), true.into());
     }
+    let mut app_metadata = commit_info(info).to_vec();
+    if let Some(diff) = changes.non_empty_diff() {
+        // Spark's names for a MERGE's counts, which its DESCRIBE HISTORY shows.
+        let metrics = serde_json::json!({
+            "numTargetRowsInserted": diff.inserted.to_string(),
+            "numTargetRowsUpdated": diff.updated.to_string(),
+            "numTargetRowsDeleted": diff.deleted.to_string(),
+            "numTargetRowsCopied": diff.unchanged.to_string(),
+            "numOutputRows": (diff.unchanged + diff.inserted + diff.updated).to_string(),
+        });
+        app_metadata.push(("operationMetrics".to_string(), metrics));
+    }
     let properties = CommitProperties::default()
-        .with_metadata(commit_info(info))
+        .with_metadata(app_metadata)
         .with_application_transaction(Transaction::new(pairing::app_id(date), rejects_version));
+    let schema: Vec<Action> = metadata.into_iter().map(Action::Metadata).collect();
     let outcome = match changes {
-        DayChanges::New { adds, .. } => commit_new_files(table, request, &diff, adds, properties).await?,
-        DayChanges::Diff(diff) if diff.is_empty() => record_pairing(table, request, &diff, properties).await?,
-        DayChanges::Diff(diff) => merge::merge_changes(table, request, diff, properties).await?,
+        DayChanges::New { adds, .. } => commit_new_files(table, request, &diff, schema, adds, properties).await?,
+        DayChanges::Diff(diff) if diff.is_empty() => record_pairing(table, request, &diff, schema, properties).await?,
+        DayChanges::Diff(diff) => rewrite::rewrite_partition(table, request, diff, schema, properties).await?,
     };
     let bytes_added = match outcome.bytes_added {
         0 if outcome.committed => bytes_added(storage, location, outcome.table_version).await,
@@ -274,6 +306,7 @@ async fn commit_new_files(
     table: DeltaTable,
     request: &LoadRequest<'_>,
     diff: &Diff,
+    schema: Vec<Action>,
     adds: Vec<Add>,
     properties: CommitProperties,
 ) -> Result<LoadOutcome, Attempt> {
@@ -285,20 +318,49 @@ async fn commit_new_files(
         partition_by: Some(vec![def.partition_by.clone()]),
         predicate: Some(format!("{} = '{date}'", def.partition_by)),
     };
-    let snapshot = table.snapshot().map_err(|e| Error::delta(Stage::Write, location, e))?;
-    let commit = CommitBuilder::from(properties)
-        .with_actions(adds.into_iter().map(Action::Add).collect())
-        .build(Some(snapshot), table.log_store(), operation)
-        .await
-        .map_err(|e| commit_error(Stage::Write, location, e))?;
+    let actions = schema.into_iter().chain(adds.into_iter().map(Action::Add)).collect();
+    let version = commit(&table, location, properties, actions, operation).await?;
     Ok(LoadOutcome {
-        table_version: commit.version() as i64,
+        table_version: version,
         committed: true,
         inserted: diff.inserted,
         files_added,
         bytes_added,
         ..LoadOutcome::default()
     })
+}
+
+/// Commits `actions` on top of `table`'s snapshot and returns the new
+/// version. delta-rs's post-commit step (reload the table at the new
+/// version, list the whole log for expired entries) runs only when the
+/// commit is due a checkpoint: otherwise it is two more log listings on S3
+/// per load for nothing the load needs (the caller knows what it wrote).
+pub(crate) async fn commit(
+    table: &DeltaTable,
+    location: &Location,
+    properties: CommitProperties,
+    actions: Vec<Action>,
+    operation: DeltaOperation,
+) -> Result<i64, Attempt> {
+    let snapshot = table.snapshot().map_err(|e| Error::delta(Stage::Write, location, e))?;
+    let interval = deltalake::table::config::TablePropertiesExt::checkpoint_interval(snapshot.table_config()).get();
+    let committed = CommitBuilder::from(properties)
+        .with_actions(actions)
+        .build(Some(snapshot), table.log_store(), operation)
+        .into_prepared_commit_future()
+        .await
+        .map_err(|e| commit_error(Stage::Write, location, e))?
+        .await
+        .map_err(|e| commit_error(Stage::Write, location, e))?;
+    let version = committed.version;
+    if (version + 1) % interval == 0 {
+        // The commit stands whatever happens here: a checkpoint that could
+        // not be written is `maintain --checkpoint`'s to write.
+        if let Err(error) = committed.await {
+            tracing::warn!(%error, version, "the commit is in, but its checkpoint was not written");
+        }
+    }
+    Ok(version as i64)
 }
 
 /// The commit info of a table commit: the `shoplake` object, and the same
@@ -421,6 +483,7 @@ async fn record_pairing(
     table: DeltaTable,
     request: &LoadRequest<'_>,
     diff: &Diff,
+    schema: Vec<Action>,
     properties: CommitProperties,
 ) -> Result<LoadOutcome, Attempt> {
     let LoadRequest { def, location, date, .. } = *request;
@@ -429,14 +492,9 @@ async fn record_pairing(
         partition_by: Some(vec![def.partition_by.clone()]),
         predicate: Some(format!("{} = '{date}'", def.partition_by)),
     };
-    let snapshot = table.snapshot().map_err(|e| Error::delta(Stage::Write, location, e))?;
-    let commit = CommitBuilder::from(properties)
-        .with_actions(Vec::new())
-        .build(Some(snapshot), table.log_store(), operation)
-        .await
-        .map_err(|e| commit_error(Stage::Write, location, e))?;
+    let version = commit(&table, location, properties, schema, operation).await?;
     Ok(LoadOutcome {
-        table_version: commit.version() as i64,
+        table_version: version,
         committed: true,
         unchanged: diff.unchanged,
         rows_before: diff.current_rows,

@@ -12,15 +12,14 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{new_null_array, ArrayRef, Date32Array, RecordBatch};
-use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::array::{Array, ArrayRef, Date32Array, RecordBatch};
+use deltalake::datafile::writer::DeltaWriter;
 use deltalake::kernel::Add;
-use deltalake::writer::{DeltaWriter, RecordBatchWriter};
 use deltalake::DeltaTable;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use super::writer_properties;
+use super::files::FileLayout;
 use crate::definition::TableDefinition;
 use crate::error::{Error, Result, Stage};
 use crate::storage::Location;
@@ -30,6 +29,10 @@ use crate::validate::{without_rows, ValidBatch};
 /// splits, DataFusion's row groups) read files of this size in parallel,
 /// and a day of a few million rows is a handful of files, not thousands.
 pub const TARGET_FILE_BYTES: usize = 128 << 20;
+/// Arrow bytes per Parquet byte, to close a file near [`TARGET_FILE_BYTES`]
+/// from the size of the rows sent to it (Snappy-compressed Parquet of a
+/// day's export measured about a third of its Arrow size).
+const ARROW_PER_PARQUET_BYTE: usize = 3;
 
 /// Parquet files a load writes at once (each on its own core).
 pub fn parallel_writers() -> usize {
@@ -43,29 +46,30 @@ struct WrittenFile {
     batches: Vec<(u32, usize)>,
 }
 
-/// The writers of a new date's files.
+/// Parallel writers of one date's data files.
 pub struct NewFiles {
     writers: Vec<(mpsc::Sender<ValidBatch>, JoinHandle<Result<Vec<WrittenFile>>>)>,
     rows_sent: Vec<u64>,
-    order: Arc<Vec<usize>>,
+    layout: FileLayout,
 }
 
 impl NewFiles {
-    /// Writers into `table`, whose columns the batches are put in the order of.
+    /// Writers of `table`'s files, in its schema once `def`'s columns are in it.
     pub fn start(table: &DeltaTable, def: &TableDefinition, location: &Location) -> Result<NewFiles> {
-        let order = Arc::new(table_order(table, location, &def.arrow_schema())?);
+        Ok(NewFiles::with_layout(FileLayout::of(table, def, location)?, location))
+    }
+
+    /// Writers of files laid out as `layout` says.
+    pub fn with_layout(layout: FileLayout, location: &Location) -> NewFiles {
         let writers = (0..parallel_writers())
             .map(|_| {
                 let (tx, rx) = mpsc::channel::<ValidBatch>(1);
-                let writer = RecordBatchWriter::for_table(table)
-                    .map(|w| w.with_writer_properties(writer_properties(def)))
-                    .map_err(|e| Error::delta(Stage::Write, location, e));
-                let (order, location) = (order.clone(), location.clone());
-                (tx, tokio::spawn(async move { write_files(writer?, rx, &order, &location).await }))
+                let (layout, location) = (layout.clone(), location.clone());
+                (tx, tokio::spawn(async move { write_files(&layout, rx, &location).await }))
             })
             .collect::<Vec<_>>();
         let rows_sent = vec![0; writers.len()];
-        Ok(NewFiles { writers, rows_sent, order })
+        NewFiles { writers, rows_sent, layout }
     }
 
     /// Hands a batch to the writer with the fewest rows so far.
@@ -84,21 +88,27 @@ impl NewFiles {
     pub async fn finish(
         self,
         table: &DeltaTable,
-        def: &TableDefinition,
         location: &Location,
         date: chrono::NaiveDate,
         superseded: &[(u32, u32)],
     ) -> Result<Vec<Add>> {
         let mut files = Vec::new();
+        let mut failed = None;
         for (tx, task) in self.writers {
             drop(tx);
-            files.extend(task.await.map_err(|e| Error::internal(Stage::Write, location, e))??);
+            match task.await.map_err(|e| Error::internal(Stage::Write, location, e)).and_then(|files| files) {
+                Ok(written) => files.extend(written),
+                Err(error) => failed = failed.or(Some(error)),
+            }
+        }
+        if let Some(error) = failed {
+            return Err(error);
         }
         let mut adds = Vec::with_capacity(files.len());
         for file in files {
             let touched = file.batches.iter().any(|(seq, _)| superseded.binary_search_by_key(seq, |(s, _)| *s).is_ok());
             if touched {
-                adds.push(rewrite_without(table, def, location, date, &self.order, file, superseded).await?);
+                adds.extend(rewrite_without(table, &self.layout, location, date, file, superseded).await?);
             } else {
                 adds.push(file.add);
             }
@@ -107,87 +117,61 @@ impl NewFiles {
     }
 }
 
+/// The bytes of a batch's own slice of its buffers.
+fn arrow_bytes(batch: &RecordBatch) -> usize {
+    batch.columns().iter().map(|c| c.to_data().get_slice_memory_size().unwrap_or(0)).sum()
+}
+
 /// One writer: batches in, a file closed whenever it reaches the target size.
 async fn write_files(
-    mut writer: RecordBatchWriter,
+    layout: &FileLayout,
     mut batches: mpsc::Receiver<ValidBatch>,
-    order: &[usize],
     location: &Location,
 ) -> Result<Vec<WrittenFile>> {
-    let delta_error = |e| Error::delta(Stage::Write, location, e);
     let mut files = Vec::new();
-    let mut in_file: Vec<(u32, usize)> = Vec::new();
+    let mut open: Option<(DeltaWriter, Vec<(u32, usize)>, usize)> = None;
     while let Some(batch) = batches.recv().await {
         let rows = batch.rows.num_rows();
         if rows == 0 {
             continue;
         }
-        let ordered = batch.rows.project(order).map_err(|e| Error::internal(Stage::Write, location, e))?;
-        writer.write(ordered).await.map_err(delta_error)?;
+        let conformed = layout.conform(&batch.rows, location)?;
+        let (writer, in_file, bytes) = open.get_or_insert_with(|| (layout.data_writer(), Vec::new(), 0));
+        writer.write(&conformed).await.map_err(|e| Error::delta(Stage::Write, location, e))?;
         in_file.push((batch.seq, rows));
-        if writer.buffer_len() >= TARGET_FILE_BYTES {
-            close(&mut writer, &mut in_file, &mut files, location).await?;
+        *bytes += arrow_bytes(&conformed);
+        if *bytes >= TARGET_FILE_BYTES * ARROW_PER_PARQUET_BYTE {
+            let (writer, in_file, _) = open.take().expect("open above");
+            files.push(close(writer, in_file, location).await?);
         }
     }
-    if !in_file.is_empty() {
-        close(&mut writer, &mut in_file, &mut files, location).await?;
+    if let Some((writer, in_file, _)) = open {
+        files.push(close(writer, in_file, location).await?);
     }
     Ok(files)
 }
 
-async fn close(
-    writer: &mut RecordBatchWriter,
-    in_file: &mut Vec<(u32, usize)>,
-    files: &mut Vec<WrittenFile>,
-    location: &Location,
-) -> Result<()> {
-    let adds = writer.flush().await.map_err(|e| Error::delta(Stage::Write, location, e))?;
-    let batches = std::mem::take(in_file);
+async fn close(writer: DeltaWriter, batches: Vec<(u32, usize)>, location: &Location) -> Result<WrittenFile> {
+    let adds = writer.close().await.map_err(|e| Error::delta(Stage::Write, location, e))?;
     match <[Add; 1]>::try_from(adds) {
-        Ok([add]) => files.push(WrittenFile { add, batches }),
+        Ok([add]) => Ok(WrittenFile { add, batches }),
         Err(adds) => {
-            return Err(Error::internal(
-                Stage::Write,
-                location,
-                format!("one date's rows became {} files at once", adds.len()),
-            ))
+            Err(Error::internal(Stage::Write, location, format!("one date's rows became {} files at once", adds.len())))
         }
     }
-    Ok(())
 }
 
-/// The positions, in the definition's row schema, of the table's columns in
-/// the table's order (a column added to a table comes last, wherever the
-/// definition declares it).
-fn table_order(table: &DeltaTable, location: &Location, schema: &SchemaRef) -> Result<Vec<usize>> {
-    let snapshot = table.snapshot().map_err(|e| Error::delta(Stage::Write, location, e))?;
-    snapshot
-        .schema()
-        .fields()
-        .map(|f| {
-            schema.index_of(f.name()).map_err(|_| {
-                Error::internal(
-                    Stage::Write,
-                    location,
-                    format!("the table's column {} is not the definition's", f.name()),
-                )
-            })
-        })
-        .collect()
-}
-
-/// A written file again, without its superseded rows.
+/// A written file again, without its superseded rows (none, if all were).
 async fn rewrite_without(
     table: &DeltaTable,
-    def: &TableDefinition,
+    layout: &FileLayout,
     location: &Location,
     date: chrono::NaiveDate,
-    order: &[usize],
     file: WrittenFile,
     superseded: &[(u32, u32)],
-) -> Result<Add> {
+) -> Result<Option<Add>> {
     let fail = |e: String| Error::internal(Stage::Write, location, e);
-    let ctx = datafusion::prelude::SessionContext::new();
+    let ctx = crate::session::context();
     table.update_datafusion_session(&ctx.state()).map_err(|e| Error::delta(Stage::Write, location, e))?;
     let url = table.table_url().join(&file.add.path).map_err(|e| fail(e.to_string()))?;
     let read = ctx
@@ -197,38 +181,39 @@ async fn rewrite_without(
         .collect()
         .await
         .map_err(|e| Error::datafusion(Stage::Write, location, e))?;
-    let table_schema = def.arrow_schema().project(order).map_err(|e| fail(e.to_string()))?;
-    let rows = datafusion::arrow::compute::concat_batches(
-        &read.first().map_or(table_schema.clone().into(), |b| b.schema()),
-        &read,
-    )
-    .map_err(|e| fail(e.to_string()))?;
+    let Some(first) = read.first() else { return Err(fail("a written file reads back empty".into())) };
+    let rows = datafusion::arrow::compute::concat_batches(&first.schema(), &read).map_err(|e| fail(e.to_string()))?;
+    let mut writer = layout.data_writer();
+    let days = crate::read::days_since_epoch(date);
+    let mut written = 0;
     // The file holds the batches one after the other; superseded rows go.
-    let mut kept = Vec::with_capacity(file.batches.len());
     let mut offset = 0;
     for (seq, count) in &file.batches {
         let slice = rows.slice(offset, *count);
         offset += count;
-        kept.push(without_rows(slice, *seq, superseded).map_err(|e| fail(e.to_string()))?);
+        let kept = without_rows(slice, *seq, superseded).map_err(|e| fail(e.to_string()))?;
+        if kept.num_rows() == 0 {
+            continue;
+        }
+        // The partition column is in the file's path, not in the file: put it back.
+        let mut columns: Vec<ArrayRef> = kept.columns().to_vec();
+        let mut fields: Vec<Arc<datafusion::arrow::datatypes::Field>> =
+            kept.schema().fields().iter().cloned().collect();
+        let partition = layout.schema.field_with_name(&layout.partition_by).map_err(|e| fail(e.to_string()))?;
+        fields.push(Arc::new(partition.clone()));
+        columns.push(Arc::new(Date32Array::from(vec![days; kept.num_rows()])));
+        let with_date = RecordBatch::try_new(Arc::new(datafusion::arrow::datatypes::Schema::new(fields)), columns)
+            .map_err(|e| fail(e.to_string()))?;
+        writer
+            .write(&layout.conform(&with_date, location)?)
+            .await
+            .map_err(|e| Error::delta(Stage::Write, location, e))?;
+        written += kept.num_rows();
     }
-    // The partition column is in the file's path, not in the file: put it back.
-    let mut writer = RecordBatchWriter::for_table(table)
-        .map(|w| w.with_writer_properties(writer_properties(def)))
-        .map_err(|e| Error::delta(Stage::Write, location, e))?;
-    let days = crate::read::days_since_epoch(date);
-    for batch in kept.into_iter().filter(|b| b.num_rows() > 0) {
-        let columns: Vec<ArrayRef> = table_schema
-            .fields()
-            .iter()
-            .map(|f| match batch.column_by_name(f.name()) {
-                Some(column) => column.clone(),
-                None if f.name() == &def.partition_by => Arc::new(Date32Array::from(vec![days; batch.num_rows()])),
-                None => new_null_array(f.data_type(), batch.num_rows()),
-            })
-            .collect();
-        let full = RecordBatch::try_new(Arc::new(table_schema.clone()), columns).map_err(|e| fail(e.to_string()))?;
-        writer.write(full).await.map_err(|e| Error::delta(Stage::Write, location, e))?;
+    if written == 0 {
+        writer.abort().await.map_err(|e| Error::delta(Stage::Write, location, e))?;
+        return Ok(None);
     }
-    let adds = writer.flush().await.map_err(|e| Error::delta(Stage::Write, location, e))?;
-    adds.into_iter().next().ok_or_else(|| fail("a rewritten file came out empty".into()))
+    let adds = writer.close().await.map_err(|e| Error::delta(Stage::Write, location, e))?;
+    adds.into_iter().next().map(Some).ok_or_else(|| fail("a rewritten file came out empty".into()))
 }

@@ -22,6 +22,40 @@ fn add_loyalty_tier(lake: &Lake) {
     });
 }
 
+/// Keys of `date`'s export whose last line has a value in `column` (lines
+/// without an application are filtered by transform.sql; a later line of a
+/// key supersedes it; a small CSV split that honours quotes, as
+/// the generator's exports have no embedded newlines).
+fn export_values(lake: &Lake, date: &str, column: &str) -> i64 {
+    let text = std::fs::read_to_string(lake.export(T, date)).unwrap();
+    let split = |line: &str| -> Vec<String> {
+        let (mut fields, mut field, mut quoted) = (Vec::new(), String::new(), false);
+        for c in line.chars() {
+            match c {
+                '"' => quoted = !quoted,
+                ',' if !quoted => fields.push(std::mem::take(&mut field)),
+                c => field.push(c),
+            }
+        }
+        fields.push(field);
+        fields
+    };
+    let mut lines = text.lines();
+    let header = split(lines.next().unwrap());
+    let at = header.iter().position(|h| h == column).expect("the column is in the header");
+    let id = header.iter().position(|h| h == "id").expect("the key is in the header");
+    let application = header.iter().position(|h| h == "application_id").expect("a customer's application");
+    let last: std::collections::HashMap<String, bool> = lines
+        .filter(|l| !l.is_empty())
+        .filter(|l| !split(l)[application].trim().is_empty())
+        .map(|l| {
+            let fields = split(l);
+            (fields[id].clone(), !fields[at].is_empty())
+        })
+        .collect();
+    last.values().filter(|valued| **valued).count() as i64
+}
+
 fn schema_of(lake: &Lake, as_of: Option<&str>) -> Vec<String> {
     let rows = lake.query(T, "SELECT * FROM shopify_configuration LIMIT 1", as_of);
     let mut columns: Vec<String> = rows[0].as_object().unwrap().keys().cloned().collect();
@@ -47,16 +81,24 @@ fn a_column_added_to_the_definition_evolves_the_table_in_place() {
     assert!(diff.contains("add column      loyalty_tier string"), "{diff}");
     assert_eq!(lake.version(T), v_before, "diff writes nothing");
 
-    // Dates 4-5 come with the column: the first load adds it (its own
-    // metadata commit), then commits its data.
+    // Dates 4-5 come with the column: the first load adds it in its own
+    // commit (one load, one version), beside its rows.
     lake.generate(T, DATES[3], DATES[4], 300, &[]);
     let (code, fourth) = lake.ingest(T, DATES[3], &[]);
     assert_eq!(code, 0, "{fourth}");
     assert_eq!(fourth["added_columns"], serde_json::json!(["loyalty_tier"]));
-    assert_eq!(fourth["table_version"], v_before + 2, "one metadata-only commit, then the load's");
+    assert_eq!(fourth["table_version"], v_before + 1, "one version: the column and the rows");
     let history = lake.history(T);
-    assert_eq!(history[1]["operation"], "ADD COLUMN");
-    assert!(history[1]["columns"].as_str().unwrap().contains("added loyalty_tier"), "{}", history[1]);
+    assert_eq!(history[0]["export_date"], DATES[3]);
+    assert!(history[0]["columns"].as_str().unwrap().contains("added loyalty_tier"), "{}", history[0]);
+    // The load that added the column wrote its values (they were once
+    // dropped, exit 0, because the files were written in the old schema).
+    let fourth_values = lake.count(
+        T,
+        "SELECT count(*) FROM shopify_configuration WHERE export_date = '2019-04-04' AND loyalty_tier IS NOT NULL",
+    );
+    assert!(fourth_values > 0);
+    assert_eq!(fourth_values, export_values(&lake, DATES[3], "loyalty_tier"), "every value of the export");
     assert_eq!(lake.ingest(T, DATES[4], &[]).0, 0);
 
     // No data file was rewritten; rows loaded before read null.
@@ -110,6 +152,32 @@ fn a_column_added_to_the_definition_evolves_the_table_in_place() {
     let (code, reload) = lake.ingest(T, DATES[4], &[]);
     assert_eq!(code, 0, "{reload}");
     assert_eq!(reload["added_columns"], serde_json::json!(["loyalty_tier"]));
+}
+
+/// A load refused after the column was declared leaves the table without
+/// it (the column comes with a load's rows, never alone); the next load
+/// that succeeds adds it with its values.
+#[test]
+fn a_refused_load_does_not_add_the_column() {
+    let lake = Lake::new();
+    lake.generate(T, DATES[0], DATES[0], 400, &[]);
+    assert_eq!(lake.ingest(T, DATES[0], &[]).0, 0);
+    add_loyalty_tier(&lake);
+    let (before, version) = (lake.snapshot(T), lake.version(T));
+    // The same date from an export a third as long: the delete guard refuses it.
+    lake.generate(T, DATES[0], DATES[0], 130, &["--seed", "7"]);
+    let (code, refused) = lake.ingest(T, DATES[0], &[]);
+    assert_eq!(code, 4, "{refused}");
+    assert_eq!((lake.version(T), lake.snapshot(T)), (version, before), "nothing committed");
+    assert!(!schema_of(&lake, None).contains(&"loyalty_tier".to_string()), "no column without rows");
+
+    // Beside it: the export allowed to shrink the date loads, column and values in one version.
+    let (code, loaded) = lake.ingest(T, DATES[0], &["--max-delete-ratio", "1"]);
+    assert_eq!(code, 0, "{loaded}");
+    assert_eq!(lake.version(T), version + 1);
+    assert_eq!(loaded["added_columns"], serde_json::json!(["loyalty_tier"]));
+    let valued = lake.count(T, "SELECT count(*) FROM shopify_configuration WHERE loyalty_tier IS NOT NULL");
+    assert_eq!(valued, export_values(&lake, DATES[0], "loyalty_tier"));
 }
 
 #[test]

@@ -225,3 +225,25 @@ fn an_interrupted_backfill_starts_no_new_date_and_keeps_every_committed_one() {
         assert_eq!(json_lines(&ws.shoplake(&["history", "--format", "json"]).stdout).len(), committed.len() + 1);
     }
 }
+
+/// `--memory-limit` bounds DataFusion's operators: a query whose aggregate
+/// cannot spill (all of a day's ids in one string) fails within a small
+/// limit (exit 2, saying what to raise), and runs within a larger one.
+#[test]
+fn the_memory_limit_bounds_queries_and_says_what_to_raise() {
+    let ws = Workspace::new();
+    ws.write_export(D1, export(&shops(D1, 0..250_000, "True", "shopify_app_store")));
+    assert_eq!(ws.ingest(D1, &[]).0, 0);
+    // 250,000 ids of 6-7 characters, 200 times each: ~330 MB in one
+    // accumulator, far past 64MiB.
+    let all_ids = "SELECT length(string_agg(repeat(id, 200), ',')) AS n FROM shopify_configuration";
+    let small = ws.shoplake(&["--memory-limit", "64MiB", "query", "--sql", all_ids]);
+    assert_eq!(small.status.code(), Some(2), "{}", stderr(&small));
+    assert!(stderr(&small).contains("raise --memory-limit"), "{}", stderr(&small));
+    let large = ws.shoplake(&["--memory-limit", "2GiB", "query", "--sql", all_ids, "--format", "json"]);
+    assert!(large.status.success(), "{}", stderr(&large));
+    let ids_length: i64 = (0..250_000).map(|i: i64| format!("s{i:05}").len() as i64 * 200 + 1).sum::<i64>() - 1;
+    assert_eq!(json_lines(&large.stdout)[0]["n"], ids_length);
+    let refused = ws.shoplake(&["--memory-limit", "63MiB", "query", "--sql", "SELECT 1"]);
+    assert_eq!(refused.status.code(), Some(2), "below the floor: {}", stderr(&refused));
+}

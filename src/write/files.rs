@@ -1,0 +1,156 @@
+//! The Parquet files of a load: the schema they are written in, and the
+//! writers of data files and of change-data files (`_change_data/`, the
+//! rows a commit changed, which Delta's change data feed reads instead of
+//! inferring changes from whole files added and removed).
+//!
+//! Files are written in the table's schema *after* the load: the table's
+//! columns in its order, then the definition's columns it does not have yet
+//! (added by the load's schema commit, which comes before the data's).
+//! delta-rs's `RecordBatchWriter` takes the table's schema as it is and,
+//! on a partitioned table, drops columns it does not know: a new date
+//! loaded right after a column was declared lost the column's values.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{new_null_array, ArrayRef, RecordBatch, StringArray};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use delta_kernel::table_properties::DataSkippingNumIndexedCols;
+use deltalake::datafile::writer::{DeltaWriter, WriterConfig};
+use deltalake::kernel::{Add, AddCDCFile};
+use deltalake::DeltaTable;
+use object_store::prefix::PrefixStore;
+
+use super::writer_properties;
+use crate::definition::TableDefinition;
+use crate::error::{Error, Result, Stage};
+use crate::storage::Location;
+
+/// The column of a change-data file saying what happened to the row.
+pub const CHANGE_TYPE: &str = "_change_type";
+/// Where a table's change-data files live, relative to its root.
+const CHANGE_DATA_DIR: &str = "_change_data";
+/// Delta's default number of leading columns with statistics.
+const DEFAULT_STATS_COLUMNS: u64 = 32;
+
+/// How one table's files are written.
+#[derive(Clone)]
+pub struct FileLayout {
+    /// The columns of a file, partition column included (it goes to the path).
+    pub schema: SchemaRef,
+    pub partition_by: String,
+    store: deltalake::logstore::ObjectStoreRef,
+    properties: deltalake::parquet::file::properties::WriterProperties,
+    num_indexed_cols: DataSkippingNumIndexedCols,
+    stats_columns: Option<Vec<String>>,
+    /// The table records row changes (`delta.enableChangeDataFeed`).
+    pub change_data_feed: bool,
+}
+
+impl FileLayout {
+    /// The layout of `table`'s files once `def`'s columns are all in it.
+    pub fn of(table: &DeltaTable, def: &TableDefinition, location: &Location) -> Result<FileLayout> {
+        let snapshot = table.snapshot().map_err(|e| Error::delta(Stage::Write, location, e))?;
+        let declared = def.arrow_schema();
+        let table_columns: Vec<String> = snapshot.schema().fields().map(|f| f.name().clone()).collect();
+        let mut fields: Vec<Arc<Field>> = Vec::with_capacity(declared.fields().len());
+        for name in &table_columns {
+            let field = declared.field_with_name(name).map_err(|_| {
+                Error::internal(Stage::Write, location, format!("the table's column {name} is not the definition's"))
+            })?;
+            fields.push(Arc::new(field.clone()));
+        }
+        fields.extend(declared.fields().iter().filter(|f| !table_columns.contains(f.name())).cloned());
+        let properties = snapshot.table_config();
+        let change_data_feed = properties.enable_change_data_feed.unwrap_or(false);
+        Ok(FileLayout {
+            schema: Arc::new(Schema::new(fields)),
+            partition_by: def.partition_by.clone(),
+            store: table.object_store(),
+            properties: writer_properties(def),
+            num_indexed_cols: properties
+                .data_skipping_num_indexed_cols
+                .unwrap_or(DataSkippingNumIndexedCols::NumColumns(DEFAULT_STATS_COLUMNS)),
+            stats_columns: properties
+                .data_skipping_stats_columns
+                .as_ref()
+                .map(|columns| columns.iter().map(|c| c.to_string()).collect()),
+            change_data_feed,
+        })
+    }
+
+    fn config(&self, schema: SchemaRef) -> WriterConfig {
+        WriterConfig::new(
+            schema,
+            vec![self.partition_by.clone()],
+            Some(self.properties.clone()),
+            None,
+            None,
+            self.num_indexed_cols,
+            self.stats_columns.clone(),
+        )
+    }
+
+    /// A writer of data files: each `close` gives the files it wrote.
+    pub fn data_writer(&self) -> DeltaWriter {
+        DeltaWriter::new(self.store.clone(), self.config(self.schema.clone()))
+    }
+
+    /// The schema of a change-data file: the table's, then `_change_type`.
+    pub fn change_schema(&self) -> SchemaRef {
+        let mut fields: Vec<Arc<Field>> = self.schema.fields().iter().cloned().collect();
+        fields.push(Arc::new(Field::new(CHANGE_TYPE, DataType::Utf8, false)));
+        Arc::new(Schema::new(fields))
+    }
+
+    /// A writer of change-data files, under the table's `_change_data/`.
+    pub fn change_writer(&self) -> DeltaWriter {
+        let store = Arc::new(PrefixStore::new(self.store.clone(), CHANGE_DATA_DIR));
+        DeltaWriter::new(store, self.config(self.change_schema()))
+    }
+
+    /// `batch` (any column order; columns the table has that it lacks read
+    /// as null) in the file schema.
+    pub fn conform(&self, batch: &RecordBatch, location: &Location) -> Result<RecordBatch> {
+        conform_to(&self.schema, batch, location)
+    }
+
+    /// `batch` as change rows, each of the type `types` gives.
+    pub fn as_changes(&self, batch: &RecordBatch, types: StringArray, location: &Location) -> Result<RecordBatch> {
+        let rows = self.conform(batch, location)?;
+        let mut columns: Vec<ArrayRef> = rows.columns().to_vec();
+        columns.push(Arc::new(types));
+        RecordBatch::try_new(self.change_schema(), columns).map_err(|e| Error::internal(Stage::Write, location, e))
+    }
+}
+
+/// The change-data files a writer wrote, as the commit's `cdc` actions
+/// (paths relative to the table; not a data change of their own).
+pub fn change_files(adds: Vec<Add>) -> Vec<AddCDCFile> {
+    adds.into_iter()
+        .map(|add| AddCDCFile {
+            path: format!("{CHANGE_DATA_DIR}/{}", add.path),
+            size: add.size,
+            partition_values: add.partition_values,
+            data_change: false,
+            tags: add.tags,
+        })
+        .collect()
+}
+
+fn conform_to(schema: &SchemaRef, batch: &RecordBatch, location: &Location) -> Result<RecordBatch> {
+    let fail = |e: datafusion::arrow::error::ArrowError| Error::internal(Stage::Write, location, e);
+    if batch.schema().fields() == schema.fields() {
+        return Ok(batch.clone());
+    }
+    let columns = schema
+        .fields()
+        .iter()
+        .map(|field| match batch.column_by_name(field.name()) {
+            Some(column) if column.data_type() == field.data_type() => Ok(column.clone()),
+            Some(column) => cast(column, field.data_type()).map_err(fail),
+            None => Ok(new_null_array(field.data_type(), batch.num_rows())),
+        })
+        .collect::<Result<Vec<_>>>()?;
+    RecordBatch::try_new(schema.clone(), columns).map_err(fail)
+}

@@ -1,0 +1,236 @@
+//! The re-load of a date that has rows, once the diff found changes: the
+//! date's files are read once, batch by batch, and written again with the
+//! changed and deleted rows left out and the export's inserted and updated
+//! rows added; one commit removes the old files and adds the new ones.
+//!
+//! Only the changed rows are held (the diff keeps them); the partition
+//! streams through, so a re-load's memory does not grow with the day the
+//! way delta-rs's MERGE did (it rewrites the same files but holds its
+//! inputs and join state). The rows a commit changed are also written as
+//! change-data files (`_change_data/`: `insert`, `update_preimage`,
+//! `update_postimage`, `delete`), so the change data feed shows the
+//! changed rows, not the whole date removed and added again.
+//!
+//! Every row is accounted for before anything is committed: the rows
+//! copied must be the unchanged ones, the rows left out the updated and
+//! deleted ones; otherwise the load fails and the table stays as it was.
+
+use std::collections::HashMap;
+
+use chrono::NaiveDate;
+use datafusion::arrow::array::{AsArray, BooleanArray, RecordBatch, StringArray};
+use datafusion::arrow::compute::{cast, filter_record_batch};
+use datafusion::arrow::datatypes::DataType;
+use deltalake::kernel::transaction::CommitProperties;
+use deltalake::kernel::Action;
+use deltalake::protocol::{DeltaOperation, MergePredicate};
+use deltalake::DeltaTable;
+use futures::StreamExt;
+
+use super::diff::{Diff, OP, OP_DELETE, OP_INSERT, OP_UPDATE};
+use super::files::{change_files, FileLayout};
+use super::stream::NewFiles;
+use super::{Attempt, LoadOutcome, LoadRequest};
+use crate::error::{Error, Result, Stage};
+use crate::storage::Location;
+use crate::validate::ValidBatch;
+
+/// Change types of Delta's change data feed.
+const INSERT: &str = "insert";
+const UPDATE_PREIMAGE: &str = "update_preimage";
+const UPDATE_POSTIMAGE: &str = "update_postimage";
+const DELETE: &str = "delete";
+
+/// The partition has rows and some differ: rewrite it, in one commit.
+pub(super) async fn rewrite_partition(
+    table: DeltaTable,
+    request: &LoadRequest<'_>,
+    diff: Diff,
+    schema: Vec<Action>,
+    properties: CommitProperties,
+) -> Result<LoadOutcome, Attempt> {
+    let LoadRequest { def, location, date, .. } = *request;
+    let key = def.day_key();
+    let layout = FileLayout::of(&table, def, location)?;
+    let fail = |e: String| Error::internal(Stage::Write, location, e);
+
+    // What happens to each existing row whose key changed: its old values
+    // are an update's pre-image, or a delete.
+    let leaving = leaving_rows(&diff, key, location)?;
+    let removes = partition_files(&table, location, &def.partition_by, date)?;
+    let paths: Vec<String> = removes.iter().map(|r| r.path.clone()).collect();
+
+    let mut data = NewFiles::with_layout(layout.clone(), location);
+    let mut changes = ChangeFiles::new(&layout);
+    let (mut copied, mut left_out) = (0u64, 0u64);
+    // The table's columns (one the load adds reads as null in old rows).
+    let columns: Vec<&str> = layout
+        .schema
+        .fields()
+        .iter()
+        .map(|f| f.name().as_str())
+        .filter(|c| super::table::has_column(&table, c))
+        .collect();
+    let mut scan = super::diff::scan(&table, location, def, date, &paths, &columns).await?;
+    while let Some(batch) = scan.next().await {
+        let batch = batch.map_err(|e| Error::datafusion(Stage::Write, location, e))?;
+        let ids = cast(batch.column_by_name(key).expect("scanned the key"), &DataType::Utf8)
+            .map_err(|e| fail(e.to_string()))?;
+        let kinds: Vec<Option<&str>> =
+            ids.as_string::<i32>().iter().map(|id| id.and_then(|id| leaving.get(id).copied())).collect();
+        let leaves = BooleanArray::from(kinds.iter().map(|k| k.is_some()).collect::<Vec<_>>());
+        if leaves.true_count() > 0 {
+            let old = filter_record_batch(&batch, &leaves).map_err(|e| fail(e.to_string()))?;
+            let types = StringArray::from(kinds.iter().flatten().copied().collect::<Vec<_>>());
+            changes.write(&layout, &old, types, location).await?;
+            left_out += old.num_rows() as u64;
+        }
+        let kept = if leaves.true_count() == 0 {
+            batch
+        } else {
+            let stays = datafusion::arrow::compute::not(&leaves).map_err(|e| fail(e.to_string()))?;
+            filter_record_batch(&batch, &stays).map_err(|e| fail(e.to_string()))?
+        };
+        copied += kept.num_rows() as u64;
+        data.write(ValidBatch { seq: 0, rows: kept }).await?;
+    }
+    // The export's new and changed rows.
+    let mut written = 0u64;
+    for batch in &diff.changes {
+        let ops = batch.column_by_name(OP).expect("own column").as_string::<i32>();
+        let arrives = BooleanArray::from(ops.iter().map(|op| op != Some(OP_DELETE)).collect::<Vec<_>>());
+        let rows = filter_record_batch(batch, &arrives).map_err(|e| fail(e.to_string()))?;
+        if rows.num_rows() == 0 {
+            continue;
+        }
+        let ops = rows.column_by_name(OP).expect("own column").as_string::<i32>();
+        let types: StringArray =
+            ops.iter().map(|op| Some(if op == Some(OP_INSERT) { INSERT } else { UPDATE_POSTIMAGE })).collect();
+        changes.write(&layout, &rows, types, location).await?;
+        written += rows.num_rows() as u64;
+        data.write(ValidBatch { seq: 0, rows: layout.conform(&rows, location)? }).await?;
+    }
+    let adds = data.finish(&table, location, date, &[]).await?;
+    let cdc = changes.finish(location).await?;
+
+    // Every row accounted for, or nothing is committed.
+    let expected = (diff.unchanged, diff.updated + diff.deleted, diff.inserted + diff.updated);
+    if (copied, left_out, written) != expected {
+        return Err(fail(format!(
+            "the rewrite of {date} copied {copied}, left out {left_out} and added {written} rows; the diff \
+             planned {} unchanged, {} updated or deleted and {} inserted or updated",
+            expected.0, expected.1, expected.2
+        ))
+        .into());
+    }
+
+    let (files_added, files_removed) = (adds.len() as u64, removes.len() as u64);
+    let bytes_added = adds.iter().map(|a| a.size.max(0) as u64).sum();
+    let mut actions: Vec<Action> = schema;
+    actions.extend(removes.into_iter().map(Action::Remove));
+    actions.extend(adds.into_iter().map(Action::Add));
+    actions.extend(cdc.into_iter().map(Action::Cdc));
+    let version =
+        super::commit(&table, location, properties, actions, merge_operation(&def.partition_by, key, date)).await?;
+    Ok(LoadOutcome {
+        table_version: version,
+        committed: true,
+        inserted: diff.inserted,
+        updated: diff.updated,
+        deleted: diff.deleted,
+        unchanged: diff.unchanged,
+        rows_before: diff.current_rows,
+        files_added,
+        files_removed,
+        rejects_version: 0,
+        added_columns: Vec::new(),
+        bytes_added,
+    })
+}
+
+/// The commit's operation: a MERGE on the key, scoped to the date (the
+/// date in the predicate scopes the conflict check to its partition).
+fn merge_operation(partition_by: &str, key: &str, date: NaiveDate) -> DeltaOperation {
+    let clause = |action: &str, op: &str| MergePredicate {
+        action_type: action.to_string(),
+        predicate: Some(format!("source.{OP} = '{op}'")),
+    };
+    DeltaOperation::Merge {
+        predicate: Some(format!("{partition_by} = '{date}'")),
+        merge_predicate: Some(format!("target.{partition_by} = '{date}' AND target.{key} = source.{key}")),
+        matched_predicates: vec![clause("delete", OP_DELETE), clause("update", OP_UPDATE)],
+        not_matched_predicates: vec![clause("insert", OP_INSERT)],
+        not_matched_by_source_predicates: Vec::new(),
+    }
+}
+
+/// The keys whose stored row leaves the partition, and the change type of
+/// its old values (an update's pre-image, or a delete).
+fn leaving_rows<'d>(diff: &'d Diff, key: &str, location: &Location) -> Result<HashMap<&'d str, &'static str>> {
+    let mut leaving = HashMap::new();
+    for batch in &diff.changes {
+        let ops = batch.column_by_name(OP).expect("own column").as_string::<i32>();
+        let ids = batch
+            .column_by_name(key)
+            .and_then(|c| c.as_string_opt::<i32>())
+            .ok_or_else(|| Error::internal(Stage::Write, location, format!("the changes' {key} is not text")))?;
+        for (id, op) in ids.iter().zip(ops.iter()) {
+            match (id, op) {
+                (Some(id), Some(OP_UPDATE)) => leaving.insert(id, UPDATE_PREIMAGE),
+                (Some(id), Some(OP_DELETE)) => leaving.insert(id, DELETE),
+                _ => None,
+            };
+        }
+    }
+    Ok(leaving)
+}
+
+/// The `remove` actions of every file the table holds for the date.
+fn partition_files(
+    table: &DeltaTable,
+    location: &Location,
+    partition_by: &str,
+    date: NaiveDate,
+) -> Result<Vec<deltalake::kernel::Remove>> {
+    let snapshot = table.snapshot().map_err(|e| Error::delta(Stage::Write, location, e))?;
+    let day = date.to_string();
+    Ok(snapshot
+        .log_data()
+        .iter()
+        .filter(|file| file.partition_values_map().get(partition_by).cloned().flatten().as_deref() == Some(&day))
+        .map(|file| file.remove_action(true))
+        .collect())
+}
+
+/// The change-data files of the commit (none when the table does not
+/// record changes).
+struct ChangeFiles {
+    writer: Option<deltalake::datafile::writer::DeltaWriter>,
+}
+
+impl ChangeFiles {
+    fn new(layout: &FileLayout) -> Self {
+        ChangeFiles { writer: layout.change_data_feed.then(|| layout.change_writer()) }
+    }
+
+    async fn write(
+        &mut self,
+        layout: &FileLayout,
+        rows: &RecordBatch,
+        types: StringArray,
+        location: &Location,
+    ) -> Result<()> {
+        let Some(writer) = &mut self.writer else { return Ok(()) };
+        let changes = layout.as_changes(rows, types, location)?;
+        writer.write(&changes).await.map_err(|e| Error::delta(Stage::Write, location, e))
+    }
+
+    async fn finish(self, location: &Location) -> Result<Vec<deltalake::kernel::AddCDCFile>> {
+        match self.writer {
+            Some(writer) => {
+                Ok(change_files(writer.close().await.map_err(|e| Error::delta(Stage::Write, location, e))?))
+            }
+            None => Ok(Vec::new()),
+        }
+    }
+}
