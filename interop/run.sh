@@ -59,6 +59,10 @@ log "shoplake: $SHOPLAKE_BIN; scratch: $INTEROP_WORK"
 status=0
 nice -n 10 "$SPARK_PY" -m pytest -c interop/pytest.ini --rootdir interop interop/tests "$@" || status=$?
 if [ -f "$INTEROP_WORK/protocol.json" ]; then
-  log "protocol of a table shoplake creates: $(tr -d ' \n' < "$INTEROP_WORK/protocol.json" | head -c 600)"
+  # {table: {"protocol": ..., "configuration": ...}} (tests/test_protocol.py)
+  "$SPARK_PY" -c 'import json, sys
+for name, seen in json.load(open(sys.argv[1])).items():
+    print("[interop] protocol of a table shoplake creates (%s): %s" % (name, json.dumps(seen["protocol"])))' \
+    "$INTEROP_WORK/protocol.json" >&2 || true
 fi
 exit "$status"

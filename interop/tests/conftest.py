@@ -10,13 +10,18 @@ Environment (set by interop/run.sh):
                          MinIO, for the s3 half (skipped, with a line saying
                          why, when unset; INTEROP_REQUIRE_S3=1 makes that a failure)
 """
+import csv
+import io
 import json
 import os
 import shutil
 import subprocess
 import sys
 import time
+import tomllib
 import uuid
+from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -25,22 +30,84 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 import legacy_job
 
-DEFN = legacy_job.definition()
-ALL_COLUMNS = [c["name"] for c in DEFN["columns"]]
-ROW_HASH = next(c["name"] for c in DEFN["columns"] if c["kind"] == "row_hash")
-# Spark's name of each column's type, by the kind table.toml gives it.
+TABLES = HERE.parent.parent / "tables"
+# The definitions shipped in tables/: the tests that hold for any table run
+# once per definition (the `table_def` fixture).
+BUILT_IN = ("shopify_configuration", "shopify_usage_daily")
+
+# Spark's name of each column's type, by the kind table.toml gives it (and,
+# for a derived column, by the type it declares).
 SPARK_TYPE = {
     "text": "string",
     "flag": "boolean",
     "count": "bigint",
     "count_list": "array<bigint>",
+    "float": "double",
+    "date": "date",
+    "timestamp": "timestamp",
+    "text_list": "array<string>",
     "file_date": "date",
     "row_hash": "binary",
 }
+DERIVED_TYPE = {"long": "bigint", "array<long>": "array<bigint>"}
+
+
+class TableDef:
+    """One table definition (`<tables>/<name>/table.toml`), as the tests need it:
+    its columns (with the `_row_hash` shoplake adds when none is declared),
+    key, partition column and where a date's export is."""
+
+    def __init__(self, name, tables=TABLES):
+        self.name, self.tables = name, Path(tables)
+        with open(self.tables / name / "table.toml", "rb") as f:
+            self.toml = tomllib.load(f)
+        self.columns = self.toml["columns"]
+        self.partition = self.toml["partition_by"]
+        self.key = next(k for k in self.toml["key"] if k != self.partition)
+        self.order = (self.partition, self.key)
+        hashes = [c["name"] for c in self.columns if c["kind"] == "row_hash"]
+        self.row_hash = hashes[0] if hashes else "_row_hash"
+        self.all_columns = [c["name"] for c in self.columns] + ([] if hashes else ["_row_hash"])
+        self.source_pattern = self.toml.get("source_pattern", "{date}.csv")
+
+    def __repr__(self):
+        return f"TableDef({self.name!r}, {str(self.tables)!r})"
+
+    def export(self, root, date):
+        """The export of `date` under the source root `root`."""
+        return Path(root) / self.source_pattern.replace("{date}", date)
+
+    def column(self, name):
+        return next(c for c in self.columns if c["name"] == name)
+
+    def spark_type(self, c):
+        if c["kind"] == "decimal":
+            return f"decimal({c['precision']},{c['scale']})"
+        if c["kind"] == "derived":
+            return DERIVED_TYPE.get(c["type"], c["type"].replace(" ", ""))
+        return SPARK_TYPE[c["kind"]]
+
+    def spark_types(self):
+        types = {c["name"]: self.spark_type(c) for c in self.columns}
+        types.setdefault(self.row_hash, "binary")
+        return types
+
+
+CONFIG = TableDef("shopify_configuration")
+DEFN = CONFIG.toml
+ALL_COLUMNS = CONFIG.all_columns
+ROW_HASH = CONFIG.row_hash
 
 
 def expected_spark_types():
-    return {c["name"]: SPARK_TYPE.get(c["kind"], c.get("type")) for c in DEFN["columns"]}
+    return CONFIG.spark_types()
+
+
+@pytest.fixture(scope="module", params=BUILT_IN)
+def table_def(request):
+    """Each built-in definition in turn (module-scoped: a module's tables are
+    built once per definition)."""
+    return TableDef(request.param)
 
 
 # ---------------------------------------------------------------- shoplake
@@ -53,9 +120,17 @@ class ShoplakeError(AssertionError):
 class Shoplake:
     """Runs the binary; every call checks the exit code and parses JSON."""
 
-    def __init__(self, binary, env=None):
+    def __init__(self, binary, env=None, defn=None):
         self.binary = binary
-        self.env = dict(os.environ, RUST_LOG="warn", **(env or {}))
+        self.extra_env = dict(env or {})
+        self.env = dict(os.environ, RUST_LOG="warn", **self.extra_env)
+        self.defn = defn or CONFIG
+
+    def for_table(self, defn):
+        """The same binary and store, for the table `defn` defines (its name
+        and its definitions folder through SHOPLAKE_TABLE_NAME / SHOPLAKE_TABLES)."""
+        env = dict(self.extra_env, SHOPLAKE_TABLE_NAME=defn.name, SHOPLAKE_TABLES=str(defn.tables))
+        return Shoplake(self.binary, env=env, defn=defn)
 
     def run(self, *args, expect=0):
         for attempt in range(30):  # the binary is rebuilt from time to time
@@ -71,8 +146,10 @@ class Shoplake:
         return proc
 
     def json_lines(self, *args):
+        """One JSON object a line; numbers with a fraction as Decimal (a
+        decimal column's value exactly as printed)."""
         out = self.run(*args).stdout
-        return [json.loads(line) for line in out.splitlines() if line.strip()]
+        return [json.loads(line, parse_float=Decimal) for line in out.splitlines() if line.strip()]
 
     def ingest(self, table, source, date, *extra, expect=0):
         proc = self.run("ingest", "--date", date, "--source", source, "--table", table, "--format", "json", *extra,
@@ -86,8 +163,13 @@ class Shoplake:
         return self.json_lines(*args)
 
     def rows(self, table, as_of=None, where="true"):
-        sql = f"SELECT * FROM shopify_configuration WHERE {where} ORDER BY export_date, id"
+        d = self.defn
+        sql = f"SELECT * FROM {d.name} WHERE {where} ORDER BY {', '.join(d.order)}"
         return self.query(table, sql, as_of)
+
+    def columns(self, table, as_of=None):
+        """The table's column names (at `as_of`), as `query` sees them."""
+        return [r["column_name"] for r in self.query(table, f"DESCRIBE {self.defn.name}", as_of)]
 
     def changes(self, table, start, end):
         return self.json_lines("changes", "--table", table, "--from-version", start, "--to-version", end,
@@ -159,6 +241,8 @@ def normalize(value):
     """A Spark value as shoplake's JSON writes it."""
     if isinstance(value, (bytes, bytearray)):
         return bytes(value).hex()
+    if isinstance(value, datetime):
+        return instant(value)
     if hasattr(value, "isoformat"):
         return value.isoformat()
     if isinstance(value, list):
@@ -166,16 +250,82 @@ def normalize(value):
     return value
 
 
+def instant(value):
+    """A timestamp as its UTC instant, `YYYY-MM-DDTHH:MM:SS[.ffffff]Z`, from
+    shoplake's RFC 3339 text, pyarrow's aware datetime or Spark's naive one
+    (pyspark gives the instant in the Python process's local time)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        parsed = datetime.fromisoformat(value)
+        if parsed.tzinfo is None:
+            return f"{value} (no UTC offset)"
+        value = parsed
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def exact_decimal(value, scale):
+    """A decimal(p, scale) value as text with `scale` places (shoplake's
+    JSON, Spark's and pyarrow's Decimal alike); a value with more places
+    is shown as it is, so that it differs."""
+    if value is None:
+        return None
+    d = value if isinstance(value, Decimal) else Decimal(str(value))
+    q = d.quantize(Decimal(1).scaleb(-scale))
+    return str(q) if q == d else f"{d} (more than {scale} places)"
+
+
+def canonical(data_type):
+    """A function making a value of this Spark (or pyarrow) type comparable,
+    whoever read it: decimals exactly at their scale, doubles as floats,
+    timestamps as UTC instants, binary as hex, dates as ISO text, lists item
+    by item."""
+    import pyarrow as pa
+    from pyspark.sql import types as T
+
+    if isinstance(data_type, pa.DataType):
+        if pa.types.is_decimal(data_type):
+            return lambda v: exact_decimal(v, data_type.scale)
+        if pa.types.is_floating(data_type):
+            return lambda v: None if v is None else float(v)
+        if pa.types.is_timestamp(data_type):
+            return instant
+        if pa.types.is_list(data_type) or pa.types.is_large_list(data_type) or pa.types.is_list_view(data_type):
+            item = canonical(data_type.value_type)
+            return lambda v: None if v is None else [item(x) for x in v]
+        return normalize
+    if isinstance(data_type, T.DecimalType):
+        return lambda v: exact_decimal(v, data_type.scale)
+    if isinstance(data_type, (T.DoubleType, T.FloatType)):
+        return lambda v: None if v is None else float(v)
+    if isinstance(data_type, T.TimestampType):
+        return instant
+    if isinstance(data_type, T.ArrayType):
+        item = canonical(data_type.elementType)
+        return lambda v: None if v is None else [item(x) for x in v]
+    return normalize
+
+
+def canonical_rows(rows, schema, order=("export_date", "id")):
+    """Rows (dicts) with every value made comparable by the type of its
+    column in `schema` (Spark's StructType or a pyarrow Schema), sorted by `order`."""
+    if hasattr(schema, "fields"):  # Spark's StructType
+        conv = {f.name: canonical(f.dataType) for f in schema.fields}
+    else:  # a pyarrow Schema
+        conv = {f.name: canonical(f.type) for f in schema}
+    out = [{k: conv.get(k, normalize)(v) for k, v in row.items()} for row in rows]
+    return sorted(out, key=lambda r: tuple(str(r[k]) for k in order))
+
+
 def spark_rows(df, order=("export_date", "id")):
-    rows = [{k: normalize(v) for k, v in row.asDict().items()} for row in df.collect()]
-    return sorted(rows, key=lambda r: tuple(str(r[k]) for k in order))
+    return canonical_rows((row.asDict() for row in df.collect()), df.schema, order)
 
 
-def change_rows_spark(spark, uri, start, end):
+def change_rows_spark(spark, uri, start, end, order=("export_date", "id")):
     df = (spark.read.format("delta").option("readChangeFeed", "true")
           .option("startingVersion", start).option("endingVersion", end).load(uri))
     rows = []
-    for row in spark_rows(df, order=("_commit_version", "export_date", "id", "_change_type")):
+    for row in spark_rows(df, order=("_commit_version", *order, "_change_type")):
         row = dict(row)
         row.pop("_commit_timestamp")
         row.pop("_row_hash", None)
@@ -185,31 +335,39 @@ def change_rows_spark(spark, uri, start, end):
     return sorted(rows, key=lambda r: json.dumps(r, sort_keys=True))
 
 
-def change_rows_shoplake(sl, table, start, end, columns):
+def change_rows_shoplake(sl, table, start, end, columns, schema=None):
+    """shoplake's `changes`, as change_rows_spark gives Spark's (with the
+    table's Spark `schema` when a column needs it to compare: decimals,
+    timestamps)."""
     rows = complete(sl.changes(table, start, end), columns)
+    if schema is not None:
+        rows = canonical_rows(rows, schema, order=())
     return sorted(rows, key=lambda r: json.dumps(r, sort_keys=True))
 
 
 def complete(rows, columns):
-    """shoplake's JSON leaves out nulls: put them back, and refuse unknown keys."""
+    """shoplake's JSON rows with exactly `columns` (the other reader's), in
+    that order: `query` and `changes` write every column, a null as an
+    explicit null, so a missing key fails as much as an unknown one."""
     out = []
     for row in rows:
-        extra = set(row) - set(columns)
+        extra, missing = set(row) - set(columns), set(columns) - set(row)
         assert not extra, f"shoplake returned columns Spark does not have: {sorted(extra)}"
-        out.append({c: row.get(c) for c in columns})
+        assert not missing, f"shoplake's JSON row lacks the columns {sorted(missing)} (nulls are written): {row}"
+        out.append({c: row[c] for c in columns})
     return out
 
 
-def assert_same_rows(first_rows, second_rows, what, names=("Spark", "shoplake")):
+def assert_same_rows(first_rows, second_rows, what, names=("Spark", "shoplake"), key=("export_date", "id")):
     """Two sorted lists of rows are equal; else says the first differing row
-    and column (`names` says whose the two lists are)."""
+    (by its `key`) and column (`names` says whose the two lists are)."""
     first, second = names
     assert len(first_rows) == len(second_rows), \
         f"{what}: {first} has {len(first_rows)} rows, {second} {len(second_rows)}"
     for a, b in zip(first_rows, second_rows):
         if a != b:
             diff = {k: (a.get(k), b.get(k)) for k in set(a) | set(b) if a.get(k) != b.get(k)}
-            raise AssertionError(f"{what}: first differing row {a.get('export_date')} {a.get('id')}: "
+            raise AssertionError(f"{what}: first differing row {' '.join(str(a.get(k)) for k in key)}: "
                                  f"({first}, {second}) = {diff}")
 
 
@@ -270,6 +428,7 @@ class Lake:
             self.root = work / f"local-{self.id}"
             self.root.mkdir(parents=True)
             self.shoplake = Shoplake(shoplake_bin)
+            self.storage_options = {}
         else:
             s3 = minio()
             self.prefix = f"interop-{self.id}"
@@ -279,6 +438,14 @@ class Lake:
                 "AWS_SECRET_ACCESS_KEY": s3["secret_key"],
                 "AWS_REGION": s3["region"],
             })
+            # Python deltalake (object_store) on the shoplake URI.
+            self.storage_options = {
+                "AWS_ENDPOINT_URL": s3["endpoint"],
+                "AWS_ACCESS_KEY_ID": s3["access_key"],
+                "AWS_SECRET_ACCESS_KEY": s3["secret_key"],
+                "AWS_REGION": s3["region"],
+                "AWS_ALLOW_HTTP": "true",
+            }
 
     def table(self, name):
         """(shoplake URI, Spark URI) of a table."""
@@ -293,8 +460,8 @@ class Lake:
         if self.kind == "local":
             return str(local_dir), str(local_dir)
         key = f"raw/{self.prefix}/{name}"
-        for f in sorted(Path(local_dir).iterdir()):
-            hadoop_put(self.spark, str(f), f"s3a://{key}/{f.name}")
+        for f in sorted(p for p in Path(local_dir).rglob("*") if p.is_file()):
+            hadoop_put(self.spark, str(f), f"s3a://{key}/{f.relative_to(local_dir).as_posix()}")
         return f"s3://{key}", f"s3a://{key}"
 
 
@@ -354,40 +521,56 @@ def local_lake(work, spark, shoplake_bin):
 # ---------------------------------------------------------------- exports
 
 
-def generate(shoplake_bin, out, start, end, rows, seed=42, dirty=False):
+def generate(shoplake_bin, out, start, end, rows, seed=42, dirty=False, defn=None):
+    """`shoplake generate` of the table `defn` (default shopify_configuration)
+    into the source root `out`."""
     out = Path(out)
     if out.exists():
         shutil.rmtree(out)
     args = ["generate", "--from", start, "--to", end, "--rows", rows, "--seed", seed, "--out", out]
     if dirty:
         args.append("--dirty")
+    if defn is not None:
+        args += ["--table-name", defn.name, "--tables", defn.tables]
     Shoplake(shoplake_bin).run(*args)
     return out
 
 
-def correct(src, dst, change_every=25, drop_every=40, add=3):
-    """A corrected re-export of one day: every `change_every`-th line gets a
-    different install channel and merchandised-query count, every
-    `drop_every`-th shop is gone, and `add` new shops appear."""
-    lines = Path(src).read_text(encoding="utf-8").splitlines(keepends=True)
-    header = lines[0].rstrip("\r\n").split(",")
+def correct(src, dst, change_every=25, drop_every=40, add=3, defn=None):
+    """A corrected re-export of one day of the table `defn` (default
+    shopify_configuration): every `change_every`-th line gets another value of
+    the last text column with sample values (install_channel; plan) and 1000
+    more in the first count column (nbr_merchandised_queries; searches), the
+    key of every `drop_every`-th line is gone, and `add` new keys appear.
+    Lines left alone are copied as they are."""
+    defn = defn or CONFIG
+    text = [c for c in defn.columns if c["kind"] == "text" and c.get("sample", {}).get("values")][-1]
+    values = text["sample"]["values"]
+    count = next(c["name"] for c in defn.columns if c["kind"] == "count")
+    lines = [line if line.endswith("\n") else line + "\n"
+             for line in Path(src).read_text(encoding="utf-8").splitlines(keepends=True)]
+    parsed = [next(csv.reader([line])) for line in lines]  # a clean export has no line break in a field
+    header = parsed[0]
+    t, n_col, key = header.index(text["name"]), header.index(count), header.index(defn.key)
+
+    def line_of(fields):
+        buf = io.StringIO()
+        csv.writer(buf, lineterminator="\n").writerow(fields)
+        return buf.getvalue()
+
     out = [lines[0]]
-    channel = header.index("install_channel")
-    count = header.index("nbr_merchandised_queries")
-    id_col = header.index("id")
-    for n, line in enumerate(lines[1:], start=1):
+    for n, (line, fields) in enumerate(zip(lines[1:], parsed[1:]), start=1):
         if n % drop_every == 0:
             continue
-        if n % change_every == 0 and '"' not in line:
-            fields = line.rstrip("\r\n").split(",")
-            fields[channel] = "direct" if fields[channel] != "direct" else "partner_referral"
-            fields[count] = str(int(float(fields[count] or 0)) + 1000)
-            line = ",".join(fields) + "\n"
+        if n % change_every == 0:
+            fields = list(fields)
+            fields[t] = values[1] if fields[t] != values[1] else values[2]
+            fields[n_col] = str(int(float(fields[n_col] or 0)) + 1000)
+            line = line_of(fields)
         out.append(line)
-    plain = [l for l in lines[1:] if '"' not in l][:add]
-    for k, line in enumerate(plain):
-        fields = line.rstrip("\r\n").split(",")
-        fields[id_col] = f"00000000-0000-4000-8000-{k:012d}"
-        out.append(",".join(fields) + "\n")
+    for k, fields in enumerate(parsed[1:add + 1]):
+        fields = list(fields)
+        fields[key] = f"00000000-0000-4000-8000-{k:012d}"
+        out.append(line_of(fields))
     Path(dst).parent.mkdir(parents=True, exist_ok=True)
     Path(dst).write_text("".join(out), encoding="utf-8")

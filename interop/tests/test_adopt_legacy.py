@@ -7,9 +7,8 @@ first ingest adds the nullable `_row_hash` column, loads the date as the
 export says, and leaves the other dates alone; history shows Spark's
 versions too; later loads behave as on a table shoplake created.
 
-PENDING shoplake change: adoption. Until then the first ingest fails with
-"the table's schema does not match its definition" and the tests after it
-fail for the same reason.
+Without adoption the first ingest fails with "the table's schema does not
+match its definition" and the tests after it fail for the same reason.
 """
 import legacy_job
 import pytest
@@ -61,7 +60,7 @@ def ref_rows(s, date):
 
 
 def test_first_ingest_adopts_the_table(spark, st):
-    """PENDING adoption (see the module doc)."""
+    """The take-over (see the module doc)."""
     report = st.sl.ingest(st.table, st.raw, "2019-04-02")
     assert report["status"] == "committed", report
     st.adopted = report["table_version"]

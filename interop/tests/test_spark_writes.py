@@ -16,10 +16,10 @@ rows' old `_row_hash`, so a shoplake that trusted every stored fingerprint
 counted 0 updated and left Spark's values; the DELETE is found by key either
 way).
 
-PENDING shoplake change: this needs `_row_hash` to be nullable in the table
-shoplake creates. While it is NOT NULL, Delta (Spark) refuses Spark's writes
-("NOT NULL constraint violated for column: _row_hash") and every test below
-that depends on them fails with that message.
+This needs `_row_hash` to be nullable in the table shoplake creates: were it
+NOT NULL, Delta (Spark) would refuse Spark's writes ("NOT NULL constraint
+violated for column: _row_hash") and every test below that depends on them
+would fail with that message.
 """
 import legacy_job
 import pytest
@@ -86,7 +86,7 @@ def without_hash(rows):
 
 
 def test_spark_appends_a_date(spark, st):
-    """PENDING nullable _row_hash (see the module doc)."""
+    """Needs a nullable _row_hash (see the module doc)."""
     _, version = legacy_job.run(spark, "write", st.spark_table, f"{st.raw_spark}/2019-04-03.csv", "2019-04-03",
                                 row_hash_null=True)
     st.spark_append = version
@@ -98,7 +98,7 @@ def test_spark_appends_a_date(spark, st):
 
 
 def test_spark_merges_a_correction(spark, st):
-    """PENDING nullable _row_hash (see the module doc)."""
+    """Needs a nullable _row_hash (see the module doc)."""
     needs(st, "spark_append")
     _, version = legacy_job.run(spark, "merge", st.spark_table, f"{st.corrected_spark}/2019-04-01.csv",
                                 "2019-04-01", row_hash_null=True)
@@ -122,10 +122,9 @@ def test_spark_merges_a_correction(spark, st):
 
 
 def test_shoplake_history_lists_spark_versions(st):
-    """PENDING shoplake change: `history` takes row counts from Delta's
-    operationMetrics as delta-rs names them (num_target_rows_updated); Spark
-    writes numTargetRowsInserted/Updated/Deleted (MERGE) and numOutputRows
-    (WRITE), which `history` does not show yet."""
+    """`history` takes row counts from Delta's operationMetrics under
+    delta-rs's names (num_target_rows_updated) and Spark's
+    (numTargetRowsInserted/Updated/Deleted for MERGE, numOutputRows for WRITE)."""
     needs(st, "spark_append", "spark_merge")
     history = {h["version"]: h for h in st.sl.history(st.table)}
     assert history[st.spark_append]["operation"] == "WRITE"
