@@ -360,12 +360,11 @@ async fn publish_metrics(
 fn init_logging(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
     // deltalake logs every commit race it resolves (and the create race it
-    // loses) at warn/error, and warns on every merge that one of its own scan
-    // metrics is missing; shoplake reports what matters itself.
+    // loses) at warn/error; shoplake reports what matters itself.
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         EnvFilter::new(concat!(
             "warn,shoplake=info,deltalake_core::kernel::transaction=error,",
-            "deltalake_core::operations::merge=error,buoyant_kernel=off,aws_config=error",
+            "buoyant_kernel=off,aws_config=error",
         ))
     });
     // A stderr nobody reads any more (a closed pipe) loses log lines, never the run.

@@ -5,7 +5,9 @@
 //!
 //! Files are written in the table's schema *after* the load: the table's
 //! columns in its order, then the definition's columns it does not have yet
-//! (added by the load's schema commit, which comes before the data's).
+//! (added by the load's own commit), with statistics for the columns the
+//! definition says (`delta.dataSkippingStatsColumns`, which the same commit
+//! sets if it changed).
 //! delta-rs's `RecordBatchWriter` takes the table's schema as it is and,
 //! on a partitioned table, drops columns it does not know: a new date
 //! loaded right after a column was declared lost the column's values.
@@ -71,10 +73,7 @@ impl FileLayout {
             num_indexed_cols: properties
                 .data_skipping_num_indexed_cols
                 .unwrap_or(DataSkippingNumIndexedCols::NumColumns(DEFAULT_STATS_COLUMNS)),
-            stats_columns: properties
-                .data_skipping_stats_columns
-                .as_ref()
-                .map(|columns| columns.iter().map(|c| c.to_string()).collect()),
+            stats_columns: Some(super::table::stats_columns(def).split(',').map(str::to_string).collect()),
             change_data_feed,
         })
     }

@@ -52,7 +52,7 @@ const STATS_COLUMNS: &str = "delta.dataSkippingStatsColumns";
 /// Every column but the partition (its value is in the path) and the row
 /// fingerprint (random bytes: no query filters on it, and Delta cannot keep
 /// statistics of binary columns; it would warn on every file written).
-fn stats_columns(def: &TableDefinition) -> String {
+pub(crate) fn stats_columns(def: &TableDefinition) -> String {
     let skipped = [def.partition_by.as_str(), def.row_hash_column()];
     let names: Vec<&str> = def.columns.iter().map(|c| c.name.as_str()).filter(|n| !skipped.contains(n)).collect();
     names.join(",")

@@ -99,6 +99,15 @@ fn a_column_added_to_the_definition_evolves_the_table_in_place() {
     );
     assert!(fourth_values > 0);
     assert_eq!(fourth_values, export_values(&lake, DATES[3], "loyalty_tier"), "every value of the export");
+    // ...with statistics for it (the definition's stats columns, set by the same commit).
+    let version = fourth["table_version"].as_i64().unwrap();
+    let commit = std::fs::read_to_string(lake.table(T).join(format!("_delta_log/{version:020}.json"))).unwrap();
+    let stats: Vec<serde_json::Value> = commit
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|a| a["add"]["stats"].as_str().map(|s| serde_json::from_str(s).unwrap()))
+        .collect();
+    assert!(!stats.is_empty() && stats.iter().all(|s| s["nullCount"].get("loyalty_tier").is_some()), "{stats:?}");
     assert_eq!(lake.ingest(T, DATES[4], &[]).0, 0);
 
     // No data file was rewritten; rows loaded before read null.
