@@ -79,8 +79,10 @@ enum Sink<'a> {
     /// A date the table has no rows for: files written at once (the table
     /// is created, or taken over, with the first rows).
     New { files: Option<write::stream::NewFiles>, table: Option<DeltaTable> },
-    /// A date with rows (or a dry run): compared with them.
-    Compare(write::diff::Classifier<'a>),
+    /// A date with rows (or a dry run): compared with them and, in a load
+    /// of a table that has fingerprints, written as they go by: they are
+    /// the date's files if anything changed.
+    Compare { classifier: write::diff::Classifier<'a>, files: Option<write::stream::NewFiles> },
 }
 
 async fn run_stages(
@@ -144,7 +146,12 @@ async fn run_stages(
         None => None,
     };
     let (mut sink, compared_table) = if has_rows || adopt || config.dry_run {
-        (Sink::Compare(write::diff::Classifier::new(&current, def, location, date)), table)
+        let classifier = write::diff::Classifier::new(&current, def, location, date);
+        let files = match &table {
+            Some(table) if !adopt && !config.dry_run => Some(write::stream::NewFiles::start(table, def, location)?),
+            _ => None,
+        };
+        (Sink::Compare { classifier, files }, table)
     } else {
         (Sink::New { files: None, table }, None)
     };
@@ -201,9 +208,13 @@ async fn run_stages(
     stages.done("checks");
 
     let (table, changes) = match sink {
-        Sink::Compare(classifier) => {
+        Sink::Compare { classifier, files } => {
             let diff = classifier.finish(&validated.superseded)?;
-            (compared_table, write::DayChanges::Diff(diff))
+            let written = match (files, &compared_table) {
+                (Some(files), Some(table)) => Some(files.finish(table, location, date, &validated.superseded).await?),
+                _ => None,
+            };
+            (compared_table, write::DayChanges::Diff { diff, written })
         }
         Sink::New { files: Some(files), table: Some(table) } => {
             let adds = files.finish(&table, location, date, &validated.superseded).await?;
@@ -287,7 +298,13 @@ async fn consume(
 ) -> Result<()> {
     checks.add(&batch.rows).await?;
     match sink {
-        Sink::Compare(classifier) => classifier.add(&batch),
+        Sink::Compare { classifier, files } => {
+            classifier.add(&batch)?;
+            match files {
+                Some(files) => files.write(batch).await,
+                None => Ok(()),
+            }
+        }
         Sink::New { files, table } => {
             if files.is_none() {
                 // The first rows: the table is made ready to hold them.

@@ -87,15 +87,16 @@ pub struct LoadRequest<'a> {
 pub enum DayChanges {
     /// A date the table had no rows for: its rows, written, to add.
     New { adds: Vec<Add>, rows: u64 },
-    /// A date with rows: what differs.
-    Diff(Diff),
+    /// A date with rows: what differs, and the day's rows if they were
+    /// written while they were compared (the files the date will hold).
+    Diff { diff: Diff, written: Option<Vec<Add>> },
 }
 
 impl DayChanges {
     /// The diff, if it changes rows.
     fn non_empty_diff(&self) -> Option<&Diff> {
         match self {
-            DayChanges::Diff(diff) if !diff.is_empty() => Some(diff),
+            DayChanges::Diff { diff, .. } if !diff.is_empty() => Some(diff),
             _ => None,
         }
     }
@@ -104,7 +105,7 @@ impl DayChanges {
     fn as_diff(&self) -> Diff {
         match self {
             DayChanges::New { rows, .. } => Diff { inserted: *rows, ..Diff::default() },
-            DayChanges::Diff(diff) => Diff {
+            DayChanges::Diff { diff, .. } => Diff {
                 changes: Vec::new(),
                 inserted: diff.inserted,
                 updated: diff.updated,
@@ -205,8 +206,46 @@ pub fn plan_day(request: &LoadRequest<'_>, changes: &DayChanges, version: i64) -
 
 /// Commits the day: the guards, the rejects, the definition's new columns,
 /// then the data's commit. A conflict with a concurrent writer is returned
-/// as such (the caller starts the load over).
+/// as such (the caller starts the load over). Files written while the rows
+/// were compared that the commit does not take (nothing changed, a guard
+/// refused, the commit failed) are deleted again, where the store lets the
+/// loader delete (else `maintain --vacuum` removes them).
 pub async fn commit_day(
+    storage: &Storage,
+    request: &LoadRequest<'_>,
+    table: DeltaTable,
+    changes: DayChanges,
+) -> Result<LoadOutcome, Attempt> {
+    let store = table.object_store();
+    let written: Vec<String> = match &changes {
+        DayChanges::Diff { written: Some(adds), .. } => adds.iter().map(|a| a.path.clone()).collect(),
+        _ => Vec::new(),
+    };
+    let result = commit_changes(storage, request, table, changes).await;
+    // Only a rewrite adds files to a date that had rows: the written ones.
+    if !written.is_empty() && !matches!(&result, Ok(outcome) if outcome.files_added > 0) {
+        discard(store.as_ref(), request.location, &written).await;
+    }
+    result
+}
+
+/// Deletes files no commit references, best effort.
+async fn discard(store: &dyn object_store::ObjectStore, location: &Location, paths: &[String]) {
+    let mut left = 0;
+    for path in paths {
+        if let Err(error) =
+            object_store::ObjectStoreExt::delete(store, &object_store::path::Path::from(path.as_str())).await
+        {
+            tracing::debug!(%error, path, "could not delete an unreferenced file");
+            left += 1;
+        }
+    }
+    if left > 0 {
+        tracing::warn!(table = %location, files = left, "files written for a load that committed nothing are left for `maintain --vacuum`");
+    }
+}
+
+async fn commit_changes(
     storage: &Storage,
     request: &LoadRequest<'_>,
     table: DeltaTable,
@@ -290,8 +329,12 @@ pub async fn commit_day(
     let schema: Vec<Action> = metadata.into_iter().map(Action::Metadata).collect();
     let outcome = match changes {
         DayChanges::New { adds, .. } => commit_new_files(table, request, &diff, schema, adds, properties).await?,
-        DayChanges::Diff(diff) if diff.is_empty() => record_pairing(table, request, &diff, schema, properties).await?,
-        DayChanges::Diff(diff) => rewrite::rewrite_partition(table, request, diff, schema, properties).await?,
+        DayChanges::Diff { diff, .. } if diff.is_empty() => {
+            record_pairing(table, request, &diff, schema, properties).await?
+        }
+        DayChanges::Diff { diff, written } => {
+            rewrite::rewrite_partition(table, request, diff, written, schema, properties).await?
+        }
     };
     let bytes_added = match outcome.bytes_added {
         0 if outcome.committed => bytes_added(storage, location, outcome.table_version).await,

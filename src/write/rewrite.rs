@@ -22,7 +22,7 @@ use datafusion::arrow::array::{AsArray, BooleanArray, RecordBatch, StringArray};
 use datafusion::arrow::compute::{cast, filter_record_batch};
 use datafusion::arrow::datatypes::DataType;
 use deltalake::kernel::transaction::CommitProperties;
-use deltalake::kernel::Action;
+use deltalake::kernel::{Action, Add};
 use deltalake::protocol::{DeltaOperation, MergePredicate};
 use deltalake::DeltaTable;
 use futures::StreamExt;
@@ -42,10 +42,14 @@ const UPDATE_POSTIMAGE: &str = "update_postimage";
 const DELETE: &str = "delete";
 
 /// The partition has rows and some differ: rewrite it, in one commit.
+/// `written` are the day's rows, if they were written while they were
+/// compared (a load); without them (a take-over) the rows that stay are
+/// copied from the old files.
 pub(super) async fn rewrite_partition(
     table: DeltaTable,
     request: &LoadRequest<'_>,
     diff: Diff,
+    written: Option<Vec<Add>>,
     schema: Vec<Action>,
     properties: CommitProperties,
 ) -> Result<LoadOutcome, Attempt> {
@@ -60,42 +64,46 @@ pub(super) async fn rewrite_partition(
     let removes = partition_files(&table, location, &def.partition_by, date)?;
     let paths: Vec<String> = removes.iter().map(|r| r.path.clone()).collect();
 
-    let mut data = NewFiles::with_layout(layout.clone(), location);
+    let mut copy = written.is_none().then(|| NewFiles::with_layout(layout.clone(), location));
     let mut changes = ChangeFiles::new(&layout);
-    let (mut copied, mut left_out) = (0u64, 0u64);
-    // The table's columns (one the load adds reads as null in old rows).
-    let columns: Vec<&str> = layout
-        .schema
-        .fields()
-        .iter()
-        .map(|f| f.name().as_str())
-        .filter(|c| super::table::has_column(&table, c))
-        .collect();
-    let mut scan = super::diff::scan(&table, location, def, date, &paths, &columns).await?;
-    while let Some(batch) = scan.next().await {
-        let batch = batch.map_err(|e| Error::datafusion(Stage::Write, location, e))?;
-        let ids = cast(batch.column_by_name(key).expect("scanned the key"), &DataType::Utf8)
-            .map_err(|e| fail(e.to_string()))?;
-        let kinds: Vec<Option<&str>> =
-            ids.as_string::<i32>().iter().map(|id| id.and_then(|id| leaving.get(id).copied())).collect();
-        let leaves = BooleanArray::from(kinds.iter().map(|k| k.is_some()).collect::<Vec<_>>());
-        if leaves.true_count() > 0 {
-            let old = filter_record_batch(&batch, &leaves).map_err(|e| fail(e.to_string()))?;
-            let types = StringArray::from(kinds.iter().flatten().copied().collect::<Vec<_>>());
-            changes.write(&layout, &old, types, location).await?;
-            left_out += old.num_rows() as u64;
+    let (mut scanned, mut left_out) = (false, 0u64);
+    let mut copied = 0u64;
+    // The old files are read for the rows that stay (when they are copied)
+    // and for the rows that leave (the change feed's pre-images, deletes).
+    if copy.is_some() || !leaving.is_empty() {
+        scanned = true;
+        // The table's columns (one the load adds reads as null in old rows).
+        let columns: Vec<&str> = layout
+            .schema
+            .fields()
+            .iter()
+            .map(|f| f.name().as_str())
+            .filter(|c| super::table::has_column(&table, c))
+            .collect();
+        let mut scan = super::diff::scan(&table, location, def, date, &paths, &columns).await?;
+        while let Some(batch) = scan.next().await {
+            let batch = batch.map_err(|e| Error::datafusion(Stage::Write, location, e))?;
+            let ids = cast(batch.column_by_name(key).expect("scanned the key"), &DataType::Utf8)
+                .map_err(|e| fail(e.to_string()))?;
+            let kinds: Vec<Option<&str>> =
+                ids.as_string::<i32>().iter().map(|id| id.and_then(|id| leaving.get(id).copied())).collect();
+            let leaves = BooleanArray::from(kinds.iter().map(|k| k.is_some()).collect::<Vec<_>>());
+            if leaves.true_count() > 0 {
+                let old = filter_record_batch(&batch, &leaves).map_err(|e| fail(e.to_string()))?;
+                let types = StringArray::from(kinds.iter().flatten().copied().collect::<Vec<_>>());
+                changes.write(&layout, &old, types, location).await?;
+                left_out += old.num_rows() as u64;
+            }
+            copied += (batch.num_rows() - leaves.true_count()) as u64;
+            if let Some(copy) = &mut copy {
+                let stays = datafusion::arrow::compute::not(&leaves).map_err(|e| fail(e.to_string()))?;
+                let kept = filter_record_batch(&batch, &stays).map_err(|e| fail(e.to_string()))?;
+                copy.write(ValidBatch { seq: 0, rows: kept }).await?;
+            }
         }
-        let kept = if leaves.true_count() == 0 {
-            batch
-        } else {
-            let stays = datafusion::arrow::compute::not(&leaves).map_err(|e| fail(e.to_string()))?;
-            filter_record_batch(&batch, &stays).map_err(|e| fail(e.to_string()))?
-        };
-        copied += kept.num_rows() as u64;
-        data.write(ValidBatch { seq: 0, rows: kept }).await?;
     }
     // The export's new and changed rows.
-    let mut written = 0u64;
+    let mut arrived = 0u64;
     for batch in &diff.changes {
         let ops = batch.column_by_name(OP).expect("own column").as_string::<i32>();
         let arrives = BooleanArray::from(ops.iter().map(|op| op != Some(OP_DELETE)).collect::<Vec<_>>());
@@ -107,19 +115,36 @@ pub(super) async fn rewrite_partition(
         let types: StringArray =
             ops.iter().map(|op| Some(if op == Some(OP_INSERT) { INSERT } else { UPDATE_POSTIMAGE })).collect();
         changes.write(&layout, &rows, types, location).await?;
-        written += rows.num_rows() as u64;
-        data.write(ValidBatch { seq: 0, rows: layout.conform(&rows, location)? }).await?;
+        arrived += rows.num_rows() as u64;
+        if let Some(copy) = &mut copy {
+            copy.write(ValidBatch { seq: 0, rows: layout.conform(&rows, location)? }).await?;
+        }
     }
-    let adds = data.finish(&table, location, date, &[]).await?;
+    let adds = match (copy, written) {
+        (Some(copy), _) => copy.finish(&table, location, date, &[]).await?,
+        (None, Some(written)) => written,
+        (None, None) => unreachable!("rows are copied when none were written"),
+    };
     let cdc = changes.finish(location).await?;
 
-    // Every row accounted for, or nothing is committed.
-    let expected = (diff.unchanged, diff.updated + diff.deleted, diff.inserted + diff.updated);
-    if (copied, left_out, written) != expected {
+    // Every row accounted for, or nothing is committed: the files hold the
+    // day's rows, the rows that stayed are the unchanged ones, the rows
+    // that left the updated and deleted ones.
+    let in_files = rows_in(&adds).map_err(|e| fail(e))?;
+    let expected_rows = diff.inserted + diff.updated + diff.unchanged;
+    let stayed_right = !scanned || copied == diff.unchanged;
+    if in_files != expected_rows
+        || !stayed_right
+        || left_out != diff.updated + diff.deleted
+        || arrived != diff.inserted + diff.updated
+    {
         return Err(fail(format!(
-            "the rewrite of {date} copied {copied}, left out {left_out} and added {written} rows; the diff \
-             planned {} unchanged, {} updated or deleted and {} inserted or updated",
-            expected.0, expected.1, expected.2
+            "the rewrite of {date} does not add up: its files hold {in_files} rows for {expected_rows} planned; \
+             {copied} stayed, {left_out} left and {arrived} arrived for {} unchanged, {} updated or deleted and \
+             {} inserted or updated",
+            diff.unchanged,
+            diff.updated + diff.deleted,
+            diff.inserted + diff.updated
         ))
         .into());
     }
@@ -145,6 +170,15 @@ pub(super) async fn rewrite_partition(
         rejects_version: 0,
         added_columns: Vec::new(),
         bytes_added,
+    })
+}
+
+/// Rows the files hold, from their statistics.
+fn rows_in(adds: &[Add]) -> std::result::Result<u64, String> {
+    adds.iter().try_fold(0u64, |sum, add| match add.get_stats() {
+        Ok(Some(stats)) => Ok(sum + stats.num_records.max(0) as u64),
+        Ok(None) => Err(format!("{} has no statistics", add.path)),
+        Err(e) => Err(format!("{}: {e}", add.path)),
     })
 }
 

@@ -171,17 +171,16 @@ fn changes_list_exactly_the_changed_keys() {
 fn optimize_and_vacuum_keep_every_version_readable() {
     let ws = Workspace::new();
     let mut expected = scripted_history(&ws);
-    // An insert-only load adds a second small file to day 2.
-    ws.write_export(
-        D2,
-        export(&[
-            line("a", "APP", "True", "5", "[0]", "shopify_", D2),
-            line("z", "APP", "True", "9", "[0]", "shopify_", D2),
-        ]),
-    );
+    // A load large enough for two parallel writers (a read batch is 32Ki
+    // lines) leaves day 2 in two files.
+    let added: Vec<String> = (0..40_000).map(|i| format!("z{i:05}")).collect();
+    let mut lines = vec![line("a", "APP", "True", "5", "[0]", "shopify_", D2)];
+    lines.extend(added.iter().map(|id| line(id, "APP", "True", "9", "[0]", "shopify_", D2)));
+    ws.write_export(D2, export(&lines));
     assert_eq!(ws.ingest(D2, &[]).0, 0); // version 5
     let mut v5 = expected[4].clone();
-    v5.push(row(D2, "z", true, 9));
+    v5.extend(added.iter().map(|id| row(D2, id, true, 9)));
+    v5.sort();
     expected.push(v5);
     let files_before = ws.snapshot().files[D2].len();
     assert!(files_before >= 2, "day 2 has {files_before} files");
