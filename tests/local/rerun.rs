@@ -83,6 +83,43 @@ fn an_export_replaced_by_one_of_the_same_size_is_diffed() {
     assert_eq!((report["status"].as_str(), report["rows_updated"].as_u64()), (Some("committed"), Some(1)), "{report}");
 }
 
+/// Data files of the date on disk (referenced or not).
+fn files_on_disk(lake: &Lake) -> Vec<String> {
+    let dir = lake.table(T).join(format!("export_date={D1}"));
+    let mut names: Vec<String> =
+        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    names.sort();
+    names
+}
+
+/// A full diff writes the day's rows as it compares them: when nothing
+/// changed, the files it wrote are deleted again; when rows changed, they
+/// become the date's files (the old ones stay for time travel).
+#[test]
+fn a_full_diff_that_changes_nothing_leaves_no_file_behind() {
+    let lake = loaded();
+    let before = files_on_disk(&lake);
+    let path = lake.export(T, D1);
+    let text = std::fs::read_to_string(&path).unwrap();
+    // The same lines and a blank one at the end: other bytes, the same rows.
+    let padded = format!("{text}\n");
+    assert_ne!(padded, text);
+    std::fs::write(&path, &padded).unwrap();
+    let (report, parsed) = ingest(&lake, &[]);
+    assert!(parsed, "other bytes are parsed");
+    assert_eq!(report["status"], "unchanged", "{report}");
+    assert_eq!(files_on_disk(&lake), before, "the files written while comparing are gone");
+
+    // Beside it: one changed line, and the files written become the date's.
+    std::fs::write(&path, padded.replacen(",direct,2019-04-01", ",DIRECT,2019-04-01", 1)).unwrap();
+    let (report, _) = ingest(&lake, &[]);
+    assert_eq!((report["status"].as_str(), report["rows_updated"].as_u64()), (Some("committed"), Some(1)), "{report}");
+    let after = files_on_disk(&lake);
+    let referenced = &lake.snapshot(T).files[D1];
+    assert!(before.iter().all(|f| after.contains(f)), "the old files stay for time travel");
+    assert_eq!(after.len(), before.len() + referenced.len(), "nothing but the old files and the date's new ones");
+}
+
 #[test]
 fn another_writer_a_restore_or_an_optimize_since_the_load_take_the_full_diff() {
     // Another engine updates a row: the re-run puts it back.
