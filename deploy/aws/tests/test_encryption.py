@@ -38,7 +38,7 @@ from conftest import (
 )
 
 DATE = "2019-04-01"
-BIG_ROWS = 80_000  # a ~7 MB data file and a ~16 MB export: both multipart (parts of 5 MiB)
+BIG_ROWS = 200_000  # two ~8 MB data files (two writers) and a ~40 MB export: all multipart (parts of 5 MiB)
 TABLE = "shopify_configuration"
 pytestmark = pytest.mark.usefixtures("sse")
 
