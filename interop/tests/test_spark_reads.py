@@ -36,6 +36,10 @@ from conftest import (
 from deltalake import DeltaTable
 
 ROWS = 400
+# One date larger than a read batch (32Ki lines): two parallel writers leave
+# it in two files, which `maintain --optimize` then compacts. (A re-load
+# writes a date's rows afresh, so it leaves a small date in one file.)
+BIG_DATE, BIG_ROWS = "2019-04-04", 34_000
 
 
 class Built:
@@ -51,17 +55,19 @@ def built(lake, table_def, work, shoplake_bin):
     d = table_def
     sl = lake.shoplake.for_table(d)
     local = work / f"exports-{lake.id}-{d.name}"
-    generate(shoplake_bin, local / "raw", "2019-04-01", "2019-04-04", ROWS, seed=11, defn=d)
+    generate(shoplake_bin, local / "raw", "2019-04-01", "2019-04-03", ROWS, seed=11, defn=d)
+    generate(shoplake_bin, local / "big", BIG_DATE, BIG_DATE, BIG_ROWS, seed=12, defn=d)
     # Seed 13: 1 malformed line of 401 for both tables (some seeds give none).
     generate(shoplake_bin, local / "dirty", "2019-04-02", "2019-04-02", ROWS, seed=13, dirty=True, defn=d)
     correct(d.export(local / "raw", "2019-04-01"), d.export(local / "corrected", "2019-04-01"), defn=d)
-    # Only new keys: the re-load rewrites the date's file and adds one for them, which OPTIMIZE then compacts.
+    # Only new keys: the re-load's change feed is exactly those inserts.
     correct(d.export(local / "raw", "2019-04-03"), d.export(local / "more", "2019-04-03"),
             change_every=10**9, drop_every=10**9, add=5, defn=d)
     raw, _ = lake.publish(local / "raw", f"raw-{d.name}")
     dirty, _ = lake.publish(local / "dirty", f"dirty-{d.name}")
     corrected, _ = lake.publish(local / "corrected", f"corrected-{d.name}")
     more, _ = lake.publish(local / "more", f"more-{d.name}")
+    big, _ = lake.publish(local / "big", f"big-{d.name}")
     table, spark_table = lake.table(d.name)
 
     b = Built()
@@ -91,7 +97,7 @@ def built(lake, table_def, work, shoplake_bin):
     b.restore_version = sl.version(table)
     again = step("corrected 2019-04-01 again", lambda: sl.ingest(table, corrected, "2019-04-01"))
     b.reloads[sl.version(table)] = ("2019-04-01", again)
-    step("load 2019-04-04", lambda: sl.ingest(table, raw, "2019-04-04"))
+    step(f"load {BIG_DATE}", lambda: sl.ingest(table, big, BIG_DATE))
     b.more = step("new shops in 2019-04-03", lambda: sl.ingest(table, more, "2019-04-03"))
     b.reloads[sl.version(table)] = ("2019-04-03", b.more)
     b.before_maintain = sl.version(table)
