@@ -128,9 +128,11 @@ async fn run_stages(
 
     // The export flows: read → transform → validate, each stage a task.
     let (input, digest) = source::open(storage, &file).await?;
-    let (batches, reader) = read::start(def, date, uri.clone(), input);
+    // A compressed export's size says little about its lines.
+    let expected = read::ExpectedLines::of_size((!file.gzipped).then_some(file.size));
+    let (batches, reader) = read::start_sized(def, date, uri.clone(), input, expected.clone());
     let (mut valid, validation) = match transform::run(def, batches, &uri).await {
-        Ok(rows) => validate::start(def, &hasher, rows, uri.clone()),
+        Ok(rows) => validate::start(def, &hasher, rows, uri.clone(), expected),
         Err(error) => return Err(first_error(reader, error, &uri).await.into()),
     };
     // What the table holds for the date (its keys and fingerprints), read

@@ -23,7 +23,7 @@ use tokio::task::JoinHandle;
 
 use crate::definition::{Kind, TableDefinition};
 use crate::error::{Error, Result, Stage};
-use crate::read::{Reject, LINE, RAW, REJECT};
+use crate::read::{ExpectedLines, Reject, LINE, RAW, REJECT};
 use crate::row_hash::{self, ValueHasher};
 
 /// Valid rows of the table's schema (fingerprint included), numbered so a
@@ -60,10 +60,11 @@ pub fn start(
     hasher: &ValueHasher,
     transformed: SendableRecordBatchStream,
     source_uri: String,
+    expected: ExpectedLines,
 ) -> (mpsc::Receiver<ValidBatch>, JoinHandle<Result<Outcome>>) {
     let (tx, rx) = mpsc::channel(IN_FLIGHT);
     let hasher = Arc::new(hasher.clone());
-    let handle = tokio::spawn(async move { run(def, hasher, transformed, &source_uri, tx).await });
+    let handle = tokio::spawn(async move { run(def, hasher, transformed, &source_uri, tx, expected).await });
     (rx, handle)
 }
 
@@ -73,6 +74,7 @@ async fn run(
     mut transformed: SendableRecordBatchStream,
     source_uri: &str,
     tx: mpsc::Sender<ValidBatch>,
+    expected: ExpectedLines,
 ) -> Result<Outcome> {
     let table_schema = def.arrow_schema();
     let row_hash = def.row_hash_column();
@@ -115,6 +117,10 @@ async fn run(
         check_not_null(def, &accepted, source_uri)?;
         if accepted.num_rows() == 0 {
             continue;
+        }
+        if seq == 0 {
+            // The reader estimated the export's lines before sending a batch.
+            latest.reserve(expected.get());
         }
 
         // The last line of each key wins, among this batch and the ones before.
@@ -200,7 +206,7 @@ pub async fn collect(
     transformed: SendableRecordBatchStream,
     source_uri: &str,
 ) -> Result<(Vec<RecordBatch>, Outcome)> {
-    let (mut rx, handle) = start(def, hasher, transformed, source_uri.to_string());
+    let (mut rx, handle) = start(def, hasher, transformed, source_uri.to_string(), ExpectedLines::default());
     let mut batches = Vec::new();
     while let Some(batch) = rx.recv().await {
         batches.push(batch);
@@ -251,6 +257,10 @@ fn check_not_null(def: &TableDefinition, batch: &RecordBatch, source_uri: &str) 
     Ok(())
 }
 
+/// The most keys reserved up front (16Mi, an index of 1 GiB at 32 bytes an
+/// entry once hashbrown rounds it up): past it the index grows as it fills.
+const MAX_RESERVED_KEYS: u64 = 1 << 24;
+
 /// Where the last line of each key is: (seq, row) of its batch.
 #[derive(Default)]
 struct LatestByKey {
@@ -274,6 +284,13 @@ enum Offer {
 }
 
 impl LatestByKey {
+    /// Room for `lines` keys at once, up to [`MAX_RESERVED_KEYS`].
+    fn reserve(&mut self, lines: Option<u64>) {
+        if let Some(lines) = lines {
+            self.table.reserve(lines.min(MAX_RESERVED_KEYS) as usize, |e| e.key as u64);
+        }
+    }
+
     fn offer(&mut self, key: u128, line: u64, seq: u32, row: u32) -> Offer {
         let hash = key as u64;
         match self.table.find_mut(hash, |e| e.key == key) {

@@ -76,6 +76,37 @@ pub fn export_schema(def: &TableDefinition) -> SchemaRef {
     Arc::new(Schema::new(fields))
 }
 
+/// How many lines an export holds, estimated from its size and its first
+/// chunk before any batch is sent: the stages that index every key size
+/// their tables once with it (growing a hash table of millions of entries
+/// holds the old table and the new one at once).
+#[derive(Debug, Clone, Default)]
+pub struct ExpectedLines {
+    /// The bytes the reader will read, when known (not for a compressed export).
+    total_bytes: Option<u64>,
+    lines: Arc<std::sync::OnceLock<u64>>,
+}
+
+impl ExpectedLines {
+    pub fn of_size(total_bytes: Option<u64>) -> ExpectedLines {
+        ExpectedLines { total_bytes, lines: Arc::default() }
+    }
+
+    /// The estimate, once the first chunk was read.
+    pub fn get(&self) -> Option<u64> {
+        self.lines.get().copied()
+    }
+
+    fn observe(&self, sample: &[u8]) {
+        let Some(total) = self.total_bytes else { return };
+        let lines = memchr::memchr_iter(b'\n', sample).count() as u64;
+        if lines > 0 && !sample.is_empty() {
+            let estimate = (total as u128 * lines as u128 / sample.len() as u128) as u64;
+            let _ = self.lines.set(estimate);
+        }
+    }
+}
+
 /// Starts reading `input` on blocking threads. Batches arrive on the
 /// receiver, not necessarily in file order (`_line` says where each row
 /// was); the handle gives the summary (or the error that stopped the read)
@@ -86,8 +117,19 @@ pub fn start(
     source_uri: String,
     input: Box<dyn Read + Send>,
 ) -> (BatchReceiver, JoinHandle<Result<ReadSummary>>) {
+    start_sized(def, date, source_uri, input, ExpectedLines::default())
+}
+
+/// [`start`], estimating the export's lines into `expected` from its first chunk.
+pub fn start_sized(
+    def: &'static TableDefinition,
+    date: NaiveDate,
+    source_uri: String,
+    input: Box<dyn Read + Send>,
+    expected: ExpectedLines,
+) -> (BatchReceiver, JoinHandle<Result<ReadSummary>>) {
     let (tx, rx) = mpsc::channel(2);
-    let handle = tokio::task::spawn_blocking(move || read_export(def, date, &source_uri, input, &tx));
+    let handle = tokio::task::spawn_blocking(move || read_export(def, date, &source_uri, input, &tx, &expected));
     (rx, handle)
 }
 
@@ -100,6 +142,7 @@ fn read_export(
     source_uri: &str,
     input: Box<dyn Read + Send>,
     tx: &mpsc::Sender<RecordBatch>,
+    expected: &ExpectedLines,
 ) -> Result<ReadSummary> {
     let io_error = |e: std::io::Error| {
         // Corrupt compressed data is a bad file; anything else is the store.
@@ -112,6 +155,7 @@ fn read_export(
     let mut chunker = Chunker::new(input, CHUNK_BYTES);
     let empty = || Error::rejected(Stage::Read, source_uri, "the file is empty: no header line");
     let mut first = chunker.next_chunk().map_err(io_error)?.ok_or_else(empty)?;
+    expected.observe(&first.bytes);
     let mut records = first.records();
     let header = records.next().ok_or_else(empty)?;
     let header_bytes = header.bytes.strip_prefix(UTF8_BOM).unwrap_or(header.bytes);
@@ -318,6 +362,44 @@ mod tests {
         drop(rx); // A later stage failed.
         let finished = tokio::time::timeout(std::time::Duration::from_secs(60), handle).await;
         assert!(finished.is_ok(), "the reader is still blocked a minute after its consumer went away");
+    }
+
+    #[tokio::test]
+    async fn the_lines_are_estimated_from_the_first_chunk_before_a_batch_is_sent() {
+        let export = |lines: usize, width: usize| {
+            let mut input = header();
+            input.push('\n');
+            for i in 0..lines {
+                input.push_str(&GOOD.replacen("a1,", &format!("s{i:0width$},"), 1));
+                input.push('\n');
+            }
+            input.into_bytes()
+        };
+        // Smaller than a chunk: the count is exact (the header is a line).
+        let small = export(1_000, 6);
+        let expected = ExpectedLines::of_size(Some(small.len() as u64));
+        let (mut rx, handle) =
+            start_sized(def(), day(), "t.csv".into(), Box::new(std::io::Cursor::new(small)), expected.clone());
+        assert!(rx.recv().await.is_some());
+        assert_eq!(expected.get(), Some(1_001), "known when the first batch comes");
+        while rx.recv().await.is_some() {}
+        handle.await.unwrap().unwrap();
+        // Several chunks (lines of one width, the header's aside): within 0.1%.
+        let big = export(200_000, 6);
+        let expected = ExpectedLines::of_size(Some(big.len() as u64));
+        let (mut rx, handle) =
+            start_sized(def(), day(), "t.csv".into(), Box::new(std::io::Cursor::new(big)), expected.clone());
+        while rx.recv().await.is_some() {}
+        handle.await.unwrap().unwrap();
+        let estimate = expected.get().unwrap();
+        assert!(estimate.abs_diff(200_001) <= 200, "{estimate}");
+        // No size (a compressed export): no estimate.
+        let no_size = ExpectedLines::of_size(None);
+        let (mut rx, handle) =
+            start_sized(def(), day(), "t.csv".into(), Box::new(std::io::Cursor::new(export(10, 2))), no_size.clone());
+        while rx.recv().await.is_some() {}
+        handle.await.unwrap().unwrap();
+        assert_eq!(no_size.get(), None);
     }
 
     #[tokio::test]

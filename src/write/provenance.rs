@@ -51,6 +51,9 @@ pub struct DateProvenance {
     pub foreign_files: Vec<String>,
     /// shoplake's last load of the date, if the log still has it.
     pub last_load: Option<LastLoad>,
+    /// Rows the date's files hold, by their statistics (`None` when a file
+    /// has none): sizes the diff's key index once.
+    pub rows: Option<u64>,
     /// Whether a commit after that load added or removed files of the date
     /// (any writer, `OPTIMIZE` included), or changed the table's schema,
     /// properties or protocol.
@@ -346,29 +349,34 @@ pub async fn of_date(
     def: &crate::definition::TableDefinition,
     date: NaiveDate,
 ) -> Result<Option<DateProvenance>> {
-    let files = active_files(table, location, &def.partition_by, date).await?;
+    let (files, rows) = active_files(table, location, &def.partition_by, date).await?;
     if files.is_empty() && crate::rejects::pairing::recorded(table, location, date).await?.is_none() {
         return Ok(None);
     }
-    Ok(Some(DateProvenance::read(table, location, &def.partition_by, date, files).await?))
+    let mut provenance = DateProvenance::read(table, location, &def.partition_by, date, files).await?;
+    provenance.rows = rows;
+    Ok(Some(provenance))
 }
 
-/// The decoded paths of the date's active files, as [`DateProvenance::read`] takes them.
-pub async fn active_files(
+/// The decoded paths of the date's active files, as [`DateProvenance::read`]
+/// takes them, and the rows they hold if every file's statistics say.
+async fn active_files(
     table: &DeltaTable,
     location: &Location,
     partition_by: &str,
     date: NaiveDate,
-) -> Result<Vec<String>> {
+) -> Result<(Vec<String>, Option<u64>)> {
     use deltalake::{FilterOp, FilterValue};
     let day = date.to_string();
     let filter = (partition_by, FilterOp::Eq, FilterValue::Scalar(day.as_str()));
-    table
+    let files: Vec<(String, Option<usize>)> = table
         .get_active_add_actions_by_partitions(&[filter])
-        .map_ok(|file| file.path().into_owned())
+        .map_ok(|file| (file.path().into_owned(), file.num_records()))
         .try_collect()
         .await
-        .map_err(|e| Error::delta(Stage::Write, location, e))
+        .map_err(|e| Error::delta(Stage::Write, location, e))?;
+    let rows = files.iter().map(|(_, rows)| rows.map(|n| n as u64)).sum();
+    Ok((files.into_iter().map(|(path, _)| path).collect(), rows))
 }
 
 #[cfg(test)]
