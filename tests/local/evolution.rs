@@ -11,7 +11,7 @@ const DATES: [&str; 5] = ["2019-04-01", "2019-04-02", "2019-04-03", "2019-04-04"
 
 /// The definition gains a nullable text column (appended, as a team would
 /// add a setting), and old exports that lack it load it as null.
-fn add_loyalty_tier(lake: &Lake) {
+pub(crate) fn add_loyalty_tier(lake: &Lake) {
     lake.edit(T, |t| {
         t.replace("partition_by = \"export_date\"", "partition_by = \"export_date\"\nmissing_columns = \"null\"")
             .replace(

@@ -3,9 +3,13 @@
 //! each date, as computed by an independent model written here; each load
 //! reports the inserts, updates and deletes the model expects, an export
 //! that would empty a loaded date is refused, and loading the same file
-//! again adds no version.
+//! again adds no version. At a random point of the sequence (or never) the
+//! definition gains a nullable column (`loyalty_tier`, issue #16): the loads
+//! after it carry the column, rows loaded before read null, and a row
+//! whose new value is null is unchanged.
 
 use std::collections::BTreeMap;
+use std::sync::OnceLock;
 
 use proptest::prelude::*;
 use shoplake::ingest::{self, IngestConfig};
@@ -24,6 +28,26 @@ struct Row {
     count: Option<i64>,
     pins: Option<Vec<i64>>,
     default_prefix: Option<bool>,
+    /// `loyalty_tier` once the definition has it: gold, silver or empty.
+    tier: Option<bool>,
+}
+
+/// shopify_configuration with `loyalty_tier` added (tests/local/evolution.rs).
+fn with_loyalty_tier() -> &'static shoplake::definition::TableDefinition {
+    static EVOLVED: OnceLock<&'static shoplake::definition::TableDefinition> = OnceLock::new();
+    EVOLVED.get_or_init(|| {
+        let lake = crate::lake::Lake::new();
+        crate::evolution::add_loyalty_tier(&lake);
+        lake.definition("shopify_configuration")
+    })
+}
+
+fn tier_text(tier: Option<bool>) -> &'static str {
+    match tier {
+        None => "",
+        Some(true) => "gold",
+        Some(false) => "silver",
+    }
 }
 
 fn row() -> impl Strategy<Value = Row> {
@@ -34,14 +58,16 @@ fn row() -> impl Strategy<Value = Row> {
         prop::option::of(0i64..5),
         prop::option::of(prop::collection::vec(0i64..9, 0..3)),
         prop::option::of(any::<bool>()),
+        prop::option::of(any::<bool>()),
     )
-        .prop_map(|(id, has_application, flag, count, pins, default_prefix)| Row {
+        .prop_map(|(id, has_application, flag, count, pins, default_prefix, tier)| Row {
             id,
             has_application,
             flag,
             count,
             pins,
             default_prefix,
+            tier,
         })
 }
 
@@ -59,8 +85,9 @@ fn flag_text(v: Option<bool>, style: u8) -> String {
     }
 }
 
-fn render(date: &str, rows: &[Row]) -> String {
-    let mut text = format!("{}\n", crate::common::HEADER);
+fn render(date: &str, rows: &[Row], with_tier: bool) -> String {
+    let tier_header = if with_tier { ",loyalty_tier" } else { "" };
+    let mut text = format!("{}{tier_header}\n", crate::common::HEADER);
     for (n, r) in rows.iter().enumerate() {
         let pins = match &r.pins {
             None => String::new(),
@@ -73,17 +100,18 @@ fn render(date: &str, rows: &[Row]) -> String {
         };
         let count = r.count.map(|c| if n % 2 == 0 { c.to_string() } else { format!("{c}.0") }).unwrap_or_default();
         text.push_str(&format!(
-            "k{id},k{id}.myshopify.com,{app},{flag},False,{count},{pins},True,False,True,False,3,True,True,False,False,True,False,{prefix},False,direct,{date}\n",
+            "k{id},k{id}.myshopify.com,{app},{flag},False,{count},{pins},True,False,True,False,3,True,True,False,False,True,False,{prefix},False,direct,{date}{tier}\n",
             id = r.id,
             app = if r.has_application { "APP" } else { "" },
             flag = flag_text(r.flag, n as u8),
+            tier = if with_tier { format!(",{}", tier_text(r.tier)) } else { String::new() },
         ));
     }
     text
 }
 
 /// The model: what the table must hold for a date after loading `rows`.
-fn expected_day(date: &str, rows: &[Row]) -> BTreeMap<String, Vec<String>> {
+fn expected_day(date: &str, rows: &[Row], with_tier: bool) -> BTreeMap<String, Vec<String>> {
     let mut day = BTreeMap::new();
     for r in rows.iter().filter(|r| r.has_application) {
         let opt = |v: Option<String>| v.unwrap_or_else(|| "<null>".to_string());
@@ -119,6 +147,9 @@ fn expected_day(date: &str, rows: &[Row]) -> BTreeMap<String, Vec<String>> {
             format!("export_date={date}"),
             format!("has_specific_prefix={}", prefix.as_deref() != Some("shopify_")),
         ];
+        if with_tier {
+            values.push(format!("loyalty_tier={}", opt(r.tier.map(|t| tier_text(Some(t)).to_string()))));
+        }
         values.sort();
         // Later lines replace earlier ones with the same id.
         day.insert(format!("k{}", r.id), values);
@@ -130,15 +161,24 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
 
     #[test]
-    fn the_table_equals_the_last_load_of_each_date(loads in loads()) {
+    fn the_table_equals_the_last_load_of_each_date(loads in loads(), evolve_at in 0usize..9) {
         let ws = crate::common::Workspace::new();
         let runtime = tokio::runtime::Runtime::new().unwrap();
         let storage = Storage::new();
         let mut model: BTreeMap<String, BTreeMap<String, Vec<String>>> = BTreeMap::new();
-        for (date_index, rows) in &loads {
+        let mut evolution_committed = false;
+        for (at, (date_index, rows)) in loads.iter().enumerate() {
             let date = DATES[*date_index];
-            ws.write_export(date, render(date, rows));
-            let def = shoplake::definition::built_in("shopify_configuration");
+            let evolved = at >= evolve_at;
+            if at == evolve_at {
+                // Every row the table holds reads null in the new column.
+                for row in model.values_mut().flat_map(|day| day.values_mut()) {
+                    row.push("loyalty_tier=<null>".to_string());
+                    row.sort();
+                }
+            }
+            ws.write_export(date, render(date, rows, evolved));
+            let def = if evolved { with_loyalty_tier() } else { shoplake::definition::built_in("shopify_configuration") };
             let target = TableTarget::resolve(def, &Location::Local(ws.dir.path().join("lake")), None, None).unwrap();
             let config = IngestConfig {
                 date: date.parse().unwrap(),
@@ -149,7 +189,7 @@ proptest! {
                 dry_run: false,
             };
             let before = model.get(date).cloned().unwrap_or_default();
-            let day = expected_day(date, rows);
+            let day = expected_day(date, rows, evolved);
             let (report, result) = runtime.block_on(ingest::run(&storage, &config, "property"));
             let accounted = report.rows_filtered + report.rows_rejected + report.rows_duplicate + report.rows_valid;
             prop_assert_eq!(accounted, report.rows_read);
@@ -171,6 +211,7 @@ proptest! {
             );
             let changed = inserted + updated + deleted > 0;
             prop_assert_eq!(report.status, if changed { Status::Committed } else { Status::Unchanged });
+            evolution_committed |= evolved && changed;
 
             // The same file again: nothing to do, no new version.
             let (again, result) = runtime.block_on(ingest::run(&storage, &config, "property-again"));
@@ -186,6 +227,18 @@ proptest! {
             }
         }
         let snapshot = ws.snapshot();
+        let table_has_tier =
+            snapshot.rows.values().flat_map(|day| day.values()).any(|row| row.iter().any(|v| v.starts_with("loyalty_tier=")));
+        // A committed load under the evolved definition adds the column in its commit.
+        prop_assert!(table_has_tier || !evolution_committed || snapshot.rows.is_empty());
+        if !table_has_tier {
+            // Never evolved (no load after the change committed): every tier the model has is null.
+            for row in model.values_mut().flat_map(|day| day.values_mut()) {
+                if let Some(at) = row.iter().position(|v| v.starts_with("loyalty_tier=")) {
+                    prop_assert_eq!(row.remove(at), "loyalty_tier=<null>");
+                }
+            }
+        }
         prop_assert_eq!(snapshot.rows, model);
     }
 }
