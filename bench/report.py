@@ -5,11 +5,13 @@ Usage: report.py RESULTS.jsonl > RESULTS.md
 (the settings of the run come from the environment run.sh exports:
 SHOPLAKE_BIN, BENCH_SIZES, BENCH_MERGE_MAX_ROWS, BENCH_DAY_ROWS,
 BENCH_YEAR_DATES, BENCH_YEAR_ROWS, BENCH_YEAR_PARALLEL, BENCH_S3_ROWS,
-BENCH_MEM_LIMIT_MB, BENCH_PIP_SPEC, BENCH_LOAD_START, BENCH_BIN_MTIME)
+BENCH_MEM_LIMIT_MB, BENCH_PIP_SPEC, BENCH_LOAD_START, BENCH_BIN_MTIME, and
+BENCH_CALLER_SETTINGS: the BENCH_* variables the caller set)
 """
 import json
 import os
 import platform
+import shlex
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -441,7 +443,12 @@ def short(command):
 out.append("## Commands\n")
 out.append("The command of each tool and scenario (of the largest size measured):\n")
 out.append("```")
-out.append(f"make bench    # = SHOPLAKE_BIN={binary} bench/run.sh")
+caller = [name for name in env("BENCH_CALLER_SETTINGS", "").split() if name not in ("BENCH_OUT",)]
+if caller:
+    settings = " ".join(f"{name}={shlex.quote(env(name, ''))}" for name in sorted(caller))
+    out.append(f"SHOPLAKE_BIN={binary} {settings} bench/run.sh    # make bench with these settings")
+else:
+    out.append(f"make bench    # = SHOPLAKE_BIN={binary} bench/run.sh")
 largest = {}
 for (tool, scenario, n), r in by.items():
     if scenario.endswith("_counted"):  # the same command as the timed one

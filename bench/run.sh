@@ -48,6 +48,9 @@
 #   BENCH_YEAR_ROWS=2000 BENCH_S3_ROWS=20000 BENCH_REPEAT=1 BENCH_OUT=bench/work/out bench/run.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The settings the caller chose, for the report's command line (the defaults are exported below).
+BENCH_CALLER_SETTINGS="$(compgen -e | grep '^BENCH_' | tr '\n' ' ' || true)"
+export BENCH_CALLER_SETTINGS
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/shoplake/target}"
 BIN="${SHOPLAKE_BIN:-$CARGO_TARGET_DIR/debug/shoplake}"
 WORK="${SHOPLAKE_BENCH_DIR:-bench/work}"
