@@ -31,11 +31,9 @@ pub(crate) async fn apply(
     if !plan.has_changes() {
         return Ok((table, plan));
     }
-    let delta_error = |e| Attempt::Failed(Error::delta(Stage::Write, location, e));
     if plan.replace {
         return replace(table, def, location, plan, info).await;
     }
-    let snapshot = table.snapshot().map_err(delta_error)?;
     let metadata = evolved_metadata(&table, &plan, location)?.expect("the plan has changes");
     let added: Vec<StructField> = plan.added.iter().map(|a| a.field.clone()).collect();
     let operation = if added.is_empty() {
@@ -45,20 +43,11 @@ pub(crate) async fn apply(
     } else {
         DeltaOperation::AddColumn { fields: added }
     };
-    let mut info = info;
-    if let Some(fields) = info.as_object_mut() {
-        fields.insert("schema_change".into(), serde_json::to_value(&plan).expect("a plan serializes"));
-    }
-    let commit = CommitBuilder::from(CommitProperties::default().with_metadata(crate::write::commit_info(info)))
-        .with_actions(vec![Action::Metadata(metadata)])
-        .build(Some(snapshot), table.log_store(), operation)
-        .await
-        .map_err(|e| commit_error(Stage::Write, location, e))?;
-    let mut table = table;
-    table.load_version(commit.version()).await.map_err(delta_error)?;
+    let change = serde_json::to_value(&plan).expect("a plan serializes");
+    let (table, version) = commit_metadata(table, metadata, operation, info, change, location).await?;
     tracing::info!(
         table = %location,
-        version = commit.version(),
+        version,
         added = %plan.added.iter().map(|a| a.name.as_str()).collect::<Vec<_>>().join(", "),
         properties = plan.properties.len(),
         "schema evolved in place"
@@ -124,17 +113,32 @@ async fn replace(
         protocol: snapshot.protocol().clone(),
         metadata: metadata.clone(),
     };
-    let mut info = info;
+    let change = serde_json::json!({ "replaced": "the table held no row" });
+    let (table, version) = commit_metadata(table, metadata, operation, info, change, location).await?;
+    tracing::info!(table = %location, version, "a table without rows took its definition's schema");
+    Ok((table, plan))
+}
+
+/// Commits `metadata` alone as `operation`, its commit info `info` with
+/// `change` as `schema_change`. Returns the table at the new version.
+async fn commit_metadata(
+    mut table: DeltaTable,
+    metadata: Metadata,
+    operation: DeltaOperation,
+    mut info: serde_json::Value,
+    change: serde_json::Value,
+    location: &Location,
+) -> Result<(DeltaTable, u64), Attempt> {
     if let Some(fields) = info.as_object_mut() {
-        fields.insert("schema_change".into(), serde_json::json!({ "replaced": "the table held no row" }));
+        fields.insert("schema_change".into(), change);
     }
+    let delta_error = |e| Attempt::Failed(Error::delta(Stage::Write, location, e));
+    let snapshot = table.snapshot().map_err(delta_error)?;
     let commit = CommitBuilder::from(CommitProperties::default().with_metadata(crate::write::commit_info(info)))
         .with_actions(vec![Action::Metadata(metadata)])
         .build(Some(snapshot), table.log_store(), operation)
         .await
         .map_err(|e| commit_error(Stage::Write, location, e))?;
-    let mut table = table;
     table.load_version(commit.version()).await.map_err(delta_error)?;
-    tracing::info!(table = %location, version = commit.version(), "a table without rows took its definition's schema");
-    Ok((table, plan))
+    Ok((table, commit.version()))
 }
