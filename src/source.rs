@@ -258,7 +258,7 @@ mod tests {
         assert!(err.message.contains("replaced while it was being loaded"), "{err}");
         let err = open(&storage, &file).await.err().expect("If-Match fails");
         assert_eq!(err.kind, Kind::Unavailable, "{err}");
-        let err = digest(&storage, &file).await.err().expect("If-Match fails");
+        let err = digest(&storage, &file).await.expect_err("If-Match fails");
         assert_eq!(err.kind, Kind::Unavailable, "{err}");
     }
 

@@ -188,6 +188,15 @@ pub fn load_start(target: &TableTarget, date: NaiveDate, source: &crate::storage
     events::RunStart::Load { target: target.clone(), date, source: source.join(&target.def.source_file(date)) }
 }
 
+/// What a load's end knows.
+pub fn load_end<'a>(
+    report: &'a RunReport,
+    error: Option<&'a Error>,
+    column_sources: &'a events::ColumnSources,
+) -> events::RunEnd<'a> {
+    events::RunEnd { report: Some(report), reports: &[], error, column_sources }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -203,13 +212,4 @@ mod tests {
         assert!(ParentRun::parse("default/job/not-a-uuid").is_none());
         assert!(ParentRun::parse(&format!("job/{id}")).is_none(), "three parts");
     }
-}
-
-/// What a load's end knows.
-pub fn load_end<'a>(
-    report: &'a RunReport,
-    error: Option<&'a Error>,
-    column_sources: &'a events::ColumnSources,
-) -> events::RunEnd<'a> {
-    events::RunEnd { report: Some(report), reports: &[], error, column_sources }
 }

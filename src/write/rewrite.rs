@@ -130,7 +130,7 @@ pub(super) async fn rewrite_partition(
     // Every row accounted for, or nothing is committed: the files hold the
     // day's rows, the rows that stayed are the unchanged ones, the rows
     // that left the updated and deleted ones.
-    let in_files = rows_in(&adds).map_err(|e| fail(e))?;
+    let in_files = rows_in(&adds).map_err(fail)?;
     let expected_rows = diff.inserted + diff.updated + diff.unchanged;
     let stayed_right = !scanned || copied == diff.unchanged;
     if in_files != expected_rows

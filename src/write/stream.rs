@@ -46,9 +46,15 @@ struct WrittenFile {
     batches: Vec<(u32, usize)>,
 }
 
+/// One writer: where its batches go, and the task that writes them.
+type Writer = (mpsc::Sender<ValidBatch>, JoinHandle<Result<Vec<WrittenFile>>>);
+
+/// A file being written: its writer, the batches in it and their Arrow bytes.
+type OpenFile = (DeltaWriter, Vec<(u32, usize)>, usize);
+
 /// Parallel writers of one date's data files.
 pub struct NewFiles {
-    writers: Vec<(mpsc::Sender<ValidBatch>, JoinHandle<Result<Vec<WrittenFile>>>)>,
+    writers: Vec<Writer>,
     rows_sent: Vec<u64>,
     layout: FileLayout,
 }
@@ -129,7 +135,7 @@ async fn write_files(
     location: &Location,
 ) -> Result<Vec<WrittenFile>> {
     let mut files = Vec::new();
-    let mut open: Option<(DeltaWriter, Vec<(u32, usize)>, usize)> = None;
+    let mut open: Option<OpenFile> = None;
     while let Some(batch) = batches.recv().await {
         let rows = batch.rows.num_rows();
         if rows == 0 {
