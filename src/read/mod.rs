@@ -97,12 +97,15 @@ impl ExpectedLines {
         self.lines.get().copied()
     }
 
-    fn observe(&self, sample: &[u8]) {
+    /// Estimates from `sample`, the export's first chunk. A line that holds
+    /// a key has a separator per column and its end at least, which bounds
+    /// the estimate when the sample is not like the rest (blank lines first).
+    fn observe(&self, sample: &[u8], columns: usize) {
         let Some(total) = self.total_bytes else { return };
         let lines = memchr::memchr_iter(b'\n', sample).count() as u64;
         if lines > 0 && !sample.is_empty() {
             let estimate = (total as u128 * lines as u128 / sample.len() as u128) as u64;
-            let _ = self.lines.set(estimate);
+            let _ = self.lines.set(estimate.min(total / columns.max(1) as u64 + 1));
         }
     }
 }
@@ -155,7 +158,7 @@ fn read_export(
     let mut chunker = Chunker::new(input, CHUNK_BYTES);
     let empty = || Error::rejected(Stage::Read, source_uri, "the file is empty: no header line");
     let mut first = chunker.next_chunk().map_err(io_error)?.ok_or_else(empty)?;
-    expected.observe(&first.bytes);
+    expected.observe(&first.bytes, def.export_columns().count());
     let mut records = first.records();
     let header = records.next().ok_or_else(empty)?;
     let header_bytes = header.bytes.strip_prefix(UTF8_BOM).unwrap_or(header.bytes);
@@ -393,6 +396,25 @@ mod tests {
         handle.await.unwrap().unwrap();
         let estimate = expected.get().unwrap();
         assert!(estimate.abs_diff(200_001) <= 200, "{estimate}");
+        // Blank lines first: the estimate stays within what lines of every
+        // column could number (a byte a column at least).
+        let columns = def().export_columns().count();
+        let rows = export(10, 2);
+        let header_end = rows.iter().position(|b| *b == b'\n').unwrap() + 1;
+        let mut blank_first = rows[..header_end].to_vec();
+        blank_first.extend(vec![b'\n'; 1 << 20]);
+        blank_first.extend(&rows[header_end..]);
+        let expected = ExpectedLines::of_size(Some(blank_first.len() as u64));
+        let (mut rx, handle) = start_sized(
+            def(),
+            day(),
+            "t.csv".into(),
+            Box::new(std::io::Cursor::new(blank_first.clone())),
+            expected.clone(),
+        );
+        while rx.recv().await.is_some() {}
+        handle.await.unwrap().unwrap();
+        assert_eq!(expected.get(), Some(blank_first.len() as u64 / columns as u64 + 1));
         // No size (a compressed export): no estimate.
         let no_size = ExpectedLines::of_size(None);
         let (mut rx, handle) =
