@@ -176,9 +176,12 @@ def table(rows_spec, tools, label_header):
 
 
 profile = "release" if "/release/" in binary else "dev (debug)" if "/debug/" in binary else "?"
+# The BENCH_* settings the caller chose: a run with any is not plain `make bench`.
+caller = [name for name in env("BENCH_CALLER_SETTINGS", "").split() if name not in ("BENCH_OUT",)]
+measured_by = "`bench/run.sh` with the settings under Commands" if caller else "`make bench`"
 out = ["# shoplake benchmark results\n"]
 out.append(
-    f"Measured by `make bench` on {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}, binary `{binary}` "
+    f"Measured by {measured_by} on {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}, binary `{binary}` "
     f"({profile} profile); every tool on the same generated files in this one run. Each figure is the median "
     "wall time of the runs (their range in brackets), start-up included (Python interpreter, JVM and Spark "
     "session: what a scheduler pays), / the highest peak RSS of the whole process tree (sampled every 50 ms; "
@@ -443,7 +446,6 @@ def short(command):
 out.append("## Commands\n")
 out.append("The command of each tool and scenario (of the largest size measured):\n")
 out.append("```")
-caller = [name for name in env("BENCH_CALLER_SETTINGS", "").split() if name not in ("BENCH_OUT",)]
 if caller:
     settings = " ".join(f"{name}={shlex.quote(env(name, ''))}" for name in sorted(caller))
     out.append(f"SHOPLAKE_BIN={binary} {settings} bench/run.sh    # make bench with these settings")
