@@ -206,6 +206,14 @@ fn normalise(array: &ArrayRef) -> std::result::Result<ArrayRef, String> {
     }
 }
 
+/// The fingerprint of a row's key within its day: what the export's
+/// duplicate rule and the date's index compare instead of the key itself
+/// (a UUID key is 36 bytes; its fingerprint 16, and a collision of two keys
+/// one in 2^128).
+pub fn key_fingerprint(key: &str) -> u128 {
+    xxhash_rust::xxh3::xxh3_128(key.as_bytes())
+}
+
 /// Fingerprints as the table stores them.
 pub fn to_array(hashes: &[u128]) -> ArrayRef {
     let bytes: Vec<[u8; 16]> = hashes.iter().map(|h| h.to_be_bytes()).collect();

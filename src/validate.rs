@@ -126,7 +126,7 @@ async fn run(
         // The last line of each key wins, among this batch and the ones before.
         let ids = accepted.column_by_name(key).expect("checked").as_string::<i32>();
         let lines = accepted.column_by_name(LINE).expect("checked").as_primitive::<UInt64Type>();
-        let keys: Vec<u128> = (0..ids.len()).map(|r| xxhash_rust::xxh3::xxh3_128(ids.value(r).as_bytes())).collect();
+        let keys: Vec<u128> = (0..ids.len()).map(|r| crate::row_hash::key_fingerprint(ids.value(r))).collect();
         let mut keep = vec![true; accepted.num_rows()];
         for (row, key_hash) in keys.iter().enumerate() {
             match latest.offer(*key_hash, lines.value(row), seq, row as u32) {

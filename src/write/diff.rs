@@ -1,17 +1,14 @@
 //! Compares the day's validated rows with the rows the table holds for that
-//! day, by key and by a 128-bit hash of the other columns, so the merge is
-//! given only what changes: rows to insert, rows to update and keys to
-//! delete. Merging only the changed rows keeps a 1%-changed re-export cheap
+//! day, by a 128-bit fingerprint of the key and one of the other columns, so
+//! the merge is given only what changes: rows to insert, rows to update and
+//! keys to delete. Merging only the changed rows keeps a 1%-changed re-export cheap
 //! (delta-rs #4422) and an identical re-run free (no commit at all).
 
-use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use chrono::NaiveDate;
-use datafusion::arrow::array::{
-    new_null_array, Array, ArrayRef, AsArray, BooleanArray, Date32Array, RecordBatch, StringArray,
-};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatch, StringArray};
 use datafusion::arrow::compute::{cast, filter_record_batch};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::ScalarValue;
@@ -24,7 +21,7 @@ use super::provenance::{self, DateProvenance};
 use crate::definition::TableDefinition;
 use crate::error::{Error, Result, Stage};
 use crate::read::days_since_epoch;
-use crate::row_hash::{self, ValueHasher};
+use crate::row_hash::{self, key_fingerprint, ValueHasher};
 use crate::storage::Location;
 use crate::validate::ValidBatch;
 
@@ -36,8 +33,11 @@ pub const OP_DELETE: &str = "delete";
 
 #[derive(Debug, Default)]
 pub struct Diff {
-    /// Merge source rows (schema: `merge_source_schema`).
+    /// The export's inserted and updated rows (schema: `merge_source_schema`).
     pub changes: Vec<RecordBatch>,
+    /// The key fingerprints of the rows the export no longer has: the
+    /// rewrite finds their rows by them (the index keeps no keys).
+    pub deleted_keys: Vec<u128>,
     pub inserted: u64,
     pub updated: u64,
     pub deleted: u64,
@@ -52,7 +52,7 @@ impl Diff {
     }
 }
 
-/// The table's columns, all nullable (deletes carry only the key), plus `_op`.
+/// The table's columns, all nullable, plus `_op`.
 pub fn merge_source_schema(def: &TableDefinition) -> SchemaRef {
     let mut fields: Vec<Field> = def.columns.iter().map(|c| Field::new(&c.name, c.data_type.clone(), true)).collect();
     fields.push(Field::new(OP, DataType::Utf8, false));
@@ -66,7 +66,6 @@ pub struct Classifier<'a> {
     current: &'a CurrentPartition,
     def: &'a TableDefinition,
     location: &'a Location,
-    date: NaiveDate,
     schema: SchemaRef,
     /// Changed rows with their `_op`, and each row's (seq, row).
     changes: Vec<(RecordBatch, Vec<(u32, u32)>)>,
@@ -74,13 +73,8 @@ pub struct Classifier<'a> {
 }
 
 impl<'a> Classifier<'a> {
-    pub fn new(
-        current: &'a CurrentPartition,
-        def: &'a TableDefinition,
-        location: &'a Location,
-        date: NaiveDate,
-    ) -> Self {
-        Classifier { current, def, location, date, schema: merge_source_schema(def), changes: Vec::new(), unchanged: 0 }
+    pub fn new(current: &'a CurrentPartition, def: &'a TableDefinition, location: &'a Location) -> Self {
+        Classifier { current, def, location, schema: merge_source_schema(def), changes: Vec::new(), unchanged: 0 }
     }
 
     /// Takes in one batch of valid rows.
@@ -135,55 +129,18 @@ impl<'a> Classifier<'a> {
         }
         // A superseded row that was not a change was counted unchanged.
         diff.unchanged -= (superseded.len() as u64).saturating_sub(dropped).min(diff.unchanged);
-        let gone: Vec<&str> = self
-            .current
-            .index
-            .entries
-            .iter()
-            .filter(|e| !e.seen.load(Ordering::Relaxed))
-            .map(|e| self.current.ids[e.batch as usize].value(e.row as usize))
-            .collect();
-        diff.deleted = gone.len() as u64;
-        if !gone.is_empty() {
-            let key = self.def.day_key();
-            diff.changes
-                .push(deletions(&self.schema, self.def, key, self.date, &gone).map_err(|e| fail(e.to_string()))?);
-        }
+        diff.deleted_keys =
+            self.current.index.iter().filter(|e| !e.seen.load(Ordering::Relaxed)).map(|e| e.key.into()).collect();
+        diff.deleted = diff.deleted_keys.len() as u64;
         Ok(diff)
     }
 }
 
-/// Merge source rows that delete `ids`: the key and the date, nulls elsewhere.
-fn deletions(
-    schema: &SchemaRef,
-    def: &TableDefinition,
-    key: &str,
-    date: NaiveDate,
-    ids: &[&str],
-) -> std::result::Result<RecordBatch, datafusion::arrow::error::ArrowError> {
-    let n = ids.len();
-    let columns: Vec<ArrayRef> = schema
-        .fields()
-        .iter()
-        .map(|field| -> ArrayRef {
-            if field.name() == key {
-                Arc::new(StringArray::from_iter_values(ids.iter().copied()))
-            } else if field.name() == &def.partition_by {
-                Arc::new(Date32Array::from(vec![days_since_epoch(date); n]))
-            } else if field.name() == OP {
-                Arc::new(StringArray::from(vec![OP_DELETE; n]))
-            } else {
-                new_null_array(field.data_type(), n)
-            }
-        })
-        .collect();
-    RecordBatch::try_new(schema.clone(), columns)
-}
-
+/// One stored row: fingerprints only. Keeping the keys themselves (a UUID
+/// is 36 bytes and its offset 4) cost 190 MB more at 5M rows.
 struct Held {
-    key_hash: u64,
-    batch: u32,
-    row: u32,
+    /// The fingerprint of the row's key ([`key_fingerprint`]).
+    key: Fingerprint,
     /// The fingerprint of the row's values as the table holds them.
     hash: Fingerprint,
     /// The stored fingerprint is not the one of the row's values (another
@@ -205,16 +162,22 @@ impl From<u128> for Fingerprint {
     }
 }
 
-#[derive(Default)]
-struct KeyIndex {
-    hasher: hashbrown::DefaultHashBuilder,
-    entries: HashTable<Held>,
+impl From<Fingerprint> for u128 {
+    fn from(fingerprint: Fingerprint) -> Self {
+        fingerprint.0[0] as u128 | (fingerprint.0[1] as u128) << 64
+    }
 }
 
-/// The keys and value fingerprints of the rows the table holds for a day.
+impl Fingerprint {
+    /// The index's hash: a fingerprint's bits are already uniform.
+    fn bucket(&self) -> u64 {
+        self.0[0]
+    }
+}
+
+/// The key and value fingerprints of the rows the table holds for a day.
 pub struct CurrentPartition {
-    ids: Vec<StringArray>,
-    index: KeyIndex,
+    index: HashTable<Held>,
     /// Rows the table holds for the day.
     pub rows: u64,
     /// Who wrote the day's files.
@@ -224,7 +187,7 @@ pub struct CurrentPartition {
 impl CurrentPartition {
     /// A date with no rows (or no table yet).
     pub fn empty() -> CurrentPartition {
-        CurrentPartition { ids: Vec::new(), index: KeyIndex::default(), rows: 0, provenance: DateProvenance::default() }
+        CurrentPartition { index: HashTable::new(), rows: 0, provenance: DateProvenance::default() }
     }
 
     /// What each row of `batch` is to the table: `None` unchanged, else insert or update.
@@ -234,12 +197,8 @@ impl CurrentPartition {
             .iter()
             .enumerate()
             .map(|(row, hash)| {
-                let id = ids.value(row);
-                let key_hash = self.index.hasher.hash_one(id);
-                let found = self.index.entries.find(key_hash, |e| {
-                    e.key_hash == key_hash && self.ids[e.batch as usize].value(e.row as usize) == id
-                });
-                match found {
+                let key = Fingerprint::from(key_fingerprint(ids.value(row)));
+                match self.index.find(key.bucket(), |e| e.key == key) {
                     None => Some(OP_INSERT),
                     Some(entry) => {
                         entry.seen.store(true, Ordering::Relaxed);
@@ -279,7 +238,7 @@ impl CurrentPartition {
         // Sized once from the files' statistics: growing a table this
         // large holds the old one and the new one at once.
         if let Some(rows) = provenance.rows {
-            partition.index.entries.reserve(rows as usize, |e| e.key_hash);
+            partition.index.reserve(rows as usize, |e| e.key.bucket());
         }
         partition.provenance = provenance;
         let row_hash = def.row_hash_column();
@@ -338,21 +297,11 @@ impl CurrentPartition {
         stale: Vec<bool>,
     ) -> Result<()> {
         let ids = cast(ids, &DataType::Utf8).map_err(|e| Error::internal(Stage::Write, location, e))?;
-        let ids = ids.as_string::<i32>().clone();
-        let batch_index = self.ids.len() as u32;
+        let ids = ids.as_string::<i32>();
         for (row, (hash, stale)) in hashes.into_iter().zip(stale).enumerate() {
             let id = ids.value(row);
-            let h = self.index.hasher.hash_one(id);
-            let all_ids = &self.ids;
-            let slot = self.index.entries.entry(
-                h,
-                |e| {
-                    let other = if e.batch == batch_index { &ids } else { &all_ids[e.batch as usize] };
-                    e.key_hash == h && other.value(e.row as usize) == id
-                },
-                |e| e.key_hash,
-            );
-            match slot {
+            let key = Fingerprint::from(key_fingerprint(id));
+            match self.index.entry(key.bucket(), |e| e.key == key, |e| e.key.bucket()) {
                 hashbrown::hash_table::Entry::Occupied(_) => {
                     return Err(Error::internal(
                         Stage::Write,
@@ -363,19 +312,11 @@ impl CurrentPartition {
                     ))
                 }
                 hashbrown::hash_table::Entry::Vacant(slot) => {
-                    slot.insert(Held {
-                        key_hash: h,
-                        batch: batch_index,
-                        row: row as u32,
-                        hash: hash.into(),
-                        stale,
-                        seen: AtomicBool::new(false),
-                    });
+                    slot.insert(Held { key, hash: hash.into(), stale, seen: AtomicBool::new(false) });
                 }
             }
         }
         self.rows += ids.len() as u64;
-        self.ids.push(ids);
         Ok(())
     }
 }

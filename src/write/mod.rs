@@ -106,12 +106,12 @@ impl DayChanges {
         match self {
             DayChanges::New { rows, .. } => Diff { inserted: *rows, ..Diff::default() },
             DayChanges::Diff { diff, .. } => Diff {
-                changes: Vec::new(),
                 inserted: diff.inserted,
                 updated: diff.updated,
                 deleted: diff.deleted,
                 unchanged: diff.unchanged,
                 current_rows: diff.current_rows,
+                ..Diff::default()
             },
         }
     }

@@ -32,6 +32,7 @@ use super::files::{change_files, FileLayout};
 use super::stream::NewFiles;
 use super::{Attempt, LoadOutcome, LoadRequest};
 use crate::error::{Error, Result, Stage};
+use crate::row_hash::key_fingerprint;
 use crate::storage::Location;
 use crate::validate::ValidBatch;
 
@@ -85,8 +86,11 @@ pub(super) async fn rewrite_partition(
             let batch = batch.map_err(|e| Error::datafusion(Stage::Write, location, e))?;
             let ids = cast(batch.column_by_name(key).expect("scanned the key"), &DataType::Utf8)
                 .map_err(|e| fail(e.to_string()))?;
-            let kinds: Vec<Option<&str>> =
-                ids.as_string::<i32>().iter().map(|id| id.and_then(|id| leaving.get(id).copied())).collect();
+            let kinds: Vec<Option<&str>> = ids
+                .as_string::<i32>()
+                .iter()
+                .map(|id| id.and_then(|id| leaving.get(&key_fingerprint(id)).copied()))
+                .collect();
             let leaves = BooleanArray::from(kinds.iter().map(|k| k.is_some()).collect::<Vec<_>>());
             if leaves.true_count() > 0 {
                 let old = filter_record_batch(&batch, &leaves).map_err(|e| fail(e.to_string()))?;
@@ -104,20 +108,14 @@ pub(super) async fn rewrite_partition(
     }
     // The export's new and changed rows.
     let mut arrived = 0u64;
-    for batch in &diff.changes {
-        let ops = batch.column_by_name(OP).expect("own column").as_string::<i32>();
-        let arrives = BooleanArray::from(ops.iter().map(|op| op != Some(OP_DELETE)).collect::<Vec<_>>());
-        let rows = filter_record_batch(batch, &arrives).map_err(|e| fail(e.to_string()))?;
-        if rows.num_rows() == 0 {
-            continue;
-        }
+    for rows in diff.changes.iter().filter(|rows| rows.num_rows() > 0) {
         let ops = rows.column_by_name(OP).expect("own column").as_string::<i32>();
         let types: StringArray =
             ops.iter().map(|op| Some(if op == Some(OP_INSERT) { INSERT } else { UPDATE_POSTIMAGE })).collect();
-        changes.write(&layout, &rows, types, location).await?;
+        changes.write(&layout, rows, types, location).await?;
         arrived += rows.num_rows() as u64;
         if let Some(copy) = &mut copy {
-            copy.write(ValidBatch { seq: 0, rows: layout.conform(&rows, location)? }).await?;
+            copy.write(ValidBatch { seq: 0, rows: layout.conform(rows, location)? }).await?;
         }
     }
     let adds = match (copy, written) {
@@ -198,10 +196,10 @@ fn merge_operation(partition_by: &str, key: &str, date: NaiveDate) -> DeltaOpera
     }
 }
 
-/// The keys whose stored row leaves the partition, and the change type of
-/// its old values (an update's pre-image, or a delete).
-fn leaving_rows<'d>(diff: &'d Diff, key: &str, location: &Location) -> Result<HashMap<&'d str, &'static str>> {
-    let mut leaving = HashMap::new();
+/// The key fingerprints whose stored row leaves the partition, and the
+/// change type of its old values (an update's pre-image, or a delete).
+fn leaving_rows(diff: &Diff, key: &str, location: &Location) -> Result<HashMap<u128, &'static str>> {
+    let mut leaving: HashMap<u128, &'static str> = diff.deleted_keys.iter().map(|deleted| (*deleted, DELETE)).collect();
     for batch in &diff.changes {
         let ops = batch.column_by_name(OP).expect("own column").as_string::<i32>();
         let ids = batch
@@ -209,11 +207,9 @@ fn leaving_rows<'d>(diff: &'d Diff, key: &str, location: &Location) -> Result<Ha
             .and_then(|c| c.as_string_opt::<i32>())
             .ok_or_else(|| Error::internal(Stage::Write, location, format!("the changes' {key} is not text")))?;
         for (id, op) in ids.iter().zip(ops.iter()) {
-            match (id, op) {
-                (Some(id), Some(OP_UPDATE)) => leaving.insert(id, UPDATE_PREIMAGE),
-                (Some(id), Some(OP_DELETE)) => leaving.insert(id, DELETE),
-                _ => None,
-            };
+            if let (Some(id), Some(OP_UPDATE)) = (id, op) {
+                leaving.insert(key_fingerprint(id), UPDATE_PREIMAGE);
+            }
         }
     }
     Ok(leaving)
