@@ -148,7 +148,10 @@ async fn run_stages(
         None => None,
     };
     let (mut sink, compared_table) = if has_rows || adopt || config.dry_run {
-        let classifier = write::diff::Classifier::new(&current, def, location);
+        let classifier = match config.dry_run {
+            true => write::diff::Classifier::counting(&current, def, location),
+            false => write::diff::Classifier::new(&current, def, location),
+        };
         let files = match &table {
             Some(table) if !adopt && !config.dry_run => Some(write::stream::NewFiles::start(table, def, location)?),
             _ => None,

@@ -67,14 +67,31 @@ pub struct Classifier<'a> {
     def: &'a TableDefinition,
     location: &'a Location,
     schema: SchemaRef,
-    /// Changed rows with their `_op`, and each row's (seq, row).
-    changes: Vec<(RecordBatch, Vec<(u32, u32)>)>,
+    /// Changed rows of each batch (unless only counting).
+    changes: Vec<Changed>,
+    keep_rows: bool,
     unchanged: u64,
 }
 
+/// The changed rows of one batch: each row's (seq, row) and whether it is
+/// an insert, and the rows with their `_op` when they are kept.
+struct Changed {
+    names: Vec<(u32, u32)>,
+    inserts: Vec<bool>,
+    rows: Option<RecordBatch>,
+}
+
 impl<'a> Classifier<'a> {
+    /// A classifier that keeps the changed rows, for a load to write them.
     pub fn new(current: &'a CurrentPartition, def: &'a TableDefinition, location: &'a Location) -> Self {
-        Classifier { current, def, location, schema: merge_source_schema(def), changes: Vec::new(), unchanged: 0 }
+        let schema = merge_source_schema(def);
+        Classifier { current, def, location, schema, changes: Vec::new(), keep_rows: true, unchanged: 0 }
+    }
+
+    /// A classifier that only counts (a dry run): a dry run of a first load
+    /// would otherwise hold the whole day (1.36 GB at 5M rows).
+    pub fn counting(current: &'a CurrentPartition, def: &'a TableDefinition, location: &'a Location) -> Self {
+        Classifier { keep_rows: false, ..Classifier::new(current, def, location) }
     }
 
     /// Takes in one batch of valid rows.
@@ -92,6 +109,11 @@ impl<'a> Classifier<'a> {
         }
         let names: Vec<(u32, u32)> =
             ops.iter().enumerate().filter(|(_, op)| op.is_some()).map(|(row, _)| (batch.seq, row as u32)).collect();
+        let inserts: Vec<bool> = ops.iter().flatten().map(|op| *op == OP_INSERT).collect();
+        if !self.keep_rows {
+            self.changes.push(Changed { names, inserts, rows: None });
+            return Ok(());
+        }
         let kept = filter_record_batch(rows, &changed).map_err(|e| fail(e.to_string()))?;
         let mut columns: Vec<ArrayRef> = self
             .schema
@@ -101,8 +123,8 @@ impl<'a> Classifier<'a> {
             .map(|f| kept.column_by_name(f.name()).expect("table column").clone())
             .collect();
         columns.push(Arc::new(StringArray::from_iter_values(ops.into_iter().flatten())));
-        let changes = RecordBatch::try_new(self.schema.clone(), columns).map_err(|e| fail(e.to_string()))?;
-        self.changes.push((changes, names));
+        let rows = RecordBatch::try_new(self.schema.clone(), columns).map_err(|e| fail(e.to_string()))?;
+        self.changes.push(Changed { names, inserts, rows: Some(rows) });
         Ok(())
     }
 
@@ -112,19 +134,24 @@ impl<'a> Classifier<'a> {
         let fail = |e: String| Error::internal(Stage::Write, self.location, e);
         let mut diff = Diff { current_rows: self.current.rows, unchanged: self.unchanged, ..Diff::default() };
         let mut dropped = 0u64;
-        for (batch, names) in self.changes {
+        for Changed { names, inserts, rows } in self.changes {
             let keep: BooleanArray = names.iter().map(|name| Some(superseded.binary_search(name).is_err())).collect();
             dropped += keep.false_count() as u64;
-            let batch = if keep.false_count() == 0 {
-                batch
+            for (kept, insert) in keep.values().iter().zip(&inserts) {
+                match (kept, insert) {
+                    (true, true) => diff.inserted += 1,
+                    (true, false) => diff.updated += 1,
+                    (false, _) => {}
+                }
+            }
+            let Some(rows) = rows else { continue };
+            let rows = if keep.false_count() == 0 {
+                rows
             } else {
-                filter_record_batch(&batch, &keep).map_err(|e| fail(e.to_string()))?
+                filter_record_batch(&rows, &keep).map_err(|e| fail(e.to_string()))?
             };
-            let ops = batch.column_by_name(OP).expect("own column").as_string::<i32>();
-            diff.inserted += ops.iter().filter(|op| *op == Some(OP_INSERT)).count() as u64;
-            diff.updated += ops.iter().filter(|op| *op == Some(OP_UPDATE)).count() as u64;
-            if batch.num_rows() > 0 {
-                diff.changes.push(batch);
+            if rows.num_rows() > 0 {
+                diff.changes.push(rows);
             }
         }
         // A superseded row that was not a change was counted unchanged.

@@ -26,6 +26,37 @@ fn log_files(table: &std::path::Path) -> usize {
 }
 
 #[test]
+fn a_dry_run_counts_a_key_given_twice_in_two_read_batches_as_the_load_does() {
+    // Lines of one key far apart land in different read batches (32Ki
+    // rows): the earlier row is already compared when the later one comes.
+    let ws = Workspace::new();
+    ws.write_export(D1, export(&shops(D1, 0..40_000, "True", "direct")));
+    assert_eq!(ws.ingest(D1, &[]).0, 0);
+    // Shop 6 changed at the top, then given again unchanged at the end;
+    // shop 20 unchanged at the top, then changed at the end.
+    let mut lines = shops(D1, 0..6, "True", "direct");
+    lines.extend(shops(D1, 6..7, "False", "direct"));
+    lines.extend(shops(D1, 7..40_000, "True", "direct"));
+    lines.extend(shops(D1, 20..21, "False", "direct"));
+    lines.extend(shops(D1, 6..7, "True", "direct"));
+    ws.write_export(D1, export(&lines));
+    let (code, planned) = ws.ingest(D1, &["--dry-run"]);
+    assert_eq!(code, 0, "{planned}");
+    let (code, real) = ws.ingest(D1, &[]);
+    assert_eq!(code, 0, "{real}");
+    for report in [&planned, &real] {
+        let counts = ["rows_inserted", "rows_updated", "rows_unchanged", "rows_duplicate"].map(|c| report[c].as_u64());
+        assert_eq!(counts, [Some(0), Some(1), Some(39_999), Some(2)], "{report}");
+    }
+    let rows = ws.query(
+        "SELECT id, autocomplete_enabled FROM shopify_configuration WHERE id IN ('s00006', 's00020') ORDER BY id",
+        None,
+    );
+    assert_eq!(rows[0]["autocomplete_enabled"], true, "{rows:?}");
+    assert_eq!(rows[1]["autocomplete_enabled"], false, "{rows:?}");
+}
+
+#[test]
 fn a_dry_run_reports_what_a_load_would_do_and_writes_nothing() {
     let ws = Workspace::new();
     // Nothing there yet: not even a table is created.
@@ -40,11 +71,15 @@ fn a_dry_run_reports_what_a_load_would_do_and_writes_nothing() {
     assert_eq!(ws.ingest(D1, &[]).0, 0);
     let loaded = ws.snapshot();
     let rejects_logs = log_files(&ws.rejects_table());
-    // A corrected re-export: 10 changed, 5 gone, 7 new, a bad line.
+    // A corrected re-export: 10 changed, 5 gone, 7 new, a bad line; and
+    // two keys given twice, the later line winning: shop 20 changed by
+    // it, shop 6's change undone by it (10 - 1 + 1 updated).
     let mut lines = shops(D1, 5..10 + 5, "False", "direct");
     lines.extend(shops(D1, 15..300, "True", "direct"));
     lines.extend(shops(D1, 300..307, "True", "direct"));
     lines.push(line("bad", "APP", "maybe", "1", "[0]", "shopify_", D1));
+    lines.extend(shops(D1, 20..21, "False", "direct"));
+    lines.extend(shops(D1, 6..7, "True", "direct"));
     ws.write_export(D1, export(&lines));
     let (code, planned) = ws.ingest(D1, &["--dry-run"]);
     assert_eq!(code, 0, "{planned}");
@@ -55,9 +90,10 @@ fn a_dry_run_reports_what_a_load_would_do_and_writes_nothing() {
             r["rows_updated"].as_u64(),
             r["rows_deleted"].as_u64(),
             r["rows_rejected"].as_u64(),
+            r["rows_duplicate"].as_u64(),
         )
     };
-    assert_eq!(counts(&planned), (Some(7), Some(10), Some(5), Some(1)));
+    assert_eq!(counts(&planned), (Some(7), Some(10), Some(5), Some(1), Some(2)));
     assert_eq!(ws.snapshot(), loaded, "no version, no file");
     assert_eq!(log_files(&ws.rejects_table()), rejects_logs, "the rejects table did not move either");
 
