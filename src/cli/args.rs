@@ -302,6 +302,10 @@ pub struct GenerateArgs {
     pub rows: u64,
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+    /// Every row starts at this revision: the same keys as revision 0 with
+    /// other values (a corrected re-export of the same rows).
+    #[arg(long, default_value_t = 0)]
+    pub revision: u64,
     /// The source root: a local path or s3://bucket/prefix (each table's source pattern is under it).
     #[arg(long, env = "SHOPLAKE_SOURCE", default_value = "./data/raw")]
     pub out: String,

@@ -150,6 +150,7 @@ pub fn generate_config(catalog: &Catalog, args: &GenerateArgs) -> Result<Generat
         to: args.to,
         rows: args.rows,
         seed: args.seed,
+        revision: args.revision,
         out: Location::parse(&args.out)?,
         dirty: args.dirty,
     })

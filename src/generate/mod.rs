@@ -23,6 +23,9 @@ pub struct GenerateConfig {
     /// Rows on the first day.
     pub rows: u64,
     pub seed: u64,
+    /// The revision every row starts at: another revision gives the same
+    /// keys with other values.
+    pub revision: u64,
     /// The source root; each table's export goes to its source pattern under it.
     pub out: Location,
     pub dirty: bool,
@@ -50,7 +53,8 @@ pub async fn run(storage: &Storage, config: &GenerateConfig) -> Result<Vec<Gener
     let mut written = Vec::new();
     for def in &config.tables {
         let mut rng = SplitMix64::new(config.seed);
-        let mut rows: Vec<Row> = (0..config.rows).map(|_| Row { identity: rng.next(), revision: 0 }).collect();
+        let mut rows: Vec<Row> =
+            (0..config.rows).map(|_| Row { identity: rng.next(), revision: config.revision }).collect();
         let mut date = config.from;
         while date <= config.to {
             if date > config.from {
