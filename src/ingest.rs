@@ -35,8 +35,9 @@ pub struct IngestConfig {
 
 /// Runs one ingest. The report is returned even when the run fails, with
 /// what was known when it stopped. A commit conflict with a concurrent
-/// writer of the same date starts the load over (the export read again),
-/// a bounded number of times, then fails with exit 5.
+/// writer of the same date starts the load over (the table opened and the
+/// export read again, nothing read before kept), a bounded number of
+/// times, then fails with exit 5.
 pub async fn run(storage: &Storage, config: &IngestConfig, run_id: &str) -> (RunReport, Result<()>) {
     let started = Instant::now();
     let def = config.target.def;
@@ -56,6 +57,7 @@ pub async fn run(storage: &Storage, config: &IngestConfig, run_id: &str) -> (Run
                 tracing::warn!(date = %config.date, attempt, %reason, pause_ms = pause.as_millis() as u64,
                     "commit conflict with a concurrent writer of the date; loading it again");
                 tokio::time::sleep(pause).await;
+                write::provenance::forget_read_commits();
                 attempt += 1;
                 continue;
             }
@@ -161,7 +163,7 @@ async fn run_stages(
         (Sink::New { files: None, table }, None)
     };
     let mut checks = check::Accumulator::new(def, &uri);
-    let mut consumed: Result<()> = Ok(());
+    let mut consumed: Result<(), write::Attempt> = Ok(());
     while let Some(batch) = valid.recv().await {
         consumed = consume(storage, config, &mut sink, &mut checks, batch).await;
         if consumed.is_err() {
@@ -259,8 +261,8 @@ async fn run_stages(
         (true, table) => write::plan_day(&request, &changes, table.as_ref().map_or(-1, crate::storage::version_of))?,
         (false, Some(table)) if !adopt => write::commit_day(storage, &request, table, changes).await?,
         // A new table (no row came), or one to take over: created or adopted now.
-        (false, _) => {
-            let table = writable_table(storage, config).await?;
+        (false, read) => {
+            let table = writable_table(storage, config, read.as_ref()).await?;
             write::commit_day(storage, &request, table, changes).await?
         }
     };
@@ -300,13 +302,13 @@ async fn consume(
     sink: &mut Sink<'_>,
     checks: &mut check::Accumulator<'_>,
     batch: validate::ValidBatch,
-) -> Result<()> {
+) -> Result<(), write::Attempt> {
     checks.add(&batch.rows).await?;
     match sink {
         Sink::Compare { classifier, files } => {
             classifier.add(&batch)?;
             match files {
-                Some(files) => files.write(batch).await,
+                Some(files) => Ok(files.write(batch).await?),
                 None => Ok(()),
             }
         }
@@ -318,22 +320,31 @@ async fn consume(
                         storage.check_commits_are_safe(&config.target.table).await?;
                         table
                     }
-                    None => writable_table(storage, config).await?,
+                    // The load found no table: it reads as empty.
+                    None => writable_table(storage, config, None).await?,
                 };
                 *files = Some(write::stream::NewFiles::start(&ready, config.target.def, &config.target.table)?);
                 *table = Some(ready);
             }
-            files.as_mut().expect("started above").write(batch).await
+            Ok(files.as_mut().expect("started above").write(batch).await?)
         }
     }
 }
 
 /// The table, created (with its rejects table first: if that cannot be
-/// written, no table is created) or taken over if it must be.
-async fn writable_table(storage: &Storage, config: &IngestConfig) -> Result<DeltaTable> {
-    let def = config.target.def;
+/// written, no table is created) or taken over if it must be, to commit
+/// on; a conflict if another writer loaded the date since the load read
+/// `read` (the table as it was then; `None`: there was none).
+async fn writable_table(
+    storage: &Storage,
+    config: &IngestConfig,
+    read: Option<&DeltaTable>,
+) -> Result<DeltaTable, write::Attempt> {
+    let (def, location) = (config.target.def, &config.target.table);
     rejects::open_for_writing(storage, &config.target.rejects, def).await?;
-    write::table::open_or_create(storage, &config.target.table, &write::table::TableSpec::of(def)?).await
+    let table = write::table::open_or_create(storage, location, &write::table::TableSpec::of(def)?).await?;
+    write::check_date_as_read(read, &table, location, &def.partition_by, config.date).await?;
+    Ok(table)
 }
 
 /// The reader's error if it failed (it explains the rest), else `error`.

@@ -16,6 +16,7 @@
 
 pub mod hardening;
 pub mod proxy;
+pub mod race;
 pub mod scenarios;
 pub mod tables;
 

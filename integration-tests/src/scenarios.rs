@@ -241,6 +241,25 @@ async fn futures_lite_collect<T>(mut stream: futures::stream::BoxStream<'static,
     out
 }
 
+/// Defines the racing writers' tests (issue #23) for a backend (`None`: a local table).
+#[macro_export]
+macro_rules! race_tests {
+    ($backend:expr) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn writers_of_one_date_race_into_a_new_table() {
+            $crate::race::writers_of_one_date_agree($backend, $crate::race::Start::NewTable).await;
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn writers_of_one_date_race_into_a_table_with_other_dates() {
+            $crate::race::writers_of_one_date_agree($backend, $crate::race::Start::OtherDates).await;
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn writers_of_one_date_race_over_its_rows() {
+            $crate::race::writers_of_one_date_agree($backend, $crate::race::Start::DateHasRows).await;
+        }
+    };
+}
+
 /// Defines one test per scenario for a backend.
 #[macro_export]
 macro_rules! scenario_tests {
@@ -268,6 +287,11 @@ macro_rules! scenario_tests {
             an_identical_rerun_downloads_nothing,
             a_changing_reload_lists_the_log_at_open_and_commit
         );
+        $crate::race_tests!(Some($backend));
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn a_writer_that_found_no_table_starts_over() {
+            $crate::race::a_writer_that_found_no_table_starts_over($backend).await;
+        }
     };
     (@each $backend:expr; $module:ident; $($name:ident),*) => {
         $(

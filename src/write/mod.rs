@@ -229,6 +229,54 @@ pub async fn commit_day(
     result
 }
 
+/// Refuses, as a conflict, to build the date's commit on `table` when
+/// another writer changed the date after the load read it (`read`: the
+/// table as the load read it, `None` when there was none yet).
+///
+/// A commit is checked by Delta only against the commits after the
+/// snapshot it is built on. A load that found no table (or took one over)
+/// builds on a table opened later, which may already hold another
+/// writer's load of the date: committing the day's rows on top would add
+/// them beside that writer's, a blind append with nothing to conflict
+/// with. So the date's files and its rejects record must be as read.
+pub async fn check_date_as_read(
+    read: Option<&DeltaTable>,
+    table: &DeltaTable,
+    location: &Location,
+    partition_by: &str,
+    date: NaiveDate,
+) -> Result<(), Attempt> {
+    if read.is_some_and(|read| crate::storage::version_of(read) == crate::storage::version_of(table)) {
+        return Ok(());
+    }
+    let before = match read {
+        Some(read) => date_state(read, location, partition_by, date).await?,
+        None => (Vec::new(), None),
+    };
+    let now = date_state(table, location, partition_by, date).await?;
+    if before == now {
+        return Ok(());
+    }
+    Err(Attempt::Conflict(format!(
+        "another writer loaded {date} while this load read it (version {} holds {} of its files, the load read {})",
+        crate::storage::version_of(table),
+        now.0.len(),
+        before.0.len()
+    )))
+}
+
+/// The date's active files (sorted) and the rejects version recorded for it.
+async fn date_state(
+    table: &DeltaTable,
+    location: &Location,
+    partition_by: &str,
+    date: NaiveDate,
+) -> Result<(Vec<String>, Option<i64>)> {
+    let (mut files, _) = provenance::active_files(table, location, partition_by, date).await?;
+    files.sort();
+    Ok((files, rejects::pairing::recorded(table, location, date).await?))
+}
+
 /// Deletes files no commit references, best effort.
 async fn discard(store: &dyn object_store::ObjectStore, location: &Location, paths: &[String]) {
     let mut left = 0;

@@ -167,6 +167,12 @@ fn commits_back(
         .buffered(READ_AHEAD_COMMITS)
 }
 
+/// Forgets every commit file read so far: a load that starts over after a
+/// conflict reads the log as it is now, with nothing carried over.
+pub fn forget_read_commits() {
+    COMMITS.lock().expect("commit cache").clear();
+}
+
 /// Commit files read in this process, by table and version: a commit
 /// never changes once written.
 static COMMITS: std::sync::LazyLock<std::sync::Mutex<HashMap<(String, i64), bytes::Bytes>>> =
@@ -360,7 +366,7 @@ pub async fn of_date(
 
 /// The decoded paths of the date's active files, as [`DateProvenance::read`]
 /// takes them, and the rows they hold if every file's statistics say.
-async fn active_files(
+pub(crate) async fn active_files(
     table: &DeltaTable,
     location: &Location,
     partition_by: &str,
