@@ -12,12 +12,15 @@
 #   make cron-test         the cron wrapper (lock, date, log, exit code)
 #   make metrics-test      metrics through real node_exporter and Pushgateway
 #   make interop-test      Spark 3.5 + Delta 3.3 reading and writing our tables
-#   make lineage-test      OpenLineage events against the official schemas; file and HTTP transports
+#   make lineage-test      OpenLineage events against openlineage-python's generated classes (and
+#                          the pinned JSON schemas, given a copy); file and HTTP transports
 #   make security-test     least-privilege roles on MinIO, encryption at rest on MinIO
 #                          and LocalStack, the CloudFormation stack deployed to LocalStack
 #   make lint              rustfmt, clippy, actionlint, hadolint, shellcheck, ruff,
-#                          cfn-lint, cargo-deny (licenses, bans, sources), and
-#                          `shoplake validate` on tables/ (make validate-tables)
+#                          cfn-lint, cargo-deny (licenses, bans, sources), the docs'
+#                          links and no path leaving the repository (tools/check-docs,
+#                          tools/check-paths), and `shoplake validate` on tables/
+#                          (make validate-tables)
 # and: make release (tarball, CycloneDX SBOM, SHA-256s), make bench (bench/RESULTS.md),
 #      make bench-profiles (how [profile.release] was chosen: bench/PROFILES.md).
 SHELL := /bin/bash
@@ -88,8 +91,10 @@ metrics-test: build
 interop-test: build
 	SHOPLAKE_BIN=$(SHOPLAKE) ./interop/run.sh
 
-# Validates every event kind against the OpenLineage schemas pinned in
-# lineage/spec.lock.json, with an HTTP receiver of its own: lineage/README.md.
+# Validates every event kind with openlineage-python's generated classes, and
+# against the OpenLineage JSON schemas pinned in lineage/spec.lock.json only
+# when a copy is provided (none on a fresh machine: that layer is skipped),
+# with an HTTP receiver of its own: lineage/README.md.
 lineage-test: build
 	SHOPLAKE_BIN=$(SHOPLAKE) ./lineage/test.sh
 

@@ -13,10 +13,10 @@
 # project reaches ships the schema files (lineage/README.md, "Where the schemas come
 # from"), and nothing is fetched: they are copied from the first of these folders that
 # holds all of them with the lock's bytes,
-#   $SHOPLAKE_OPENLINEAGE_SPEC_SRC, <repo>/../shared/openlineage-spec,
-#   $SHOPLAKE_CACHE/lineage/openlineage-spec-src
-# and without one the tier runs the `classes` layer alone, saying so
-# (LINEAGE_SPEC_MODE=require makes that an error instead). A warm run installs nothing.
+#   $SHOPLAKE_OPENLINEAGE_SPEC_SRC, $SHOPLAKE_CACHE/lineage/openlineage-spec-src
+# (no other folder is looked at), and without one the tier runs the `classes` layer
+# alone, saying so (LINEAGE_SPEC_MODE=require makes that an error instead). A warm run
+# installs nothing.
 # Prints `export LINEAGE_PY=... LINEAGE_SPEC=installed|absent` for `eval`.
 #
 #   lineage/setup.sh            # install if needed, print the environment
@@ -56,7 +56,7 @@ spec=installed
 if ! "$VENV/bin/python" "$here/olvalidate.py" verify >/dev/null 2>&1; then
   sources=()
   [ -n "${SHOPLAKE_OPENLINEAGE_SPEC_SRC:-}" ] && sources+=(--from "$SHOPLAKE_OPENLINEAGE_SPEC_SRC")
-  sources+=(--from "$here/../../shared/openlineage-spec" --from "$CACHE/lineage/openlineage-spec-src")
+  sources+=(--from "$CACHE/lineage/openlineage-spec-src")
   if "$VENV/bin/python" "$here/olvalidate.py" install "${sources[@]}" >"$CACHE/lineage/spec-install.log" 2>&1; then
     log "$(tail -n1 "$CACHE/lineage/spec-install.log")"
   else

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# make lineage-test: shoplake's OpenLineage events against the official OpenLineage definitions.
+# make lineage-test: shoplake's OpenLineage events against openlineage-python's generated classes,
+# and the pinned OpenLineage JSON schemas when a copy is provided (none on a fresh machine).
 #
 #   - installs, once, outside the clone (lineage/setup.sh): a Python 3.11 venv from PyPI with
 #     openlineage-python 1.54.0, jsonschema and pytest, and, when a copy is at hand, the

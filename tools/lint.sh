@@ -13,6 +13,9 @@
 #                      advisories need the RustSec database: GitHub's advisories.yml only)
 #   tools/check-docs   every Markdown file: relative links (and #anchors) exist, every
 #                      `make <target>` shown as a command is a Makefile target
+#   tools/check-paths  every text file (Markdown, shell, Python, TOML, YAML, INI, the
+#                      Makefile, the Dockerfile, .ci/run): no relative path climbs out
+#                      of the repository, no file names the steering repository's files
 # Installs them first (tools/install-lint-tools.sh, cached outside the clone).
 # Runs every linter even when one fails; exits 1 if any failed.
 set -euo pipefail
@@ -94,6 +97,7 @@ fi
 run "cargo deny check licenses bans sources" cargo deny check licenses bans sources
 # Python 3 standard library only; lists the Markdown files as above (git, new files included).
 run "check-docs (links, anchors, make targets)" python3 tools/check-docs
+run "check-paths (nothing points outside the repository)" python3 tools/check-paths
 
 echo "lint: $passed passed, $failed failed"
 [[ $failed -eq 0 ]]

@@ -1,10 +1,10 @@
 """shoplake's OpenLineage events, for real (issue #18): the built binary loads
 generated exports with --lineage-file / --lineage-url (or their environment
 variables) in each scenario of lineage/README.md; every event is validated
-against the official schemas (olvalidate.py) and checked against what the run
-did. A binary without --lineage-file fails every test here, never a skip.
-Validation: openlineage-python's classes always, the pinned JSON schemas too
-when installed (olvalidate.Validator; the summary says which ran).
+(olvalidate.py) and checked against what the run did. A binary without
+--lineage-file fails every test here, never a skip. Validation:
+openlineage-python's classes always, the pinned JSON schemas too only when a
+copy is installed (olvalidate.Validator; the summary says which ran).
 Set SHOPLAKE_BIN, LINEAGE_WORK (the work folder), LINEAGE_MAX_DELAY (10 s),
 LINEAGE_ABORT_ROWS (1000000).
 """

@@ -44,7 +44,7 @@ DATE_PATTERN = r"^\d{4}-\d{2}-\d{2}$"
 # the only table there was before table definitions.
 LEGACY_TABLE_NAME = "shopify_configuration"
 
-# shoplake's exit codes (PRODUCT.md "Exit codes").
+# shoplake's exit codes (docs/guarantees.md, "Exit codes").
 EXIT_OK = 0
 RETRYABLE_EXIT_CODES = {
     3: "export for the date not there yet",
