@@ -157,7 +157,8 @@ pub fn previous_day(table: &DeltaTable, partition_by: &str, date: NaiveDate) -> 
         if day >= date || latest.is_some_and(|l| l.date > day) {
             continue;
         }
-        let rows = file.num_records().unwrap_or(0) as u64;
+        // Rows another engine deleted with a deletion vector are not counted.
+        let rows = crate::features::live_rows(&file).unwrap_or(0);
         match &mut latest {
             Some(l) if l.date == day => l.rows += rows,
             _ => latest = Some(PreviousDay { date: day, rows }),

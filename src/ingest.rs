@@ -16,7 +16,7 @@ use crate::report::{RunReport, Status};
 use crate::storage::{Location, Storage};
 use crate::target::TableTarget;
 use crate::write::diff::CurrentPartition;
-use crate::{check, rejects, source, transform, validate, write};
+use crate::{check, features, rejects, source, transform, validate, write};
 use deltalake::DeltaTable;
 
 #[derive(Debug, Clone)]
@@ -104,6 +104,16 @@ async fn run_stages(
     let plan = crate::schema::plan(def, table.as_ref(), location)?;
     plan.check(def, location)?;
     let hasher = plan.hasher(def);
+    // What the table's protocol asks: a feature shoplake does not honour is
+    // refused here (exit 2); its own row rules are checked on every row.
+    let (rules, append_only) = match &table {
+        Some(table) => {
+            let writable = features::check_writable(table, location, features::Command::Load)?;
+            let rules = features::rules::RowRules::of_table(table, def, validate::rows_schema(def), location)?;
+            (rules, writable.append_only)
+        }
+        None => (features::rules::RowRules::none(), false),
+    };
     stages.done("open table");
     let file = source::locate(storage, &config.source, def, date).await?;
     let uri = file.uri();
@@ -134,7 +144,7 @@ async fn run_stages(
     let expected = read::ExpectedLines::of_size((!file.gzipped).then_some(file.size));
     let (batches, reader) = read::start_sized(def, date, uri.clone(), input, expected.clone());
     let (mut valid, validation) = match transform::run(def, batches, &uri).await {
-        Ok(rows) => validate::start(def, &hasher, rows, uri.clone(), expected),
+        Ok(rows) => validate::start(def, &hasher, rules, rows, uri.clone(), expected),
         Err(error) => return Err(first_error(reader, error, &uri).await.into()),
     };
     // What the table holds for the date (its keys and fingerprints), read
@@ -150,12 +160,18 @@ async fn run_stages(
         None => None,
     };
     let (mut sink, compared_table) = if has_rows || adopt || config.dry_run {
-        let classifier = match config.dry_run {
+        // An append-only table's rows may not change: a date that has rows
+        // is only counted (a load that would change it is refused before
+        // anything is written); a new date is appended as usual.
+        let frozen = append_only && has_rows;
+        let classifier = match config.dry_run || frozen {
             true => write::diff::Classifier::counting(&current, def, location),
             false => write::diff::Classifier::new(&current, def, location),
         };
         let files = match &table {
-            Some(table) if !adopt && !config.dry_run => Some(write::stream::NewFiles::start(table, def, location)?),
+            Some(table) if !adopt && !config.dry_run && !frozen => {
+                Some(write::stream::NewFiles::start(table, def, location)?)
+            }
             _ => None,
         };
         (Sink::Compare { classifier, files }, table)
@@ -217,6 +233,9 @@ async fn run_stages(
     let (table, changes) = match sink {
         Sink::Compare { classifier, files } => {
             let diff = classifier.finish(&validated.superseded)?;
+            if append_only && has_rows && !diff.is_empty() {
+                return Err(refuse_append_only(location, date, &diff).into());
+            }
             let written = match (files, &compared_table) {
                 (Some(files), Some(table)) => Some(files.finish(table, location, date, &validated.superseded).await?),
                 _ => None,
@@ -345,6 +364,21 @@ async fn writable_table(
     let table = write::table::open_or_create(storage, location, &write::table::TableSpec::of(def)?).await?;
     write::check_date_as_read(read, &table, location, &def.partition_by, config.date).await?;
     Ok(table)
+}
+
+/// An append-only table (`delta.appendOnly`) refuses a load that changes
+/// the date's rows: nothing was written.
+fn refuse_append_only(location: &Location, date: NaiveDate, diff: &write::diff::Diff) -> Error {
+    Error::usage(
+        Stage::Write,
+        location,
+        format!(
+            "the table is append-only (delta.appendOnly = true) and loading {date} would change its rows ({} \
+             inserted, {} updated, {} deleted); nothing was written. New dates load; to re-load this one, \
+             `ALTER TABLE <table> SET TBLPROPERTIES ('delta.appendOnly' = 'false')`",
+            diff.inserted, diff.updated, diff.deleted
+        ),
+    )
 }
 
 /// The reader's error if it failed (it explains the rest), else `error`.

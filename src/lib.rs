@@ -14,6 +14,7 @@ pub mod check;
 pub mod cli;
 pub mod definition;
 pub mod error;
+pub mod features;
 pub mod generate;
 pub mod ingest;
 pub mod lineage;

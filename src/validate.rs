@@ -23,6 +23,7 @@ use tokio::task::JoinHandle;
 
 use crate::definition::{Kind, TableDefinition};
 use crate::error::{Error, Result, Stage};
+use crate::features::rules::RowRules;
 use crate::read::{ExpectedLines, Reject, LINE, RAW, REJECT};
 use crate::row_hash::{self, ValueHasher};
 
@@ -45,6 +46,9 @@ pub struct Outcome {
     pub rows_duplicate: u64,
     /// Rows kept: the day's content.
     pub rows_valid: u64,
+    /// Rows that broke one of the table's own rules (CHECK constraints and
+    /// the like), by rule: the load is refused if any did.
+    pub broken: std::collections::BTreeMap<String, crate::features::rules::Broken>,
     /// Rows handed on and then superseded by a later line with their key:
     /// (`seq`, row). The day's content leaves them out.
     pub superseded: Vec<(u32, u32)>,
@@ -58,19 +62,21 @@ const IN_FLIGHT: usize = 2;
 pub fn start(
     def: &'static TableDefinition,
     hasher: &ValueHasher,
+    rules: RowRules,
     transformed: SendableRecordBatchStream,
     source_uri: String,
     expected: ExpectedLines,
 ) -> (mpsc::Receiver<ValidBatch>, JoinHandle<Result<Outcome>>) {
     let (tx, rx) = mpsc::channel(IN_FLIGHT);
     let hasher = Arc::new(hasher.clone());
-    let handle = tokio::spawn(async move { run(def, hasher, transformed, &source_uri, tx, expected).await });
+    let handle = tokio::spawn(async move { run(def, hasher, rules, transformed, &source_uri, tx, expected).await });
     (rx, handle)
 }
 
 async fn run(
     def: &'static TableDefinition,
     hasher: Arc<ValueHasher>,
+    rules: RowRules,
     mut transformed: SendableRecordBatchStream,
     source_uri: &str,
     tx: mpsc::Sender<ValidBatch>,
@@ -78,10 +84,7 @@ async fn run(
 ) -> Result<Outcome> {
     let table_schema = def.arrow_schema();
     let row_hash = def.row_hash_column();
-    // The table's columns but the fingerprint, which is added last.
-    let schema: SchemaRef = Arc::new(Schema::new(
-        table_schema.fields().iter().filter(|f| f.name() != row_hash).cloned().collect::<Vec<_>>(),
-    ));
+    let schema = rows_schema(def);
     let row_hash_at = table_schema.index_of(row_hash).expect("own column");
     let key = def.day_key();
     let mut outcome = Outcome::default();
@@ -147,6 +150,11 @@ async fn run(
         dropped += keep.iter().filter(|k| !**k).count() as u64;
         let table_columns: Vec<ArrayRef> =
             schema.fields().iter().map(|f| accepted.column_by_name(f.name()).expect("checked").clone()).collect();
+        // The export lines of the rows handed on, for the table's row rules.
+        let kept_lines: Vec<u64> = match rules.is_empty() {
+            true => Vec::new(),
+            false => keep.iter().enumerate().filter(|(_, k)| **k).map(|(row, _)| lines.value(row)).collect(),
+        };
         let rows = RecordBatch::try_new(schema.clone(), table_columns)
             .map_err(|e| Error::internal(Stage::Validate, source_uri, e))?;
         let rows = if position as usize == rows.num_rows() {
@@ -156,6 +164,9 @@ async fn run(
                 .map_err(|e| Error::internal(Stage::Validate, source_uri, e))?
         };
         emitted += rows.num_rows() as u64;
+        if !rules.is_empty() {
+            rules.check(&rows, &|row| kept_lines[row], &mut outcome.broken, source_uri)?;
+        }
 
         // Fingerprints on blocking threads, two batches at a time, while the rest is read.
         let (hasher, table_schema) = (hasher.clone(), table_schema.clone());
@@ -183,7 +194,17 @@ async fn run(
     outcome.rows_duplicate = dropped + outcome.superseded.len() as u64;
     outcome.rows_valid = emitted - outcome.superseded.len() as u64;
     outcome.value_rejects.sort();
+    crate::features::rules::verdict(&outcome.broken, source_uri)?;
     Ok(outcome)
+}
+
+/// The columns of the valid rows as validation checks them: the table's
+/// but the fingerprint, which is added last.
+pub fn rows_schema(def: &TableDefinition) -> SchemaRef {
+    let row_hash = def.row_hash_column();
+    Arc::new(Schema::new(
+        def.arrow_schema().fields().iter().filter(|f| f.name() != row_hash).cloned().collect::<Vec<_>>(),
+    ))
 }
 
 type Fingerprinting = futures::stream::FuturesUnordered<JoinHandle<std::result::Result<ValidBatch, String>>>;
@@ -206,7 +227,8 @@ pub async fn collect(
     transformed: SendableRecordBatchStream,
     source_uri: &str,
 ) -> Result<(Vec<RecordBatch>, Outcome)> {
-    let (mut rx, handle) = start(def, hasher, transformed, source_uri.to_string(), ExpectedLines::default());
+    let (mut rx, handle) =
+        start(def, hasher, RowRules::none(), transformed, source_uri.to_string(), ExpectedLines::default());
     let mut batches = Vec::new();
     while let Some(batch) = rx.recv().await {
         batches.push(batch);

@@ -61,9 +61,18 @@ pub async fn run(storage: &Storage, config: &MaintainConfig) -> Result<Vec<Strin
             "lists what --vacuum would delete; use it with --vacuum alone",
         ));
     }
-    let mut done = Vec::new();
+    // Every table is opened, and refused (exit 2) if it has a table feature
+    // maintain cannot honour, before anything is written to any of them.
+    let mut opened = Vec::new();
     for location in &config.tables {
-        let Some(mut table) = storage.open_table(location).await? else { continue };
+        let Some(table) = storage.open_table(location).await? else { continue };
+        if !config.dry_run {
+            crate::features::check_writable(&table, location, crate::features::Command::Maintain)?;
+        }
+        opened.push((location, table));
+    }
+    let mut done = Vec::new();
+    for (location, mut table) in opened {
         let delta_error = |e| Error::delta(Stage::Maintain, location, e);
         // Whoever may not write is refused (exit 2) before anything is
         // written: the probe re-puts the oldest commit conditionally.

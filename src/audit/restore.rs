@@ -34,6 +34,7 @@ pub struct RestoreOutcome {
 pub async fn run(storage: &Storage, target: &TableTarget, version: i64, run_id: &str) -> Result<RestoreOutcome> {
     let (def, location, rejects_location) = (target.def, &target.table, &target.rejects);
     let table = existing_table(storage, location).await?;
+    crate::features::check_writable(&table, location, crate::features::Command::Restore)?;
     let latest = crate::storage::version_of(&table);
     if version < 0 || version > latest {
         return Err(Error::usage(

@@ -216,7 +216,7 @@ async fn dispatch(command: Command, storage: Storage) -> Result<ExitCode> {
         }
         Command::Tables(args) => {
             let catalog = resolve::catalog(&args.definitions).await?;
-            say_raw!("{}", tables::listing(catalog, &args.source, &args.lake, args.format)?);
+            say_raw!("{}", tables::listing(&storage, catalog, &args.source, &args.lake, args.format).await?);
             Ok(ExitCode::SUCCESS)
         }
     }

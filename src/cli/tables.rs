@@ -34,8 +34,16 @@ pub fn validation(catalog: &Catalog) -> String {
     out
 }
 
-/// The definitions: where each table's exports and table are.
-pub fn listing(catalog: &Catalog, source: &str, lake: &str, format: ReportFormat) -> Result<String> {
+/// The definitions: where each table's exports and table are, and (as text)
+/// the protocol and table features of each table that exists. The JSON,
+/// which the Airflow DAG file reads as it parses, touches no storage.
+pub async fn listing(
+    storage: &Storage,
+    catalog: &Catalog,
+    source: &str,
+    lake: &str,
+    format: ReportFormat,
+) -> Result<String> {
     let (source, lake) = (Location::parse(source)?, Location::parse(lake)?);
     let mut rows = Vec::new();
     for def in catalog.tables() {
@@ -74,6 +82,7 @@ pub fn listing(catalog: &Catalog, source: &str, lake: &str, format: ReportFormat
                     let _ = writeln!(out, "  table    {}", text("table"));
                     let _ = writeln!(out, "  rejects  {}", text("rejects_table"));
                     let _ = writeln!(out, "  defined  {}", text("definition"));
+                    let _ = writeln!(out, "  protocol {}", protocol(storage, &text("table")).await);
                 } else {
                     let _ = writeln!(out, "{}  INVALID (shoplake validate)", text("name"));
                 }
@@ -81,6 +90,23 @@ pub fn listing(catalog: &Catalog, source: &str, lake: &str, format: ReportFormat
             out
         }
     })
+}
+
+/// The protocol of the table at `uri`, for people; what went wrong if it
+/// cannot be read (the listing goes on).
+async fn protocol(storage: &Storage, uri: &str) -> String {
+    let location = match Location::parse(uri) {
+        Ok(location) => location,
+        Err(e) => return format!("unknown ({e})"),
+    };
+    match storage.open_table(&location).await {
+        Ok(Some(table)) => match crate::features::Protocol::of(&table, &location) {
+            Ok(protocol) => protocol.describe(),
+            Err(e) => format!("unknown ({e})"),
+        },
+        Ok(None) => "no table yet".to_string(),
+        Err(e) => format!("unknown ({e})"),
+    }
 }
 
 /// `shoplake schema diff` (and `apply`, which commits the in-place part).
@@ -91,6 +117,7 @@ pub async fn schema(storage: &Storage, target: &TableTarget, apply: bool, format
     let plan = crate::schema::plan(def, table.as_ref(), location)?;
     let (plan, applied_version) = match (apply, table) {
         (true, Some(table)) if plan.refused.is_empty() && !plan.adopt => {
+            crate::features::check_writable(&table, location, crate::features::Command::Schema)?;
             let info = serde_json::json!({
                 "run_id": uuid::Uuid::new_v4().to_string(),
                 "command": "schema apply",

@@ -375,13 +375,13 @@ pub(crate) async fn active_files(
     use deltalake::{FilterOp, FilterValue};
     let day = date.to_string();
     let filter = (partition_by, FilterOp::Eq, FilterValue::Scalar(day.as_str()));
-    let files: Vec<(String, Option<usize>)> = table
+    let files: Vec<(String, Option<u64>)> = table
         .get_active_add_actions_by_partitions(&[filter])
-        .map_ok(|file| (file.path().into_owned(), file.num_records()))
+        .map_ok(|file| (file.path().into_owned(), crate::features::live_rows(&file)))
         .try_collect()
         .await
         .map_err(|e| Error::delta(Stage::Write, location, e))?;
-    let rows = files.iter().map(|(_, rows)| rows.map(|n| n as u64)).sum();
+    let rows = files.iter().map(|(_, rows)| *rows).sum();
     Ok((files.into_iter().map(|(path, _)| path).collect(), rows))
 }
 

@@ -49,12 +49,29 @@ pub fn delta_fields(def: &TableDefinition) -> Result<Vec<StructField>> {
 /// Table property naming the columns Delta keeps min/max statistics for.
 const STATS_COLUMNS: &str = "delta.dataSkippingStatsColumns";
 
-/// Every column but the partition (its value is in the path) and the row
-/// fingerprint (random bytes: no query filters on it, and Delta cannot keep
-/// statistics of binary columns; it would warn on every file written).
+/// The columns Delta can skip files on: numbers, decimals, text, dates and
+/// timestamps, but the partition (its value is in the path). Delta Spark
+/// refuses to change any property of a table that lists another type here
+/// (booleans, lists, the binary row fingerprint): `ALTER TABLE SET
+/// TBLPROPERTIES` failed with DELTA_COLUMN_DATA_SKIPPING_NOT_SUPPORTED_TYPE.
 pub(crate) fn stats_columns(def: &TableDefinition) -> String {
-    let skipped = [def.partition_by.as_str(), def.row_hash_column()];
-    let names: Vec<&str> = def.columns.iter().map(|c| c.name.as_str()).filter(|n| !skipped.contains(n)).collect();
+    let skippable = |t: &ArrowType| {
+        matches!(
+            t,
+            ArrowType::Utf8
+                | ArrowType::Int64
+                | ArrowType::Float64
+                | ArrowType::Decimal128(..)
+                | ArrowType::Date32
+                | ArrowType::Timestamp(..)
+        )
+    };
+    let names: Vec<&str> = def
+        .columns
+        .iter()
+        .filter(|c| c.name != def.partition_by && skippable(&c.data_type))
+        .map(|c| c.name.as_str())
+        .collect();
     names.join(",")
 }
 

@@ -11,6 +11,8 @@ mod audit;
 mod cli;
 mod common;
 mod evolution;
+mod features;
+mod foreign;
 mod hardening;
 mod lake;
 mod operations;

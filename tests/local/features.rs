@@ -1,0 +1,352 @@
+//! Tables other engines made or upgraded (issue #24), for each built-in
+//! definition: the table's own row rules (CHECK constraints, NOT NULL,
+//! invariants, generated columns) refuse the rows that break them (exit 4,
+//! nothing committed) and a conforming export then loads; an append-only
+//! table takes new dates and refuses changes before writing; a table
+//! feature shoplake does not honour is refused (exit 2) before the export
+//! is read, by every command that writes, while reads go on; a table whose
+//! statistics columns listed booleans or lists (which Delta Spark refuses
+//! to administer) is repaired by its next load, even an identical re-run.
+//!
+//! The changes are committed as another engine's log entries
+//! ([`crate::foreign`]); `make interop-test` makes them with Spark.
+
+use serde_json::json;
+
+use crate::foreign;
+use crate::lake::Lake;
+use shoplake::definition::Kind;
+
+const D1: &str = "2019-04-01";
+const D2: &str = "2019-04-02";
+/// A date with no export: a command refused before reading one exits 2, not 3.
+const NO_EXPORT: &str = "2019-04-09";
+const BUILT_IN: [&str; 2] = ["shopify_configuration", "shopify_usage_daily"];
+
+/// A lake with `name`'s exports of D1 and D2 and D1 loaded.
+fn loaded(name: &str) -> Lake {
+    let lake = Lake::new();
+    lake.generate(name, D1, D2, 400, &[]);
+    assert_eq!(lake.ingest(name, D1, &[]).0, 0);
+    lake
+}
+
+/// Field `index` of a CSV line (quotes understood).
+fn field(line: &str, index: usize) -> String {
+    let (mut fields, mut current, mut quoted) = (Vec::new(), String::new(), false);
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (c, quoted) {
+            ('"', true) if chars.peek() == Some(&'"') => {
+                current.push('"');
+                chars.next();
+            }
+            ('"', _) => quoted = !quoted,
+            (',', false) => fields.push(std::mem::take(&mut current)),
+            _ => current.push(c),
+        }
+    }
+    fields.push(current);
+    fields.swap_remove(index)
+}
+
+/// The export's lines (the header is line 1).
+fn lines(lake: &Lake, name: &str, date: &str) -> Vec<String> {
+    std::fs::read_to_string(lake.export(name, date)).unwrap().lines().map(str::to_string).collect()
+}
+
+/// The key of the export's last line (a row D2 added: not in D1), and its line number.
+fn last_key(lake: &Lake, name: &str, date: &str) -> (String, usize) {
+    let lines = lines(lake, name, date);
+    let key = lake.definition(name).day_key();
+    let at = lines[0].split(',').position(|c| c == key).expect("the key in the header");
+    (field(lines.last().unwrap(), at), lines.len())
+}
+
+/// The export without its last line.
+fn drop_last_line(lake: &Lake, name: &str, date: &str) {
+    let mut lines = lines(lake, name, date);
+    lines.pop();
+    std::fs::write(lake.export(name, date), lines.join("\n") + "\n").unwrap();
+}
+
+fn stderr(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Loads D2 expecting exit 4 for `rule`, naming the line; nothing committed.
+fn refused_for(lake: &Lake, name: &str, rule: &str, line: Option<usize>) {
+    let before = lake.version(name);
+    let out = lake.run(&["ingest", "--table-name", name, "--date", D2]);
+    assert_eq!(out.status.code(), Some(4), "{rule}: {}", stderr(&out));
+    let message = stderr(&out);
+    assert!(message.contains(rule), "{message}");
+    if let Some(line) = line {
+        assert!(message.contains(&format!("(line {line})")), "line {line}: {message}");
+    }
+    assert_eq!(lake.version(name), before, "nothing committed");
+    assert!(lake.snapshot(name).rows.get(D2).is_none(), "D2 holds no row");
+}
+
+fn check_constraints(name: &str) {
+    let lake = loaded(name);
+    let table = lake.table(name);
+    let key = lake.definition(name).day_key().to_string();
+    let (id, line) = last_key(&lake, name, D2);
+    foreign::set_properties(&table, &[("delta.constraints.not_that_shop", &format!("{key} <> '{id}'"))]);
+    refused_for(&lake, name, "CHECK constraint not_that_shop", Some(line));
+
+    // A conforming re-export loads, and the constraint still holds for it.
+    drop_last_line(&lake, name, D2);
+    let (code, report) = lake.ingest(name, D2, &[]);
+    assert_eq!(code, 0, "{report}");
+    let held = lake.snapshot(name).rows[D2].clone();
+    assert_eq!(held.len() as u64, report["rows_valid"].as_u64().unwrap());
+    assert!(!held.contains_key(&id));
+}
+
+#[test]
+fn check_constraints_refuse_the_rows_that_break_them_shopify_configuration() {
+    check_constraints(BUILT_IN[0]);
+}
+
+#[test]
+fn check_constraints_refuse_the_rows_that_break_them_shopify_usage_daily() {
+    check_constraints(BUILT_IN[1]);
+}
+
+/// NOT NULL as Spark adds it (`CHECK (c IS NOT NULL)`), and a constraint
+/// that is null (not true) for a row: both break on the empty values.
+fn not_null(name: &str) {
+    let lake = loaded(name);
+    let def = lake.definition(name);
+    let column = def
+        .columns
+        .iter()
+        .find(|c| c.nullable && c.is_from_export() && c.kind != Kind::Text && c.name != def.partition_by)
+        .expect("a nullable column the generator leaves empty now and then");
+    let at = lines(&lake, name, D2)[0].split(',').position(|c| c == column.name).unwrap();
+    let empty = lines(&lake, name, D2).iter().skip(1).filter(|l| field(l, at).is_empty()).count();
+    assert!(empty > 0, "the export has empty {}", column.name);
+    let table = lake.table(name);
+    foreign::set_properties(&table, &[("delta.constraints.known", &format!("{} IS NOT NULL", column.name))]);
+    refused_for(&lake, name, "CHECK constraint known", None);
+    foreign::set_properties(&table, &[("delta.constraints.known", &format!("{0} = {0}", column.name))]);
+    refused_for(&lake, name, "CHECK constraint known", None);
+    // The case beside: true for every row (nulls included) loads.
+    foreign::set_properties(&table, &[("delta.constraints.known", &format!("{0} IS NULL OR {0} = {0}", column.name))]);
+    assert_eq!(lake.ingest(name, D2, &[]).0, 0);
+}
+
+#[test]
+fn a_not_null_rule_and_a_null_result_break_the_constraint_shopify_configuration() {
+    not_null(BUILT_IN[0]);
+}
+
+#[test]
+fn a_not_null_rule_and_a_null_result_break_the_constraint_shopify_usage_daily() {
+    not_null(BUILT_IN[1]);
+}
+
+fn invariants_and_generated_columns(name: &str) {
+    let lake = loaded(name);
+    let table = lake.table(name);
+    let key = lake.definition(name).day_key().to_string();
+    let (id, line) = last_key(&lake, name, D2);
+    let invariant = json!({"expression": {"expression": format!("{key} <> '{id}'")}}).to_string();
+    foreign::set_column_metadata(&table, &key, "delta.invariants", json!(invariant));
+    refused_for(&lake, name, &format!("invariant of {key}"), Some(line));
+    foreign::set_column_metadata(
+        &table,
+        &key,
+        "delta.invariants",
+        json!(json!({"expression": {"expression": "true"}}).to_string()),
+    );
+
+    // A generated column must hold what its expression gives.
+    foreign::set_column_metadata(&table, &key, "delta.generationExpression", json!(format!("upper({key})")));
+    refused_for(&lake, name, &format!("generated column {key}"), None);
+    foreign::set_column_metadata(&table, &key, "delta.generationExpression", json!(format!("trim({key})")));
+    let (code, report) = lake.ingest(name, D2, &[]);
+    assert_eq!(code, 0, "{report}");
+}
+
+#[test]
+fn invariants_and_generated_columns_are_kept_shopify_configuration() {
+    invariants_and_generated_columns(BUILT_IN[0]);
+}
+
+#[test]
+fn invariants_and_generated_columns_are_kept_shopify_usage_daily() {
+    invariants_and_generated_columns(BUILT_IN[1]);
+}
+
+fn append_only(name: &str) {
+    let lake = loaded(name);
+    let table = lake.table(name);
+    foreign::set_properties(&table, &[("delta.appendOnly", "true")]);
+    let (code, report) = lake.ingest(name, D2, &[]);
+    assert_eq!((code, report["status"].as_str()), (0, Some("committed")), "a new date is appended: {report}");
+    let (code, report) = lake.ingest(name, D2, &[]);
+    assert_eq!((code, report["status"].as_str()), (0, Some("unchanged")), "an identical re-run: {report}");
+
+    let (version, files) = (lake.version(name), foreign::data_files(&table));
+    drop_last_line(&lake, name, D2);
+    for extra in [&["--dry-run"][..], &[]] {
+        let mut args = vec!["ingest", "--table-name", name, "--date", D2];
+        args.extend_from_slice(extra);
+        let out = lake.run(&args);
+        assert_eq!(out.status.code(), Some(2), "{extra:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains("append-only"), "{}", stderr(&out));
+    }
+    assert_eq!(lake.version(name), version, "nothing committed");
+    assert_eq!(foreign::data_files(&table), files, "no file written");
+    let out = lake.run(&["restore", "--table-name", name, "--version", "1"]);
+    assert_eq!(out.status.code(), Some(2), "a restore removes rows: {}", stderr(&out));
+    assert_eq!(lake.version(name), version);
+    // Rearranging is not changing: compaction is allowed.
+    lake.ok(&["maintain", "--table-name", name, "--optimize"]);
+}
+
+#[test]
+fn an_append_only_table_takes_new_dates_and_refuses_changes_shopify_configuration() {
+    append_only(BUILT_IN[0]);
+}
+
+#[test]
+fn an_append_only_table_takes_new_dates_and_refuses_changes_shopify_usage_daily() {
+    append_only(BUILT_IN[1]);
+}
+
+/// Features shoplake does not honour: (name, reader and writer?).
+const REFUSED: [(&str, bool); 11] = [
+    ("rowTracking", false),
+    ("domainMetadata", false),
+    ("clustering", false),
+    ("typeWidening", true),
+    ("identityColumns", false),
+    ("inCommitTimestamp", false),
+    ("vacuumProtocolCheck", true),
+    ("icebergCompatV2", false),
+    ("allowColumnDefaults", false),
+    ("checkpointProtection", false),
+    ("aFeatureFromTheFuture", false),
+];
+
+fn refused_features(name: &str) {
+    for (feature, reader) in REFUSED {
+        let lake = loaded(name);
+        let table = lake.table(name);
+        let (writer, both): (&[&str], &[&str]) = if reader { (&[], &[feature]) } else { (&[feature], &[]) };
+        foreign::add_features(&table, writer, both);
+        let version = lake.version(name);
+        let commands: [&[&str]; 4] = [
+            &["ingest", "--table-name", name, "--date", NO_EXPORT],
+            &["schema", "apply", "--table-name", name],
+            &["restore", "--table-name", name, "--version", "0"],
+            &["maintain", "--table-name", name, "--optimize"],
+        ];
+        for args in commands {
+            let out = lake.run(args);
+            assert_eq!(out.status.code(), Some(2), "{feature}, {args:?}: {}", stderr(&out));
+            assert!(stderr(&out).contains(feature), "{feature}, {args:?}: {}", stderr(&out));
+        }
+        assert_eq!(lake.version(name), version, "{feature}: nothing committed");
+    }
+}
+
+#[test]
+fn features_shoplake_cannot_honour_are_refused_before_any_work_shopify_configuration() {
+    refused_features(BUILT_IN[0]);
+}
+
+#[test]
+fn features_shoplake_cannot_honour_are_refused_before_any_work_shopify_usage_daily() {
+    refused_features(BUILT_IN[1]);
+}
+
+/// The case beside: features shoplake honours let every command work, and
+/// column mapping is refused only once its mode is `name` or `id`.
+fn handled_features(name: &str) {
+    let lake = loaded(name);
+    let table = lake.table(name);
+    foreign::add_features(
+        &table,
+        &["appendOnly", "changeDataFeed"],
+        &["deletionVectors", "timestampNtz", "v2Checkpoint", "columnMapping"],
+    );
+    let (code, report) = lake.ingest(name, D2, &[]);
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(lake.snapshot(name).rows[D2].len() as u64, report["rows_valid"].as_u64().unwrap());
+    lake.ok(&["schema", "apply", "--table-name", name]);
+    lake.ok(&["maintain", "--table-name", name, "--optimize", "--checkpoint"]);
+    let tables = lake.ok(&["tables"]);
+    assert!(tables.contains("reader 3, writer 7") && tables.contains("deletionVectors"), "{tables}");
+
+    let held: usize = lake.snapshot(name).rows.values().map(|r| r.len()).sum();
+    assert_eq!(lake.count(name, &format!("SELECT count(*) AS n FROM {name}")) as usize, held, "reads go on");
+
+    foreign::map_columns(&table, "name");
+    let out = lake.run(&["ingest", "--table-name", name, "--date", NO_EXPORT]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("columnMapping in name mode"), "{}", stderr(&out));
+    assert_eq!(lake.count(name, &format!("SELECT count(*) AS n FROM {name}")) as usize, held, "reads go on");
+}
+
+#[test]
+fn features_shoplake_honours_let_every_command_work_shopify_configuration() {
+    handled_features(BUILT_IN[0]);
+}
+
+#[test]
+fn features_shoplake_honours_let_every_command_work_shopify_usage_daily() {
+    handled_features(BUILT_IN[1]);
+}
+
+/// Tables created before shoplake listed only the columns Delta skips on
+/// had booleans and lists in `delta.dataSkippingStatsColumns`: an
+/// identical re-run still changes nothing, `schema apply` sets the
+/// definition's list in a metadata-only commit, and so does the next load
+/// that commits, in its own commit.
+fn stats_columns_repaired(name: &str) {
+    let lake = loaded(name);
+    let def = lake.definition(name);
+    let table = lake.table(name);
+    let property =
+        |table: &std::path::Path| foreign::latest(table).1["configuration"]["delta.dataSkippingStatsColumns"].clone();
+    let wanted = property(&table);
+    let all: Vec<&str> = def
+        .columns
+        .iter()
+        .map(|c| c.name.as_str())
+        .filter(|c| *c != def.partition_by && *c != def.row_hash_column())
+        .collect();
+    assert_ne!(json!(all.join(",")), wanted, "the definition has columns Delta does not skip on");
+    let older = || foreign::set_properties(&table, &[("delta.dataSkippingStatsColumns", &all.join(","))]);
+    older();
+    let before = lake.version(name);
+    let (code, report) = lake.ingest(name, D1, &[]);
+    assert_eq!((code, report["status"].as_str()), (0, Some("unchanged")), "{report}");
+    assert_eq!(lake.version(name), before, "an identical re-run changes nothing");
+
+    lake.ok(&["schema", "apply", "--table-name", name]);
+    assert_eq!(lake.version(name), before + 1);
+    assert_eq!(property(&table), wanted, "schema apply repairs it");
+    let commit = std::fs::read_to_string(table.join("_delta_log").join(format!("{:020}.json", before + 1))).unwrap();
+    assert!(!commit.contains("\"add\""), "a metadata-only commit: {commit}");
+
+    older();
+    let (code, report) = lake.ingest(name, D2, &[]);
+    assert_eq!((code, report["status"].as_str()), (0, Some("committed")), "{report}");
+    assert_eq!(property(&table), wanted, "the next load that commits repairs it");
+}
+
+#[test]
+fn stats_columns_of_an_older_table_are_repaired_by_its_next_load_shopify_configuration() {
+    stats_columns_repaired(BUILT_IN[0]);
+}
+
+#[test]
+fn stats_columns_of_an_older_table_are_repaired_by_its_next_load_shopify_usage_daily() {
+    stats_columns_repaired(BUILT_IN[1]);
+}
