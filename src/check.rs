@@ -145,12 +145,18 @@ pub struct PreviousDay {
 
 /// The latest date before `date` that has rows in `table`, from the log's
 /// file statistics (no data file is read).
-pub fn previous_day(table: &DeltaTable, partition_by: &str, date: NaiveDate) -> Result<Option<PreviousDay>> {
+pub fn previous_day(
+    table: &DeltaTable,
+    location: &crate::storage::Location,
+    partition_by: &str,
+    date: NaiveDate,
+) -> Result<Option<PreviousDay>> {
     let snapshot = table.snapshot().map_err(|e| Error::delta(Stage::Validate, table.table_url(), e))?;
+    let key = crate::features::mapping::ColumnMapping::of(table, location)?.partition_key(partition_by);
     let mut latest: Option<PreviousDay> = None;
     for file in snapshot.log_data().iter() {
         let Some(day) =
-            file.partition_values_map().get(partition_by).cloned().flatten().and_then(|d| d.parse::<NaiveDate>().ok())
+            file.partition_values_map().get(&key).cloned().flatten().and_then(|d| d.parse::<NaiveDate>().ok())
         else {
             continue;
         };

@@ -156,7 +156,7 @@ async fn run_stages(
         _ => CurrentPartition::empty(),
     };
     let previous = match &table {
-        Some(table) => check::previous_day(table, &def.partition_by, date)?,
+        Some(table) => check::previous_day(table, location, &def.partition_by, date)?,
         None => None,
     };
     let (mut sink, compared_table) = if has_rows || adopt || config.dry_run {

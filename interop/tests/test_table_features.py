@@ -14,6 +14,7 @@ import io
 import uuid
 from pathlib import Path
 
+import legacy_job
 import pytest
 from conftest import (
     commit_actions,
@@ -236,7 +237,6 @@ REFUSED = [
     ("'delta.feature.vacuumProtocolCheck' = 'supported'", "vacuumProtocolCheck"),
     ("'delta.feature.allowColumnDefaults' = 'supported'", "allowColumnDefaults"),
     ("'delta.feature.domainMetadata' = 'supported'", "domainMetadata"),
-    ("'delta.columnMapping.mode' = 'name'", "columnMapping"),
 ]
 
 
@@ -288,3 +288,60 @@ def test_a_feature_shoplake_honours_lets_it_load_and_checkpoint(case_of, propert
     assert c.spark_count() == shoplake_rows
     assert c.spark_count(f"{CONFIG.partition} = '{D1}'") == report["rows_valid"]
     assert spark_read(c.lake.spark, c.spark_table).count() == shoplake_rows
+
+
+# ---------------------------------------------------------------- 2. column mapping
+
+
+def test_column_mapping_a_column_dropped_and_added_again_is_written_under_its_new_name(case_of, table_def):
+    """Spark turns column mapping on (name mode), drops a column and adds it
+    again (a new physical name: the dates loaded before read it as null);
+    shoplake loads a new date and re-loads the old one, and Spark reads
+    every value shoplake wrote, not nulls."""
+    c = case_of(table_def)
+    part = table_def.partition
+    column = next(col["name"] for col in reversed(table_def.columns)
+                  if col.get("nullable", True) and col["kind"] in ("text", "count", "float")
+                  and col["name"] not in (table_def.key, part))
+    kind = {"text": "STRING", "count": "BIGINT", "float": "DOUBLE"}[table_def.column(column)["kind"]]
+    # (Delta upgrades the protocol as column mapping needs.)
+    c.sql("ALTER TABLE {t} SET TBLPROPERTIES ('delta.columnMapping.mode' = 'name')")
+    c.sql(f"ALTER TABLE {{t}} DROP COLUMN {column}")
+    c.sql(f"ALTER TABLE {{t}} ADD COLUMN {column} {kind}")
+    assert c.spark_count(f"{column} IS NOT NULL") == 0
+    for date in (D2, D1):
+        report = c.load(date)
+        assert report["status"] == "committed", report
+    shoplake = c.sl.query(c.table, f"SELECT count(*) AS n FROM {table_def.name} WHERE {column} IS NOT NULL")[0]["n"]
+    assert shoplake > 0
+    assert c.spark_count(f"{column} IS NOT NULL") == shoplake, "Spark reads what shoplake wrote"
+    assert c.spark_count() == c.sl.query(c.table, f"SELECT count(*) AS n FROM {table_def.name}")[0]["n"]
+    assert c.load(D1)["status"] == "unchanged"
+    physical = [f for f in c.sql("DESCRIBE DETAIL {t}")]
+    assert physical[0]["properties"]["delta.columnMapping.mode"] == "name"
+
+
+def test_a_legacy_table_with_column_mapping_in_id_mode_is_taken_over(local_lake, work, shoplake_bin, spark):
+    """The legacy job's table, created by Spark with column mapping in id
+    mode (Parquet columns found by field id): shoplake takes it over (the
+    fingerprint column gets a physical name and id of its own), loads and
+    re-loads, and Spark reads the same rows."""
+    from conftest import CONFIG
+    local = work / f"id-mode-{uuid.uuid4().hex[:8]}"
+    generate(shoplake_bin, local / "raw", D1, D2, ROWS, seed=25)
+    table, spark_table = local_lake.table(f"{local.name}/shopify_configuration")
+    spark.conf.set("spark.databricks.delta.properties.defaults.columnMapping.mode", "id")
+    try:
+        legacy_job.run(spark, "write", spark_table, str(CONFIG.export(local / "raw", D1)), D1)
+    finally:
+        spark.conf.unset("spark.databricks.delta.properties.defaults.columnMapping.mode")
+    sl = local_lake.shoplake
+    for date in (D1, D2):
+        report = sl.ingest(table, str(local / "raw"), date)
+        assert report["status"] in ("committed", "unchanged"), report
+    detail = spark.sql(f"DESCRIBE DETAIL delta.`{spark_table}`").collect()[0]
+    assert detail["properties"]["delta.columnMapping.mode"] == "id"
+    ours = sl.query(table, "SELECT count(*) AS n, count(_row_hash) AS h FROM shopify_configuration")[0]
+    theirs = spark.sql(f"SELECT count(*) AS n, count(_row_hash) AS h FROM delta.`{spark_table}`").collect()[0]
+    assert (theirs["n"], theirs["h"]) == (ours["n"], ours["h"]) == (ours["n"], ours["n"]), (ours, theirs)
+    assert sl.ingest(table, str(local / "raw"), D2)["status"] == "unchanged"

@@ -67,7 +67,11 @@ pub async fn run(storage: &Storage, config: &MaintainConfig) -> Result<Vec<Strin
     for location in &config.tables {
         let Some(table) = storage.open_table(location).await? else { continue };
         if !config.dry_run {
-            crate::features::check_writable(&table, location, crate::features::Command::Maintain)?;
+            let command = match config.optimize {
+                true => crate::features::Command::Optimize,
+                false => crate::features::Command::Maintain,
+            };
+            crate::features::check_writable(&table, location, command)?;
         }
         opened.push((location, table));
     }

@@ -11,10 +11,13 @@
 //! them before a commit: [`rules`]), `changeDataFeed` (change-data files),
 //! `deletionVectors` (files are read through them and rewritten whole,
 //! live rows counted), `timestampNtz`, `v2Checkpoint` (a classic
-//! checkpoint is what the protocol allows beside v2 ones), and
-//! `columnMapping` while its mode is `none`. Everything else, known to
-//! Delta or not, is refused.
+//! checkpoint is what the protocol allows beside v2 ones) and
+//! `columnMapping` (files, partition values and statistics under the
+//! physical names, new columns with their own: [`mapping`]; deltalake
+//! cannot compact such a table, so `maintain --optimize` is refused).
+//! Everything else, known to Delta or not, is refused.
 
+pub mod mapping;
 pub mod rules;
 
 use std::collections::BTreeSet;
@@ -47,8 +50,10 @@ pub enum Command {
     Schema,
     /// `restore`: files of an older version back, the current ones removed.
     Restore,
-    /// `maintain --optimize` / `--checkpoint` / `--vacuum`.
+    /// `maintain --checkpoint` / `--vacuum`.
     Maintain,
+    /// `maintain --optimize` (files rewritten, no data change).
+    Optimize,
 }
 
 impl Command {
@@ -58,6 +63,7 @@ impl Command {
             Command::Schema => "schema apply",
             Command::Restore => "restore",
             Command::Maintain => "maintain",
+            Command::Optimize => "maintain --optimize",
         }
     }
 }
@@ -150,12 +156,12 @@ pub fn check_writable(table: &DeltaTable, location: &Location, command: Command)
         .into_iter()
         .map(|name| format!("{name} ({})", hint(name)))
         .collect();
-    let mapping = property("delta.columnMapping.mode").unwrap_or_default();
-    if protocol.writer_features.contains("columnMapping") && (mapping == "name" || mapping == "id") {
+    let mapping = property(crate::features::mapping::MODE).unwrap_or_default();
+    let mapped = protocol.writer_features.contains("columnMapping") && (mapping == "name" || mapping == "id");
+    if mapped && command == Command::Optimize {
         refused.push(format!(
-            "columnMapping in {mapping} mode (shoplake writes files by column name, not by the physical names \
-             column mapping keeps; Spark can take it off with `ALTER TABLE <table> DROP FEATURE columnMapping`, \
-             which rewrites the files)"
+            "columnMapping in {mapping} mode (deltalake 1.x cannot compact a table with column mapping; \
+             loads, schema apply, restore, vacuum and checkpoints work, and Spark's OPTIMIZE does)"
         ));
     }
     let append_only =

@@ -74,6 +74,13 @@ pub(crate) fn evolved_metadata(
         let schema = StructType::try_new(snapshot.schema().fields().cloned().chain(added))
             .map_err(|e| Attempt::Failed(Error::internal(Stage::Write, location, e)))?;
         metadata = metadata.with_schema(&schema).map_err(schema_error)?;
+        // Column mapping tracks the highest column id it gave.
+        let mapping = crate::features::mapping::ColumnMapping::of(table, location)?;
+        if mapping.is_on() {
+            let max = mapping.max_id_after(plan.added.len()).to_string();
+            metadata =
+                metadata.add_config_key(crate::features::mapping::MAX_ID.to_string(), max).map_err(schema_error)?;
+        }
     }
     for (name, change) in &plan.properties {
         metadata = metadata.add_config_key(name.clone(), change.definition.clone()).map_err(schema_error)?;
@@ -121,7 +128,7 @@ async fn replace(
 
 /// Commits `metadata` alone as `operation`, its commit info `info` with
 /// `change` as `schema_change`. Returns the table at the new version.
-async fn commit_metadata(
+pub(crate) async fn commit_metadata(
     mut table: DeltaTable,
     metadata: Metadata,
     operation: DeltaOperation,

@@ -150,6 +150,16 @@ pub fn plan(def: &TableDefinition, table: Option<&DeltaTable>, location: &Locati
             Some(_) => {}
         }
     }
+    // On a table with column mapping, an added column gets its physical
+    // name and id (the same in every plan of one load).
+    let mapping = crate::features::mapping::ColumnMapping::of(table, location)?;
+    if mapping.is_on() {
+        let names: Vec<String> = plan.added.iter().map(|a| a.name.clone()).collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        for added in &mut plan.added {
+            added.field = mapping.mapped_field(added.field.clone(), &names);
+        }
+    }
     let removed: Vec<&StructField> =
         actual.iter().copied().filter(|f| !spec.fields.iter().any(|w| w.name() == f.name())).collect();
     for gone in &removed {

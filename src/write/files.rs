@@ -41,6 +41,10 @@ pub struct FileLayout {
     /// The columns of a file, partition column included (it goes to the path).
     pub schema: SchemaRef,
     pub partition_by: String,
+    /// The same columns as Parquet holds them: under column mapping, by
+    /// physical name with field ids ([`crate::features::mapping`]).
+    file_schema: SchemaRef,
+    file_partition: String,
     store: deltalake::logstore::ObjectStoreRef,
     properties: deltalake::parquet::file::properties::WriterProperties,
     num_indexed_cols: DataSkippingNumIndexedCols,
@@ -65,15 +69,48 @@ impl FileLayout {
         fields.extend(declared.fields().iter().filter(|f| !table_columns.contains(f.name())).cloned());
         let properties = snapshot.table_config();
         let change_data_feed = properties.enable_change_data_feed.unwrap_or(false);
+        // Under column mapping, the physical names (the columns this load
+        // adds get theirs from the same plan as the commit's metadata).
+        let mapping = crate::features::mapping::ColumnMapping::of(table, location)?;
+        let added: Vec<String> = match mapping.is_on() {
+            true => crate::schema::plan(def, Some(table), location)?.added.into_iter().map(|a| a.name).collect(),
+            false => Vec::new(),
+        };
+        let added: Vec<&str> = added.iter().map(String::as_str).collect();
+        let physical = |name: &str| mapping.physical(name, &added);
+        let file_fields: Vec<Field> = fields
+            .iter()
+            .map(|f| {
+                let (name, id) = physical(f.name());
+                let field = Field::new(name, f.data_type().clone(), f.is_nullable());
+                match id {
+                    Some(id) => field.with_metadata(
+                        [(crate::features::mapping::PARQUET_FIELD_ID.to_string(), id.to_string())].into(),
+                    ),
+                    None => field,
+                }
+            })
+            .collect();
+        // deltalake parses each name as SQL: a physical name (`col-<uuid>`)
+        // is quoted.
+        let stats_columns = super::table::stats_columns(def)
+            .split(',')
+            .map(|c| match mapping.is_on() {
+                true => format!("`{}`", physical(c).0),
+                false => c.to_string(),
+            })
+            .collect();
         Ok(FileLayout {
             schema: Arc::new(Schema::new(fields)),
             partition_by: def.partition_by.clone(),
+            file_schema: Arc::new(Schema::new(file_fields)),
+            file_partition: physical(&def.partition_by).0,
             store: table.object_store(),
             properties: writer_properties(def),
             num_indexed_cols: properties
                 .data_skipping_num_indexed_cols
                 .unwrap_or(DataSkippingNumIndexedCols::NumColumns(DEFAULT_STATS_COLUMNS)),
-            stats_columns: Some(super::table::stats_columns(def).split(',').map(str::to_string).collect()),
+            stats_columns: Some(stats_columns),
             change_data_feed,
         })
     }
@@ -81,7 +118,7 @@ impl FileLayout {
     fn config(&self, schema: SchemaRef) -> WriterConfig {
         WriterConfig::new(
             schema,
-            vec![self.partition_by.clone()],
+            vec![self.file_partition.clone()],
             Some(self.properties.clone()),
             None,
             None,
@@ -90,14 +127,15 @@ impl FileLayout {
         )
     }
 
-    /// A writer of data files: each `close` gives the files it wrote.
+    /// A writer of data files: each `close` gives the files it wrote. It
+    /// takes batches as [`FileLayout::to_file`] makes them.
     pub fn data_writer(&self) -> DeltaWriter {
-        DeltaWriter::new(self.store.clone(), self.config(self.schema.clone()))
+        DeltaWriter::new(self.store.clone(), self.config(self.file_schema.clone()))
     }
 
     /// The schema of a change-data file: the table's, then `_change_type`.
     pub fn change_schema(&self) -> SchemaRef {
-        let mut fields: Vec<Arc<Field>> = self.schema.fields().iter().cloned().collect();
+        let mut fields: Vec<Arc<Field>> = self.file_schema.fields().iter().cloned().collect();
         fields.push(Arc::new(Field::new(CHANGE_TYPE, DataType::Utf8, false)));
         Arc::new(Schema::new(fields))
     }
@@ -109,9 +147,34 @@ impl FileLayout {
     }
 
     /// `batch` (any column order; columns the table has that it lacks read
-    /// as null) in the file schema.
+    /// as null) in the table's columns.
     pub fn conform(&self, batch: &RecordBatch, location: &Location) -> Result<RecordBatch> {
         conform_to(&self.schema, batch, location)
+    }
+
+    /// `batch` as a data file holds it (physical names under column mapping).
+    pub fn to_file(&self, batch: &RecordBatch, location: &Location) -> Result<RecordBatch> {
+        let rows = self.conform(batch, location)?;
+        if self.file_schema.fields() == self.schema.fields() {
+            return Ok(rows);
+        }
+        RecordBatch::try_new(self.file_schema.clone(), rows.columns().to_vec())
+            .map_err(|e| Error::internal(Stage::Write, location, e))
+    }
+
+    /// Rows read straight from a data file this layout wrote, by the
+    /// table's column names again.
+    pub fn from_file(&self, batch: &RecordBatch, location: &Location) -> Result<RecordBatch> {
+        if self.file_schema.fields() == self.schema.fields() {
+            return Ok(batch.clone());
+        }
+        let logical = |physical: &str| {
+            self.file_schema.fields().iter().position(|f| f.name() == physical).map(|at| self.schema.field(at).clone())
+        };
+        let fields: Vec<Field> =
+            batch.schema().fields().iter().map(|f| logical(f.name()).unwrap_or_else(|| f.as_ref().clone())).collect();
+        RecordBatch::try_new(Arc::new(Schema::new(fields)), batch.columns().to_vec())
+            .map_err(|e| Error::internal(Stage::Write, location, e))
     }
 
     /// `batch` as change rows, each of the type `types` gives.

@@ -83,6 +83,7 @@ impl DateProvenance {
     ) -> Result<DateProvenance> {
         let started = std::time::Instant::now();
         let day = date.to_string();
+        let key = crate::features::mapping::ColumnMapping::of(table, location)?.partition_key(partition_by);
         let mut walk = Walk::new(active_files);
         let latest = crate::storage::version_of(table);
         let versions = commits_back(table, (0..=latest).rev());
@@ -93,7 +94,7 @@ impl DateProvenance {
             // An older log than the table keeps: the rest is unknown.
             let Some(bytes) = bytes else { break };
             commits_read += 1;
-            let commit = Commit::parse(&bytes, partition_by, &day)
+            let commit = Commit::parse(&bytes, &key, &day)
                 .map_err(|e| Error::internal(Stage::Write, location, format!("commit {version} of the log: {e}")))?;
             if walk.step(version, commit, &day) {
                 break;
@@ -126,13 +127,14 @@ pub async fn touched_since(
     since: i64,
 ) -> Result<bool> {
     let day = date.to_string();
+    let key = crate::features::mapping::ColumnMapping::of(table, location)?.partition_key(partition_by);
     let latest = crate::storage::version_of(table);
     let versions = commits_back(table, (since + 1..=latest).rev());
     futures::pin_mut!(versions);
     while let Some(next) = versions.next().await {
         let (version, bytes) = next.map_err(|e| Error::delta(Stage::Write, location, e))?;
         let Some(bytes) = bytes else { return Ok(true) };
-        let commit = Commit::parse(&bytes, partition_by, &day)
+        let commit = Commit::parse(&bytes, &key, &day)
             .map_err(|e| Error::internal(Stage::Write, location, format!("commit {version} of the log: {e}")))?;
         if commit.touches_day || commit.changes_metadata {
             return Ok(true);

@@ -224,10 +224,11 @@ fn partition_files(
 ) -> Result<Vec<deltalake::kernel::Remove>> {
     let snapshot = table.snapshot().map_err(|e| Error::delta(Stage::Write, location, e))?;
     let day = date.to_string();
+    let key = crate::features::mapping::ColumnMapping::of(table, location)?.partition_key(partition_by);
     Ok(snapshot
         .log_data()
         .iter()
-        .filter(|file| file.partition_values_map().get(partition_by).cloned().flatten().as_deref() == Some(&day))
+        .filter(|file| file.partition_values_map().get(&key).cloned().flatten().as_deref() == Some(&day))
         .map(|file| file.remove_action(true))
         .collect())
 }

@@ -141,7 +141,7 @@ async fn write_files(
         if rows == 0 {
             continue;
         }
-        let conformed = layout.conform(&batch.rows, location)?;
+        let conformed = layout.to_file(&batch.rows, location)?;
         let (writer, in_file, bytes) = open.get_or_insert_with(|| (layout.data_writer(), Vec::new(), 0));
         writer.write(&conformed).await.map_err(|e| Error::delta(Stage::Write, location, e))?;
         in_file.push((batch.seq, rows));
@@ -189,6 +189,7 @@ async fn rewrite_without(
         .map_err(|e| Error::datafusion(Stage::Write, location, e))?;
     let Some(first) = read.first() else { return Err(fail("a written file reads back empty".into())) };
     let rows = datafusion::arrow::compute::concat_batches(&first.schema(), &read).map_err(|e| fail(e.to_string()))?;
+    let rows = layout.from_file(&rows, location)?;
     let mut writer = layout.data_writer();
     let days = crate::read::days_since_epoch(date);
     let mut written = 0;
@@ -211,7 +212,7 @@ async fn rewrite_without(
         let with_date = RecordBatch::try_new(Arc::new(datafusion::arrow::datatypes::Schema::new(fields)), columns)
             .map_err(|e| fail(e.to_string()))?;
         writer
-            .write(&layout.conform(&with_date, location)?)
+            .write(&layout.to_file(&with_date, location)?)
             .await
             .map_err(|e| Error::delta(Stage::Write, location, e))?;
         written += kept.num_rows();

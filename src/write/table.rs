@@ -246,13 +246,17 @@ async fn adopt(table: DeltaTable, location: &Location, spec: &TableSpec) -> Resu
     tracing::warn!(table = %location, "taking over a table written without shoplake's row fingerprint: adding column {row_hash}");
     let info =
         serde_json::json!({ "adopted": true, "added_column": row_hash, "shoplake_version": env!("CARGO_PKG_VERSION") });
+    let mapping = crate::features::mapping::ColumnMapping::of(&table, location)?;
     let field = StructField::new(row_hash, DeltaType::BINARY, true);
-    let table = table
-        .add_columns()
-        .with_fields([field])
-        .with_commit_properties(CommitProperties::default().with_metadata(super::commit_info(info)))
-        .await
-        .map_err(|e| Error::delta(Stage::Write, location, e))?;
+    let table = match mapping.is_on() {
+        true => add_mapped_column(table, location, field, &mapping, info).await?,
+        false => table
+            .add_columns()
+            .with_fields([field])
+            .with_commit_properties(CommitProperties::default().with_metadata(super::commit_info(info)))
+            .await
+            .map_err(|e| Error::delta(Stage::Write, location, e))?,
+    };
     let config =
         table.snapshot().map_err(|e| Error::delta(Stage::Write, location, e))?.metadata().configuration().clone();
     let adopted = (crate::schema::ADOPTED_PROPERTY.to_string(), "true".to_string());
@@ -271,6 +275,38 @@ async fn adopt(table: DeltaTable, location: &Location, spec: &TableSpec) -> Resu
             Ok(before)
         }
     }
+}
+
+/// ADD COLUMN on a table with column mapping, which deltalake refuses:
+/// the column (nullable) with a physical name and id of its own, in a
+/// metadata commit of shoplake's.
+async fn add_mapped_column(
+    table: DeltaTable,
+    location: &Location,
+    field: StructField,
+    mapping: &crate::features::mapping::ColumnMapping,
+    info: serde_json::Value,
+) -> Result<DeltaTable> {
+    use deltalake::kernel::{MetadataExt, StructType};
+    let snapshot = table.snapshot().map_err(|e| Error::delta(Stage::Write, location, e))?;
+    let kernel_error = |e: deltalake::kernel::Error| Error::internal(Stage::Write, location, e);
+    let name = field.name().clone();
+    let mapped = mapping.mapped_field(field.clone(), &[name.as_str()]);
+    let schema = StructType::try_new(snapshot.schema().fields().cloned().chain([mapped]))
+        .map_err(|e| Error::internal(Stage::Write, location, e))?;
+    let metadata = snapshot
+        .metadata()
+        .clone()
+        .with_schema(&schema)
+        .map_err(kernel_error)?
+        .add_config_key(crate::features::mapping::MAX_ID.to_string(), mapping.max_id_after(1).to_string())
+        .map_err(kernel_error)?;
+    let operation = deltalake::protocol::DeltaOperation::AddColumn { fields: vec![field] };
+    let change = serde_json::json!({ "added_column": name, "column_mapping": true });
+    let (table, _) = crate::schema::apply::commit_metadata(table, metadata, operation, info, change, location)
+        .await
+        .map_err(Error::from)?;
+    Ok(table)
 }
 
 #[cfg(test)]
