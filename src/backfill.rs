@@ -23,8 +23,9 @@ use crate::ingest::{self, IngestConfig};
 use crate::lineage::events::{RunEnd, RunStart};
 use crate::lineage::{Lineage, ParentRun};
 use crate::report::{RunReport, Status};
+use crate::schema::open::open_or_create;
 use crate::storage::Storage;
-use crate::write::table::{open_or_create, TableSpec};
+use crate::table::spec::TableSpec;
 
 #[derive(Debug, Clone)]
 pub struct BackfillConfig {

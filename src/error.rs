@@ -158,10 +158,10 @@ pub fn kind_of(err: &(dyn std::error::Error + 'static)) -> Option<Kind> {
     // the chain (a writer may wrap them in an I/O error of its own).
     let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(err);
     while let Some(current) = cause {
-        if current.downcast_ref::<crate::storage::s3::S3Refused>().is_some() {
+        if current.downcast_ref::<S3Refused>().is_some() {
             return Some(Kind::Usage);
         }
-        if let Some(missing) = current.downcast_ref::<crate::storage::s3::NoCredentials>() {
+        if let Some(missing) = current.downcast_ref::<NoCredentials>() {
             return Some(if missing.transient { Kind::Unavailable } else { Kind::Usage });
         }
         cause = current.source();
@@ -225,10 +225,10 @@ pub fn kind_of(err: &(dyn std::error::Error + 'static)) -> Option<Kind> {
 fn describe(err: &(dyn std::error::Error + 'static)) -> String {
     let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(err);
     while let Some(current) = cause {
-        if let Some(refused) = current.downcast_ref::<crate::storage::s3::S3Refused>() {
+        if let Some(refused) = current.downcast_ref::<S3Refused>() {
             return refused.to_string();
         }
-        if let Some(missing) = current.downcast_ref::<crate::storage::s3::NoCredentials>() {
+        if let Some(missing) = current.downcast_ref::<NoCredentials>() {
             return missing.to_string();
         }
         if let Some(delta_kernel::Error::ObjectStore(store)) = current.downcast_ref::<delta_kernel::Error>() {
@@ -255,10 +255,67 @@ pub fn flatten(err: &dyn std::error::Error) -> String {
     text.replace('\n', " ")
 }
 
+// The store's refusals, raised by the S3 client (`crate::storage::s3`)
+// and classified here by type.
+
+/// S3 refused a request in a way no retry can fix: a configuration error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct S3Refused {
+    pub method: String,
+    /// The request's path: the object (and, path-style, its bucket).
+    pub object: String,
+    pub status: u16,
+    /// S3's error code (`AccessDenied`, `NoSuchBucket`, …), when it sent one.
+    pub code: Option<String>,
+    pub message: Option<String>,
+    /// The bucket's region, when S3 said which it is.
+    pub region: Option<String>,
+    pub reason: &'static str,
+}
+
+impl fmt::Display for S3Refused {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} (S3 answered {} {} {} with {}",
+            self.reason,
+            self.method,
+            self.object,
+            self.status,
+            self.code.as_deref().unwrap_or("no error code")
+        )?;
+        if let Some(message) = &self.message {
+            write!(f, ": {message}")?;
+        }
+        if let Some(region) = &self.region {
+            write!(f, "; the bucket is in {region}")?;
+        }
+        f.write_str(")")
+    }
+}
+
+impl std::error::Error for S3Refused {}
+
+/// The AWS configuration yields no usable credentials.
+#[derive(Debug)]
+pub struct NoCredentials {
+    pub detail: String,
+    /// The credential provider timed out or failed unexpectedly: worth a retry.
+    pub transient: bool,
+}
+
+impl fmt::Display for NoCredentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "no AWS credentials: {}", self.detail)
+    }
+}
+
+impl std::error::Error for NoCredentials {}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::storage::s3::{NoCredentials, S3Refused};
+    use super::{NoCredentials, S3Refused};
     use object_store::client::{HttpError, HttpErrorKind};
 
     fn refused(code: &str) -> object_store::Error {

@@ -94,18 +94,93 @@ async fn run_stages(
     run_id: &str,
     report: &mut RunReport,
 ) -> Result<(), write::Attempt> {
-    let date = config.date;
-    let location = &config.target.table;
+    let (date, location) = (config.date, &config.target.table);
     let mut stages = crate::report::StageTimes::start();
-    // The table is opened once; its schema is compared with the definition
-    // before the export is read (a change that cannot be made in place is
-    // refused here, exit 2), and the fingerprint follows from both.
+    let opened = open(storage, config, def).await?;
+    stages.done("open table");
+    let file = source::locate(storage, &config.source, def, date).await?;
+    report.source = file.uri();
+    stages.done("locate export");
+    // Who wrote the date, read once from the log: it tells whether this run
+    // repeats the last load (nothing to parse), and which stored
+    // fingerprints the diff may trust.
+    let provenance = match &opened.table {
+        Some(table) => write::provenance::of_date(table, location, def, date).await?,
+        None => None,
+    };
+    stages.done("provenance");
+    if let Some(provenance) = &provenance {
+        let (rejects, fingerprint) = (&config.target.rejects, &opened.load_fingerprint);
+        if let Some(last) =
+            write::identical::repeated_load(storage, date, rejects, fingerprint, &file, provenance).await?
+        {
+            repeated(report, last, opened.table.as_ref().map_or(-1, crate::storage::version_of), config.dry_run);
+            stages.done("identical re-run");
+            stages.log(&date.to_string());
+            return Ok(());
+        }
+    }
+    // What the table holds for the date (its keys and fingerprints).
+    let has_rows = provenance.as_ref().is_some_and(|p| !p.own_files.is_empty() || !p.foreign_files.is_empty());
+    let current = match &opened.table {
+        Some(table) if has_rows => {
+            CurrentPartition::read(table, location, def, &opened.hasher, date, provenance).await?
+        }
+        _ => CurrentPartition::empty(),
+    };
+    let streamed = stream(storage, config, def, opened, &file, &current, has_rows).await?;
+    stages.done("read, transform, validate, compare or write");
+    let rejects = account(report, &streamed, config.max_reject_ratio)?;
+    report.checks = streamed.checks.clone();
+    check::verdict(&report.checks, &report.source)?;
+    stages.done("checks");
+    let info = commit_info(def, run_id, report, &file, &streamed);
+    let adopt = streamed.adopt;
+    let (table, changes) = finish(streamed, config, report.rows_valid).await?;
+    let request = write::LoadRequest {
+        def,
+        location,
+        date,
+        rejects_location: &config.target.rejects,
+        rejects: rejects::DayRejects { date, source_uri: &report.source, run_id, rejects: &rejects },
+        guards: config.guards,
+        commit_info: info,
+    };
+    let outcome = match (config.dry_run, table) {
+        (true, table) => write::plan_day(&request, &changes, table.as_ref().map_or(-1, crate::storage::version_of))?,
+        (false, Some(table)) if !adopt => write::commit_day(storage, &request, table, changes).await?,
+        // A new table (no row came), or one to take over: created or adopted now.
+        (false, read) => {
+            let table = writable_table(storage, config, read.as_ref()).await?;
+            write::commit_day(storage, &request, table, changes).await?
+        }
+    };
+    stages.done(if config.dry_run { "plan" } else { "commit" });
+    stages.log(&date.to_string());
+    loaded(report, &outcome, config.dry_run, date);
+    Ok(())
+}
+
+/// The table as the load opened it, once, and what follows from it.
+struct Opened {
+    table: Option<DeltaTable>,
+    hasher: crate::row_hash::ValueHasher,
+    rules: features::rules::RowRules,
+    append_only: bool,
+    /// What the outcome depends on besides the export: recorded with the
+    /// load, compared by an identical re-run.
+    load_fingerprint: String,
+}
+
+/// Opens the table; its schema is compared with the definition before the
+/// export is read (a change that cannot be made in place is refused here,
+/// exit 2), and so is its protocol (a feature shoplake does not honour);
+/// the fingerprint and the table's row rules follow.
+async fn open(storage: &Storage, config: &IngestConfig, def: &'static TableDefinition) -> Result<Opened> {
+    let location = &config.target.table;
     let table = storage.open_table(location).await?;
     let plan = crate::schema::plan(def, table.as_ref(), location)?;
     plan.check(def, location)?;
-    let hasher = plan.hasher(def);
-    // What the table's protocol asks: a feature shoplake does not honour is
-    // refused here (exit 2); its own row rules are checked on every row.
     let (rules, append_only) = match &table {
         Some(table) => {
             let writable = features::check_writable(table, location, features::Command::Load)?;
@@ -114,59 +189,65 @@ async fn run_stages(
         }
         None => (features::rules::RowRules::none(), false),
     };
-    stages.done("open table");
-    let file = source::locate(storage, &config.source, def, date).await?;
-    let uri = file.uri();
-    report.source = uri.clone();
-    stages.done("locate export");
+    let load_fingerprint =
+        write::identical::load_fingerprint(def, config.max_reject_ratio, config.guards, &config.target.rejects);
+    Ok(Opened { table, hasher: plan.hasher(def), rules, append_only, load_fingerprint })
+}
 
-    // Who wrote the date, read once from the log: it tells whether this run
-    // repeats the last load (nothing to parse), and which stored
-    // fingerprints the diff may trust.
-    let provenance = match &table {
-        Some(table) => write::provenance::of_date(table, location, def, date).await?,
-        None => None,
-    };
-    stages.done("provenance");
-    if let Some(provenance) = &provenance {
-        if let Some(last) = write::identical::repeated_load(storage, config, &file, provenance).await? {
-            repeated(report, last, table.as_ref().map_or(-1, crate::storage::version_of), config.dry_run);
-            stages.done("identical re-run");
-            stages.log(&date.to_string());
-            return Ok(());
-        }
-    }
+/// What went by once the export was read, transformed, validated and
+/// compared with the date or written.
+struct Streamed<'c> {
+    summary: read::ReadSummary,
+    validated: validate::Outcome,
+    sink: Sink<'c>,
+    /// The table the rows were compared with (`None` for a new date).
+    compared_table: Option<DeltaTable>,
+    /// The checks' results (judged after the reject ratio).
+    checks: Vec<check::CheckResult>,
+    /// The export's content hash, read as it streamed by.
+    digest: Option<u128>,
+    /// The table lacks the fingerprint column: taken over when committing.
+    adopt: bool,
+    /// Rows of the date may not change (`delta.appendOnly`).
+    frozen: bool,
+    load_fingerprint: String,
+}
+
+/// The export flows: read → transform → validate, each stage a task, and
+/// the valid rows into the checks and the sink as they come.
+async fn stream<'c>(
+    storage: &Storage,
+    config: &'c IngestConfig,
+    def: &'static TableDefinition,
+    opened: Opened,
+    file: &source::SourceFile,
+    current: &'c CurrentPartition,
+    has_rows: bool,
+) -> Result<Streamed<'c>, write::Attempt> {
+    let (date, location, uri) = (config.date, &config.target.table, file.uri());
     tracing::info!(date = %date, source = %uri, bytes = file.size, "reading export");
-
-    // The export flows: read → transform → validate, each stage a task.
-    let (input, digest) = source::open(storage, &file).await?;
+    let (input, digest) = source::open(storage, file).await?;
     // A compressed export's size says little about its lines.
     let expected = read::ExpectedLines::of_size((!file.gzipped).then_some(file.size));
     let (batches, reader) = read::start_sized(def, date, uri.clone(), input, expected.clone());
     let (mut valid, validation) = match transform::run(def, batches, &uri).await {
-        Ok(rows) => validate::start(def, &hasher, rules, rows, uri.clone(), expected),
+        Ok(rows) => validate::start(def, &opened.hasher, opened.rules.clone(), rows, uri.clone(), expected),
         Err(error) => return Err(first_error(reader, error, &uri).await.into()),
     };
-    // What the table holds for the date (its keys and fingerprints), read
-    // while the first batches are parsed.
-    let has_rows = provenance.as_ref().is_some_and(|p| !p.own_files.is_empty() || !p.foreign_files.is_empty());
-    let adopt = table.as_ref().is_some_and(|t| !write::table::has_column(t, def.row_hash_column()));
-    let current = match &table {
-        Some(table) if has_rows => CurrentPartition::read(table, location, def, &hasher, date, provenance).await?,
-        _ => CurrentPartition::empty(),
-    };
+    let table = opened.table;
+    let adopt = table.as_ref().is_some_and(|t| !crate::table::spec::has_column(t, def.row_hash_column()));
     let previous = match &table {
         Some(table) => check::previous_day(table, location, &def.partition_by, date)?,
         None => None,
     };
+    // An append-only table's rows may not change: a date that has rows is
+    // only counted (a load that would change it is refused before anything
+    // is written); a new date is appended as usual.
+    let frozen = opened.append_only && has_rows;
     let (mut sink, compared_table) = if has_rows || adopt || config.dry_run {
-        // An append-only table's rows may not change: a date that has rows
-        // is only counted (a load that would change it is refused before
-        // anything is written); a new date is appended as usual.
-        let frozen = append_only && has_rows;
         let classifier = match config.dry_run || frozen {
-            true => write::diff::Classifier::counting(&current, def, location),
-            false => write::diff::Classifier::new(&current, def, location),
+            true => write::diff::Classifier::counting(current, def, location),
+            false => write::diff::Classifier::new(current, def, location),
         };
         let files = match &table {
             Some(table) if !adopt && !config.dry_run && !frozen => {
@@ -191,14 +272,21 @@ async fn run_stages(
     let summary = reader.await.map_err(|e| Error::internal(Stage::Read, &uri, e))??;
     let validated = validation.await.map_err(|e| Error::internal(Stage::Validate, &uri, e))??;
     consumed?;
-    source::check_unchanged(storage, &file).await?;
-    stages.done("read, transform, validate, compare or write");
+    source::check_unchanged(storage, file).await?;
+    let checks = checks.finish(validated.rows_valid, previous).await?;
+    let (digest, load_fingerprint) = (digest.get(), opened.load_fingerprint);
+    Ok(Streamed { summary, validated, sink, compared_table, checks, digest, adopt, frozen, load_fingerprint })
+}
 
+/// The day's counts into the report, every line in exactly one bucket (or
+/// the load fails); then the reject ratio. Returns the day's rejected
+/// lines, by line.
+fn account(report: &mut RunReport, streamed: &Streamed<'_>, max_reject_ratio: f64) -> Result<Vec<Reject>> {
+    let (summary, validated, uri) = (&streamed.summary, &streamed.validated, report.source.clone());
     let line_rejects = summary.line_rejects.len() as u64;
-    let rows_rejected = line_rejects + validated.value_rejects.len() as u64;
     report.rows_read = summary.rows_read;
     report.rows_filtered = summary.rows_read - line_rejects - validated.rows_transformed;
-    report.rows_rejected = rows_rejected;
+    report.rows_rejected = line_rejects + validated.value_rejects.len() as u64;
     report.rows_duplicate = validated.rows_duplicate;
     report.rows_valid = validated.rows_valid;
     report.ignored_columns = summary.ignored_columns.clone();
@@ -210,11 +298,10 @@ async fn run_stages(
             Stage::Validate,
             &uri,
             format!("{} lines read but {accounted} accounted for", report.rows_read),
-        )
-        .into());
+        ));
     }
-    let mut all_rejects: Vec<Reject> = summary.line_rejects;
-    all_rejects.extend(validated.value_rejects);
+    let mut all_rejects: Vec<Reject> = summary.line_rejects.clone();
+    all_rejects.extend(validated.value_rejects.iter().cloned());
     all_rejects.sort();
     tracing::info!(
         rows_read = report.rows_read,
@@ -225,34 +312,55 @@ async fn run_stages(
         rows_duplicate = report.rows_duplicate,
         "export validated"
     );
-    check_reject_ratio(&uri, report.rows_read, &all_rejects, config.max_reject_ratio)?;
-    report.checks = checks.finish(report.rows_valid, previous).await?;
-    check::verdict(&report.checks, &uri)?;
-    stages.done("checks");
+    check_reject_ratio(&uri, report.rows_read, &all_rejects, max_reject_ratio)?;
+    Ok(all_rejects)
+}
 
-    let (table, changes) = match sink {
+/// The sink's files finished (superseded rows left out): the table to
+/// commit on and what the day changes; a change to an append-only date is
+/// refused here, before any file was written.
+async fn finish(
+    streamed: Streamed<'_>,
+    config: &IngestConfig,
+    rows_valid: u64,
+) -> Result<(Option<DeltaTable>, write::DayChanges), write::Attempt> {
+    let (date, location) = (config.date, &config.target.table);
+    let Streamed { validated, sink, compared_table, frozen, .. } = streamed;
+    let superseded = &validated.superseded;
+    Ok(match sink {
         Sink::Compare { classifier, files } => {
-            let diff = classifier.finish(&validated.superseded)?;
-            if append_only && has_rows && !diff.is_empty() {
+            let diff = classifier.finish(superseded)?;
+            if frozen && !diff.is_empty() {
                 return Err(refuse_append_only(location, date, &diff).into());
             }
             let written = match (files, &compared_table) {
-                (Some(files), Some(table)) => Some(files.finish(table, location, date, &validated.superseded).await?),
+                (Some(files), Some(table)) => Some(files.finish(table, location, date, superseded).await?),
                 _ => None,
             };
             (compared_table, write::DayChanges::Diff { diff, written })
         }
         Sink::New { files: Some(files), table: Some(table) } => {
-            let adds = files.finish(&table, location, date, &validated.superseded).await?;
-            (Some(table), write::DayChanges::New { adds, rows: report.rows_valid })
+            let adds = files.finish(&table, location, date, superseded).await?;
+            (Some(table), write::DayChanges::New { adds, rows: rows_valid })
         }
         // No valid row: the date stays empty (the table is created if it is new).
         Sink::New { table, .. } => (table, write::DayChanges::New { adds: Vec::new(), rows: 0 }),
-    };
-    let commit_info = json!({
+    })
+}
+
+/// The load's commit info: what it read and counted, the export's identity
+/// and the load's fingerprint (an identical re-run compares both).
+fn commit_info(
+    def: &TableDefinition,
+    run_id: &str,
+    report: &RunReport,
+    file: &source::SourceFile,
+    streamed: &Streamed<'_>,
+) -> serde_json::Value {
+    json!({
         "run_id": run_id,
-        "export_date": date.to_string(),
-        "source": uri,
+        "export_date": report.date,
+        "source": report.source,
         "rows_read": report.rows_read,
         "rows_filtered": report.rows_filtered,
         "rows_rejected": report.rows_rejected,
@@ -262,32 +370,16 @@ async fn run_stages(
         "header_policy": { "unknown_columns": def.unknown_columns, "missing_columns": def.missing_columns },
         "ignored_columns": report.ignored_columns,
         "null_columns": report.missing_columns,
-        "source_fingerprint": write::identical::source_fingerprint(&file, digest.get()),
-        "load_fingerprint": write::identical::load_fingerprint(config),
+        "source_fingerprint": write::identical::source_fingerprint(file, streamed.digest),
+        "load_fingerprint": streamed.load_fingerprint,
         "shoplake_version": env!("CARGO_PKG_VERSION"),
         "shoplake_commit": env!("SHOPLAKE_GIT_COMMIT"),
-    });
-    let request = write::LoadRequest {
-        def,
-        location,
-        date,
-        rejects_location: &config.target.rejects,
-        rejects: rejects::DayRejects { date, source_uri: &uri, run_id, rejects: &all_rejects },
-        guards: config.guards,
-        commit_info,
-    };
-    let outcome = match (config.dry_run, table) {
-        (true, table) => write::plan_day(&request, &changes, table.as_ref().map_or(-1, crate::storage::version_of))?,
-        (false, Some(table)) if !adopt => write::commit_day(storage, &request, table, changes).await?,
-        // A new table (no row came), or one to take over: created or adopted now.
-        (false, read) => {
-            let table = writable_table(storage, config, read.as_ref()).await?;
-            write::commit_day(storage, &request, table, changes).await?
-        }
-    };
-    stages.done(if config.dry_run { "plan" } else { "commit" });
-    stages.log(&date.to_string());
-    report.status = match (config.dry_run, outcome.committed) {
+    })
+}
+
+/// What the load did, into the report and the log.
+fn loaded(report: &mut RunReport, outcome: &write::LoadOutcome, dry_run: bool, date: NaiveDate) {
+    report.status = match (dry_run, outcome.committed) {
         (true, _) => Status::DryRun,
         (false, true) => Status::Committed,
         (false, false) => Status::Unchanged,
@@ -311,7 +403,6 @@ async fn run_stages(
         rejects_version = outcome.rejects_version,
         "table loaded"
     );
-    Ok(())
 }
 
 /// One batch of valid rows into the checks and the sink.
@@ -361,7 +452,8 @@ async fn writable_table(
 ) -> Result<DeltaTable, write::Attempt> {
     let (def, location) = (config.target.def, &config.target.table);
     rejects::open_for_writing(storage, &config.target.rejects, def).await?;
-    let table = write::table::open_or_create(storage, location, &write::table::TableSpec::of(def)?).await?;
+    let table =
+        crate::schema::open::open_or_create(storage, location, &crate::table::spec::TableSpec::of(def)?).await?;
     write::check_date_as_read(read, &table, location, &def.partition_by, config.date).await?;
     Ok(table)
 }

@@ -10,6 +10,7 @@
 
 pub mod audit;
 pub mod backfill;
+pub mod catalog;
 pub mod check;
 pub mod cli;
 pub mod definition;
@@ -28,6 +29,7 @@ pub mod schema;
 pub mod session;
 pub mod source;
 pub mod storage;
+pub mod table;
 pub mod target;
 pub mod testing;
 pub mod transform;

@@ -30,9 +30,10 @@ use serde_json::json;
 use crate::definition::TableDefinition;
 use crate::error::{Error, Result, Stage};
 use crate::read::{days_since_epoch, Reject};
+use crate::schema::open::open_or_create;
 use crate::storage::{Location, Storage};
-use crate::write::table::{delta_type, open_or_create, TableSpec};
-use crate::write::{commit_error, Attempt};
+use crate::table::commit::{commit_error, Attempt};
+use crate::table::spec::{delta_type, TableSpec};
 
 pub const PARTITION: &str = "export_date";
 
@@ -233,7 +234,7 @@ pub async fn read_days(
 
 /// The date's rejects in `table` (as loaded), by line.
 pub async fn content(table: &DeltaTable, location: &Location, date: NaiveDate) -> Result<Content> {
-    if crate::write::diff::files_for_partition(table, location, PARTITION, date).await?.is_empty() {
+    if crate::table::files_for_partition(table, location, PARTITION, date).await?.is_empty() {
         return Ok(Vec::new());
     }
     let batches = read_days(table, location, &BTreeSet::from([date])).await?;

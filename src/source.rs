@@ -247,7 +247,7 @@ mod tests {
         let storage = Storage::new();
         let source = Location::Local(dir.path().to_path_buf());
 
-        let def = crate::definition::built_in("shopify_configuration");
+        let def = crate::catalog::built_in("shopify_configuration");
         let file = locate(&storage, &source, def, day).await.unwrap();
         check_unchanged(&storage, &file).await.expect("nothing changed yet");
         // Rewritten in place with other content (another size).
@@ -267,7 +267,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let day = NaiveDate::from_ymd_opt(2019, 4, 1).unwrap();
         let storage = Storage::new();
-        let def = crate::definition::built_in("shopify_configuration");
+        let def = crate::catalog::built_in("shopify_configuration");
         let err = locate(&storage, &Location::Local(dir.path().to_path_buf()), def, day).await.unwrap_err();
         assert_eq!(err.kind, Kind::SourceMissing, "an empty directory: the export is not there yet");
         let err = locate(&storage, &Location::Local(dir.path().join("nope")), def, day).await.unwrap_err();

@@ -51,7 +51,7 @@ mod tests {
 
     #[test]
     fn tables_live_under_the_lake_unless_named() {
-        let def = crate::definition::built_in("shopify_configuration");
+        let def = crate::catalog::built_in("shopify_configuration");
         let lake = Location::parse("./lake/").unwrap();
         let t = TableTarget::resolve(def, &lake, None, None).unwrap();
         assert_eq!(t.table, Location::parse("lake/shopify_configuration").unwrap(), "today's default");

@@ -20,6 +20,10 @@ use crate::definition::TableDefinition;
 use crate::error::{Error, Result, Stage};
 use crate::read::{self, BatchReceiver, LINE, RAW, REJECT};
 
+/// Each column of the table, and the export columns its value comes from
+/// (column-level lineage).
+pub type ColumnSources = std::collections::BTreeMap<String, Vec<String>>;
+
 /// The name under which the transform SQL sees the export.
 pub const EXPORT_TABLE: &str = "export";
 
@@ -54,9 +58,7 @@ pub async fn plan_check(def: &TableDefinition) -> std::result::Result<(), String
 /// planned `transform.sql` (for column-level lineage): a column passed on
 /// is its own source, a derived one the columns its expression reads, the
 /// fingerprint every value column's sources.
-pub async fn column_sources(
-    def: &TableDefinition,
-) -> std::result::Result<crate::lineage::events::ColumnSources, String> {
+pub async fn column_sources(def: &TableDefinition) -> std::result::Result<ColumnSources, String> {
     use datafusion::logical_expr::{Expr, LogicalPlan};
     let ctx = crate::session::context();
     let empty = MemTable::try_new(read::export_schema(def), vec![vec![]]).map_err(|e| e.to_string())?;
@@ -73,7 +75,7 @@ pub async fn column_sources(
         }
     };
     let from_export: Vec<&str> = def.export_columns().map(|c| c.name.as_str()).collect();
-    let mut sources = crate::lineage::events::ColumnSources::new();
+    let mut sources = ColumnSources::new();
     for expr in &projection.expr {
         let name = match expr {
             Expr::Alias(alias) => alias.name.clone(),

@@ -300,14 +300,14 @@ impl Case {
     }
 
     pub async fn snapshot_at(&self, version: Option<i64>) -> TableSnapshot {
-        let def = shoplake::definition::built_in("shopify_configuration");
+        let def = shoplake::catalog::built_in("shopify_configuration");
         shoplake::testing::snapshot(&self.storage, def, &Location::parse(&self.table()).unwrap(), version)
             .await
             .expect("read S3 table")
     }
 
     pub async fn local_snapshot(&self) -> TableSnapshot {
-        let def = shoplake::definition::built_in("shopify_configuration");
+        let def = shoplake::catalog::built_in("shopify_configuration");
         shoplake::testing::snapshot(&Storage::new(), def, &Location::Local(self.local_table()), None)
             .await
             .expect("read local table")

@@ -336,7 +336,7 @@ impl Writer {
 pub async fn writers_of_one_date_agree(backend: Option<Backend>, start: Start) {
     let lake = Lake::new(backend).await;
     let mut references = References::new();
-    let tables = shoplake::definition::Catalog::built_in().tables().to_vec();
+    let tables = shoplake::catalog::Catalog::built_in().tables().to_vec();
     let mut generated = std::collections::BTreeSet::new();
     let mut broken = Vec::new();
     for round in 0..rounds() {
@@ -444,7 +444,7 @@ pub async fn a_writer_that_found_no_table_starts_over(backend: Backend) {
     let lake = Lake::new(Some(backend)).await;
     let endpoint = lake.service.as_ref().expect("an S3 backend").endpoint.clone();
     let mut references = References::new();
-    let tables = shoplake::definition::Catalog::built_in().tables().to_vec();
+    let tables = shoplake::catalog::Catalog::built_in().tables().to_vec();
     let mut broken = Vec::new();
     for (round, (def, keys)) in tables.iter().flat_map(|def| [(*def, Keys::Shared), (*def, Keys::Disjoint)]).enumerate()
     {

@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use shoplake::definition::{Catalog, DefinitionsDir};
+use shoplake::catalog::{Catalog, DefinitionsDir};
 use shoplake::storage::Location;
 
 use crate::proxy::Proxy;

@@ -103,7 +103,7 @@ pub async fn run(storage: &Storage, target: &TableTarget, version: i64, run_id: 
         "shoplake_version": env!("CARGO_PKG_VERSION"),
     });
     // The per-date records follow: restored dates now name the version just written.
-    let mut properties = CommitProperties::default().with_metadata(crate::write::commit_info(info));
+    let mut properties = CommitProperties::default().with_metadata(crate::table::commit::commit_info(info));
     for date in &dates {
         properties =
             properties.with_application_transaction(Transaction::new(rejects::pairing::app_id(*date), rejects_version));

@@ -11,7 +11,7 @@ use super::args::{BackfillArgs, DefinitionsArgs, GenerateArgs, LineageArgs, Load
 use crate::audit::query::QueryConfig;
 use crate::audit::AsOf;
 use crate::backfill::BackfillConfig;
-use crate::definition::{Catalog, DefinitionsDir};
+use crate::catalog::{Catalog, DefinitionsDir};
 use crate::error::{Error, Result, Stage};
 use crate::generate::GenerateConfig;
 use crate::ingest::IngestConfig;

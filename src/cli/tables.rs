@@ -6,7 +6,7 @@
 use std::fmt::Write as _;
 
 use super::args::ReportFormat;
-use crate::definition::Catalog;
+use crate::catalog::Catalog;
 use crate::error::{Error, Result};
 use crate::schema::SchemaPlan;
 use crate::storage::{Location, Storage};

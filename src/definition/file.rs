@@ -12,7 +12,7 @@ use super::{types, Column, Kind, MissingColumns, TableDefinition, UnknownColumns
 /// `table.toml` as written.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(super) struct TableFile {
+pub(crate) struct TableFile {
     name: String,
     #[serde(default)]
     description: String,
@@ -57,11 +57,11 @@ fn default_true() -> bool {
 pub const DEFAULT_ROW_HASH: &str = "_row_hash";
 
 /// One problem found in a definition: the key path it is at, and what is wrong.
-pub(super) type KeyProblem = (String, String);
+pub(crate) type KeyProblem = (String, String);
 
 impl TableFile {
     /// Resolves the file into a definition, or every problem found.
-    pub(super) fn resolve(
+    pub(crate) fn resolve(
         self,
         transform_sql: Option<String>,
         origin: String,

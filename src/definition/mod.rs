@@ -7,12 +7,12 @@
 //!
 //! [`file`] is the raw, file-shaped form (`TableFile`, unknown keys refused);
 //! [`TableDefinition`] the resolved one, made by one conversion that does
-//! the checks spanning fields; [`catalog`] discovers the folders and runs
-//! the one pipeline every command shares (discover → parse → resolve and
-//! plan the SQL → checks).
+//! the checks spanning fields; [`checks`] the data-quality checks a
+//! definition declares. Finding and checking definitions (which needs the
+//! SQL planner) is [`crate::catalog`]'s, a floor above.
 
-pub mod catalog;
-mod file;
+pub mod checks;
+pub(crate) mod file;
 pub mod sample;
 mod types;
 
@@ -22,7 +22,6 @@ use std::sync::Arc;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use serde::{Deserialize, Serialize};
 
-pub use catalog::{Catalog, DefinitionsDir, Problem};
 pub use types::{long_list_type, text_list_type, timestamp_utc, type_name};
 
 /// Name of the list item field, as Delta's Arrow mapping spells it.
@@ -105,7 +104,7 @@ pub struct TableDefinition {
     pub columns: Vec<Column>,
     pub transform_sql: String,
     /// Data-quality checks (`checks.toml`), run before every commit.
-    pub checks: Vec<crate::check::Check>,
+    pub checks: Vec<checks::Check>,
     /// The export of a date, relative to `--source`, with `{date}` for the
     /// date (a `.gz` of it is read the same way).
     pub source_pattern: String,
@@ -169,16 +168,10 @@ impl TableDefinition {
     }
 }
 
-/// A definition built into the binary, by name (the tests' and the
-/// generator's fallback); panics on an unknown name or an invalid
-/// definition, which the unit tests of the built-in catalog rule out.
-pub fn built_in(name: &str) -> &'static TableDefinition {
-    Catalog::built_in().get(name).unwrap_or_else(|e| panic!("built-in definition {name}: {e}"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::catalog::built_in;
 
     #[test]
     fn shopify_configuration_is_built_in_as_declared() {

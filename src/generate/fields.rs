@@ -201,7 +201,7 @@ const NOUNS: &[&str] =
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::definition::{built_in, Catalog};
+    use crate::catalog::{built_in, Catalog};
 
     #[test]
     fn uuids_look_like_uuids() {

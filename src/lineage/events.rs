@@ -5,8 +5,6 @@
 //! file is namespace `file` with its absolute path, an S3 object namespace
 //! `s3://bucket` with its key.
 
-use std::collections::BTreeMap;
-
 use chrono::NaiveDate;
 use serde_json::{json, Map, Value};
 
@@ -59,7 +57,7 @@ pub enum RunStart {
 }
 
 /// Table column → the export columns it is made from.
-pub type ColumnSources = BTreeMap<String, Vec<String>>;
+pub use crate::transform::ColumnSources;
 
 /// What a run's end knows.
 pub struct RunEnd<'a> {

@@ -87,7 +87,8 @@ impl HeaderLayout {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::definition::{built_in, MissingColumns, UnknownColumns};
+    use crate::catalog::built_in;
+    use crate::definition::{MissingColumns, UnknownColumns};
 
     fn def() -> &'static TableDefinition {
         built_in("shopify_configuration")

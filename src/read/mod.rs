@@ -337,7 +337,7 @@ mod tests {
     use datafusion::arrow::array::{Array, AsArray};
 
     fn def() -> &'static TableDefinition {
-        crate::definition::built_in("shopify_configuration")
+        crate::catalog::built_in("shopify_configuration")
     }
 
     const GOOD: &str = "a1,shop.myshopify.com,APP,True,False,3,\"[0, 4]\",true,false,1,0,2.0,True,False,True,False,True,False,shopify_,False,app_store,2019-04-01";

@@ -14,7 +14,7 @@ use super::{plan, SchemaPlan};
 use crate::definition::TableDefinition;
 use crate::error::{Error, Result, Stage};
 use crate::storage::Location;
-use crate::write::{commit_error, Attempt};
+use crate::table::commit::{commit_error, Attempt};
 
 /// Applies `def`'s in-place changes to `table`, planned again against the
 /// table as it is now (a concurrent apply is not repeated). Returns the
@@ -99,7 +99,7 @@ async fn replace(
 ) -> Result<(DeltaTable, SchemaPlan), Attempt> {
     let delta_error = |e| Attempt::Failed(Error::delta(Stage::Write, location, e));
     let snapshot = table.snapshot().map_err(delta_error)?;
-    let spec = crate::write::table::TableSpec::shape_of(def)?;
+    let spec = crate::table::spec::TableSpec::shape_of(def)?;
     let schema = StructType::try_new(spec.fields.clone())
         .map_err(|e| Attempt::Failed(Error::internal(Stage::Write, location, e)))?;
     let old = snapshot.metadata().clone();
@@ -141,11 +141,12 @@ pub(crate) async fn commit_metadata(
     }
     let delta_error = |e| Attempt::Failed(Error::delta(Stage::Write, location, e));
     let snapshot = table.snapshot().map_err(delta_error)?;
-    let commit = CommitBuilder::from(CommitProperties::default().with_metadata(crate::write::commit_info(info)))
-        .with_actions(vec![Action::Metadata(metadata)])
-        .build(Some(snapshot), table.log_store(), operation)
-        .await
-        .map_err(|e| commit_error(Stage::Write, location, e))?;
+    let commit =
+        CommitBuilder::from(CommitProperties::default().with_metadata(crate::table::commit::commit_info(info)))
+            .with_actions(vec![Action::Metadata(metadata)])
+            .build(Some(snapshot), table.log_store(), operation)
+            .await
+            .map_err(|e| commit_error(Stage::Write, location, e))?;
     table.load_version(commit.version()).await.map_err(delta_error)?;
     Ok((table, commit.version()))
 }

@@ -15,6 +15,7 @@
 //! written) has nothing to keep consistent: it takes the definition whole.
 
 pub mod apply;
+pub mod open;
 
 use std::collections::BTreeMap;
 
@@ -26,12 +27,8 @@ use crate::definition::TableDefinition;
 use crate::error::{Error, Result, Stage};
 use crate::row_hash::{ValueHasher, ADDED_COLUMN};
 use crate::storage::Location;
-use crate::write::table::TableSpec;
-
-/// Table property recording the definition's key (Delta has no key of its own).
-pub const KEY_PROPERTY: &str = "shoplake.key";
-/// Table property of a table shoplake took over from another engine.
-pub const ADOPTED_PROPERTY: &str = "shoplake.adopted";
+use crate::table::spec::TableSpec;
+pub use crate::table::spec::{ADOPTED_PROPERTY, KEY_PROPERTY};
 
 /// How a table differs from its definition, and what a load does about it.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -43,7 +40,7 @@ pub struct SchemaPlan {
     /// What cannot be changed in place, each with how to migrate.
     pub refused: Vec<String>,
     /// The table lacks the row fingerprint column (a table another engine
-    /// created, taken over by the load: `write::table`).
+    /// created, taken over by the load: [`open`]).
     pub adopt: bool,
     /// There is no table yet: the load creates it from the definition.
     pub create: bool,

@@ -27,6 +27,7 @@ use object_store::{ClientOptions, CredentialProvider};
 use tokio::sync::Mutex;
 
 use crate::error::{Error, Result, Stage};
+use crate::error::{NoCredentials, S3Refused};
 
 /// Credentials are renewed this long before they expire.
 const CREDENTIAL_REFRESH_MARGIN: Duration = Duration::from_secs(300);
@@ -178,60 +179,6 @@ fn xml_element(body: &[u8], name: &str) -> Option<String> {
     let end = start + text[start..].find(&format!("</{name}>"))?;
     Some(text[start..end].to_string())
 }
-
-/// S3 refused a request in a way no retry can fix: a configuration error.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct S3Refused {
-    pub method: String,
-    /// The request's path: the object (and, path-style, its bucket).
-    pub object: String,
-    pub status: u16,
-    /// S3's error code (`AccessDenied`, `NoSuchBucket`, …), when it sent one.
-    pub code: Option<String>,
-    pub message: Option<String>,
-    /// The bucket's region, when S3 said which it is.
-    pub region: Option<String>,
-    pub reason: &'static str,
-}
-
-impl fmt::Display for S3Refused {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} (S3 answered {} {} {} with {}",
-            self.reason,
-            self.method,
-            self.object,
-            self.status,
-            self.code.as_deref().unwrap_or("no error code")
-        )?;
-        if let Some(message) = &self.message {
-            write!(f, ": {message}")?;
-        }
-        if let Some(region) = &self.region {
-            write!(f, "; the bucket is in {region}")?;
-        }
-        f.write_str(")")
-    }
-}
-
-impl std::error::Error for S3Refused {}
-
-/// The AWS configuration yields no usable credentials.
-#[derive(Debug)]
-pub struct NoCredentials {
-    pub detail: String,
-    /// The credential provider timed out or failed unexpectedly: worth a retry.
-    pub transient: bool,
-}
-
-impl fmt::Display for NoCredentials {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "no AWS credentials: {}", self.detail)
-    }
-}
-
-impl std::error::Error for NoCredentials {}
 
 /// Hands credentials from the AWS chain to object_store, caching them and
 /// renewing them before they expire, so a long load never signs with

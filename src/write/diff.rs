@@ -287,11 +287,12 @@ impl CurrentPartition {
             // The values the fingerprint covers, as far as the table has
             // them (a column still to be added reads as null; a table to
             // take over has no fingerprints at all yet).
-            let has_row_hash = super::table::has_column(table, row_hash);
+            let has_row_hash = crate::table::spec::has_column(table, row_hash);
             let mut columns: Vec<&str> = vec![key];
             columns.extend(has_row_hash.then_some(row_hash));
-            columns
-                .extend(def.hashed_columns().map(|c| c.name.as_str()).filter(|c| super::table::has_column(table, c)));
+            columns.extend(
+                def.hashed_columns().map(|c| c.name.as_str()).filter(|c| crate::table::spec::has_column(table, c)),
+            );
             let mut stream = scan(table, location, def, date, &foreign.clone(), &columns).await?;
             while let Some(batch) = stream.next().await {
                 let batch = batch.map_err(|e| Error::datafusion(Stage::Write, location, e))?;
@@ -368,20 +369,6 @@ pub(super) async fn scan(
         .execute_stream()
         .await
         .map_err(df_error)
-}
-
-/// The data files of a date partition.
-pub async fn files_for_partition(
-    table: &DeltaTable,
-    location: &Location,
-    partition_by: &str,
-    date: NaiveDate,
-) -> Result<Vec<String>> {
-    use deltalake::{FilterOp, FilterValue};
-    let day = date.to_string();
-    let filter = (partition_by, FilterOp::Eq, FilterValue::Scalar(day.as_str()));
-    let files = table.get_files_by_partitions(&[filter]).await.map_err(|e| Error::delta(Stage::Write, location, e))?;
-    Ok(files.into_iter().map(|p| p.to_string()).collect())
 }
 
 #[cfg(test)]

@@ -93,7 +93,7 @@ impl FileLayout {
             .collect();
         // deltalake parses each name as SQL: a physical name (`col-<uuid>`)
         // is quoted.
-        let stats_columns = super::table::stats_columns(def)
+        let stats_columns = crate::table::spec::stats_columns(def)
             .split(',')
             .map(|c| match mapping.is_on() {
                 true => format!("`{}`", physical(c).0),

@@ -9,11 +9,11 @@
 //! reported, without parsing the export, and on S3 without downloading it.
 //! Whatever is uncertain takes the full diff.
 
+use chrono::NaiveDate;
 use serde_json::{json, Value};
 
 use super::provenance::{self, DateProvenance, LastLoad};
 use crate::error::Result;
-use crate::ingest::IngestConfig;
 use crate::rejects;
 use crate::source::{self, SourceFile};
 use crate::storage::{Location, Storage};
@@ -21,13 +21,18 @@ use crate::storage::{Location, Storage};
 /// What a load's outcome depends on besides the export: the definition,
 /// the settings that can refuse or change it, the rejects table, this
 /// program's version.
-pub fn load_fingerprint(config: &IngestConfig) -> String {
+pub fn load_fingerprint(
+    def: &crate::definition::TableDefinition,
+    max_reject_ratio: f64,
+    guards: super::Guards,
+    rejects: &Location,
+) -> String {
     let settings = json!({
-        "definition": config.target.def.fingerprint,
-        "max_reject_ratio": config.max_reject_ratio,
-        "max_delete_ratio": config.guards.max_delete_ratio,
-        "allow_empty": config.guards.allow_empty,
-        "rejects": config.target.rejects.to_string(),
+        "definition": def.fingerprint,
+        "max_reject_ratio": max_reject_ratio,
+        "max_delete_ratio": guards.max_delete_ratio,
+        "allow_empty": guards.allow_empty,
+        "rejects": rejects.to_string(),
         "shoplake": env!("CARGO_PKG_VERSION"),
     });
     format!("{:016x}", xxhash_rust::xxh3::xxh3_64(settings.to_string().as_bytes()))
@@ -44,16 +49,20 @@ pub fn source_fingerprint(file: &SourceFile, digest: Option<u128>) -> Value {
     })
 }
 
-/// The load this run repeats, if it provably changes nothing.
+/// The load this run repeats, if it provably changes nothing: the run's
+/// [`load_fingerprint`] and export are the last load's, nothing touched
+/// the date since, and the date's rejects (in `rejects`) are as it left them.
 pub async fn repeated_load<'p>(
     storage: &Storage,
-    config: &IngestConfig,
+    date: NaiveDate,
+    rejects: &Location,
+    fingerprint: &str,
     file: &SourceFile,
     provenance: &'p DateProvenance,
 ) -> Result<Option<&'p LastLoad>> {
     let Some(last) = provenance.untouched_since_last_load() else { return Ok(None) };
     let recorded = &last.info;
-    if recorded.get("load_fingerprint").and_then(Value::as_str) != Some(load_fingerprint(config).as_str()) {
+    if recorded.get("load_fingerprint").and_then(Value::as_str) != Some(fingerprint) {
         return Ok(None);
     }
     let source = &recorded["source_fingerprint"];
@@ -71,21 +80,18 @@ pub async fn repeated_load<'p>(
             source["xxh3_128"].as_str() == Some(format!("{digest:032x}").as_str())
         }
     };
-    if !same_object || !rejects_as_left(storage, config, recorded).await? {
+    if !same_object || !rejects_as_left(storage, date, rejects, recorded).await? {
         return Ok(None);
     }
-    tracing::info!(date = %config.date, version = last.version, "the export and the date are as the last load left them: nothing to do");
+    tracing::info!(date = %date, version = last.version, "the export and the date are as the last load left them: nothing to do");
     Ok(Some(last))
 }
 
 /// Whether the rejects table holds the date's rejects as the load recorded them.
-async fn rejects_as_left(storage: &Storage, config: &IngestConfig, recorded: &Value) -> Result<bool> {
+async fn rejects_as_left(storage: &Storage, date: NaiveDate, location: &Location, recorded: &Value) -> Result<bool> {
     let Some(version) = recorded.get("rejects_version").and_then(Value::as_i64) else { return Ok(false) };
-    let location = &config.target.rejects;
     match storage.open_table(location).await? {
-        Some(table) => {
-            Ok(!provenance::touched_since(&table, location, rejects::PARTITION, config.date, version).await?)
-        }
+        Some(table) => Ok(!provenance::touched_since(&table, location, rejects::PARTITION, date, version).await?),
         None => Ok(false),
     }
 }

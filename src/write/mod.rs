@@ -27,27 +27,24 @@ pub mod identical;
 pub mod provenance;
 mod rewrite;
 pub mod stream;
-pub mod table;
-
-use std::time::Duration;
 
 use chrono::NaiveDate;
-use deltalake::kernel::transaction::{CommitBuilder, CommitProperties, TransactionError};
+use deltalake::kernel::transaction::CommitProperties;
 use deltalake::kernel::{Action, Add, Transaction};
 use deltalake::parquet::basic::Compression;
 use deltalake::parquet::file::properties::{EnabledStatistics, WriterProperties};
 use deltalake::parquet::schema::types::ColumnPath;
 use deltalake::protocol::{DeltaOperation, SaveMode};
-use deltalake::{DeltaTable, DeltaTableError};
+use deltalake::DeltaTable;
 
 use crate::definition::TableDefinition;
 use crate::error::{Error, Kind, Result, Stage};
 use crate::rejects::{self, pairing, DayRejects};
 use crate::storage::{Location, Storage};
+use crate::table::commit::commit;
+pub use crate::table::commit::{backoff, commit_error, commit_info, Attempt, MAX_ATTEMPTS};
 use diff::Diff;
 
-/// Attempts before a run gives up on commit conflicts (exit 5).
-pub const MAX_ATTEMPTS: u32 = 8;
 /// Rows per Parquet row group: several per day, so a day's partition is
 /// read back on all cores.
 const ROW_GROUP_ROWS: usize = 128 * 1024;
@@ -419,100 +416,6 @@ async fn commit_new_files(
         bytes_added,
         ..LoadOutcome::default()
     })
-}
-
-/// Commits `actions` on top of `table`'s snapshot and returns the new
-/// version. delta-rs's post-commit step (reload the table at the new
-/// version, list the whole log for expired entries) runs only when the
-/// commit is due a checkpoint: otherwise it is two more log listings on S3
-/// per load for nothing the load needs (the caller knows what it wrote).
-pub(crate) async fn commit(
-    table: &DeltaTable,
-    location: &Location,
-    properties: CommitProperties,
-    actions: Vec<Action>,
-    operation: DeltaOperation,
-) -> Result<i64, Attempt> {
-    let snapshot = table.snapshot().map_err(|e| Error::delta(Stage::Write, location, e))?;
-    let interval = deltalake::table::config::TablePropertiesExt::checkpoint_interval(snapshot.table_config()).get();
-    let committed = CommitBuilder::from(properties)
-        .with_actions(actions)
-        .build(Some(snapshot), table.log_store(), operation)
-        .into_prepared_commit_future()
-        .await
-        .map_err(|e| commit_error(Stage::Write, location, e))?
-        .await
-        .map_err(|e| commit_error(Stage::Write, location, e))?;
-    let version = committed.version;
-    if (version + 1) % interval == 0 {
-        // The commit stands whatever happens here: a checkpoint that could
-        // not be written is `maintain --checkpoint`'s to write.
-        if let Err(error) = committed.await {
-            tracing::warn!(%error, version, "the commit is in, but its checkpoint was not written");
-        }
-    }
-    Ok(version as i64)
-}
-
-/// The commit info of a table commit: the `shoplake` object, and the same
-/// as Delta's `userMetadata` string, which Spark's and Databricks'
-/// `DESCRIBE HISTORY` show (they drop keys they do not know).
-pub fn commit_info(shoplake: serde_json::Value) -> [(String, serde_json::Value); 2] {
-    let user_metadata = serde_json::Value::String(shoplake.to_string());
-    [("shoplake".to_string(), shoplake), ("userMetadata".to_string(), user_metadata)]
-}
-
-/// Why one attempt at a commit did not commit: a conflict with a
-/// concurrent writer (worth reloading and trying again), or a failure.
-pub enum Attempt {
-    Conflict(String),
-    Failed(Error),
-}
-
-impl From<Error> for Attempt {
-    fn from(error: Error) -> Self {
-        Attempt::Failed(error)
-    }
-}
-
-impl From<Attempt> for Error {
-    fn from(attempt: Attempt) -> Self {
-        match attempt {
-            Attempt::Failed(error) => error,
-            Attempt::Conflict(reason) => {
-                Error::new(Stage::Write, Kind::Unavailable, "commit", format!("commit conflict: {reason}"))
-            }
-        }
-    }
-}
-
-/// Sorts commit conflicts (worth a retry) from other deltalake errors.
-pub fn commit_error(stage: Stage, location: &Location, err: DeltaTableError) -> Attempt {
-    let conflict = match &err {
-        DeltaTableError::VersionAlreadyExists(_) => true,
-        DeltaTableError::Transaction { source } => matches!(
-            source,
-            TransactionError::CommitConflict(_)
-                | TransactionError::MaxCommitAttempts(_)
-                | TransactionError::VersionAlreadyExists(_)
-        ),
-        _ => false,
-    };
-    if conflict {
-        Attempt::Conflict(crate::error::flatten(&err))
-    } else {
-        Attempt::Failed(Error::delta(stage, location, err))
-    }
-}
-
-/// How long to wait before attempt `attempt + 1`.
-pub fn backoff(attempt: u32) -> Duration {
-    // Exponential with jitter, so racing writers spread out.
-    let base = 100u64 << attempt.min(6);
-    let jitter = u64::from(
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().subsec_nanos(),
-    ) % base;
-    Duration::from_millis(base + jitter)
 }
 
 /// The bytes of the data files commit `version` added, read from its commit

@@ -79,7 +79,7 @@ pub(super) async fn rewrite_partition(
             .fields()
             .iter()
             .map(|f| f.name().as_str())
-            .filter(|c| super::table::has_column(&table, c))
+            .filter(|c| crate::table::spec::has_column(&table, c))
             .collect();
         let mut scan = super::diff::scan(&table, location, def, date, &paths, &columns).await?;
         while let Some(batch) = scan.next().await {
@@ -153,8 +153,14 @@ pub(super) async fn rewrite_partition(
     actions.extend(removes.into_iter().map(Action::Remove));
     actions.extend(adds.into_iter().map(Action::Add));
     actions.extend(cdc.into_iter().map(Action::Cdc));
-    let version =
-        super::commit(&table, location, properties, actions, merge_operation(&def.partition_by, key, date)).await?;
+    let version = crate::table::commit::commit(
+        &table,
+        location,
+        properties,
+        actions,
+        merge_operation(&def.partition_by, key, date),
+    )
+    .await?;
     Ok(LoadOutcome {
         table_version: version,
         committed: true,

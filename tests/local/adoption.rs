@@ -17,7 +17,7 @@ fn shops(flag: &str) -> String {
 /// A table like the legacy pipeline's: the definition's columns but the
 /// fingerprint, holding `csv` for D1.
 fn legacy_table(ws: &Workspace, csv: String) {
-    let def = shoplake::definition::built_in("shopify_configuration");
+    let def = shoplake::catalog::built_in("shopify_configuration");
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
         let date: NaiveDate = D1.parse().unwrap();
@@ -39,7 +39,7 @@ fn legacy_table(ws: &Workspace, csv: String) {
             })
             .collect();
         let fields: Vec<_> =
-            shoplake::write::table::delta_fields(def).unwrap().into_iter().filter(|f| f.name() != row_hash).collect();
+            shoplake::table::spec::delta_fields(def).unwrap().into_iter().filter(|f| f.name() != row_hash).collect();
         std::fs::create_dir_all(ws.table()).unwrap();
         let url = url::Url::from_directory_path(ws.table()).unwrap();
         let table = deltalake::DeltaTableBuilder::from_url(url)

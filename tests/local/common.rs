@@ -168,7 +168,7 @@ pub use shoplake::testing::TableSnapshot;
 
 /// A `shopify_configuration` table's rows and files.
 pub fn snapshot(table: &Path) -> TableSnapshot {
-    snapshot_of(shoplake::definition::built_in("shopify_configuration"), table)
+    snapshot_of(shoplake::catalog::built_in("shopify_configuration"), table)
 }
 
 /// A table's rows and files, read by its definition.

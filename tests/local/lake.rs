@@ -8,7 +8,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use shoplake::definition::{Catalog, DefinitionsDir, TableDefinition};
+use shoplake::catalog::{Catalog, DefinitionsDir};
+use shoplake::definition::TableDefinition;
 use shoplake::testing::TableSnapshot;
 
 pub struct Lake {

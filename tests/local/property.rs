@@ -178,7 +178,7 @@ proptest! {
                 }
             }
             ws.write_export(date, render(date, rows, evolved));
-            let def = if evolved { with_loyalty_tier() } else { shoplake::definition::built_in("shopify_configuration") };
+            let def = if evolved { with_loyalty_tier() } else { shoplake::catalog::built_in("shopify_configuration") };
             let target = TableTarget::resolve(def, &Location::Local(ws.dir.path().join("lake")), None, None).unwrap();
             let config = IngestConfig {
                 date: date.parse().unwrap(),

@@ -1,120 +1,21 @@
 //! Opens the Delta table of a definition, creating it on first use with the
-//! definition's schema, partitioning and properties, and refuses a table
-//! whose schema is not the definition's. A table on S3 is written only
-//! once its store was found to enforce conditional writes.
+//! definition's schema, partitioning and properties, taking over a table
+//! another engine created (the legacy pipeline's, without the row
+//! fingerprint), and refusing a table whose schema is not the definition's.
+//! A table on S3 is written only once its store was found to enforce
+//! conditional writes.
 
 use std::collections::BTreeMap;
 
-use datafusion::arrow::datatypes::{DataType as ArrowType, TimeUnit};
 use deltalake::kernel::transaction::CommitProperties;
-use deltalake::kernel::{ArrayType, DataType as DeltaType, StructField};
+use deltalake::kernel::{DataType as DeltaType, StructField};
 use deltalake::protocol::SaveMode;
 use deltalake::DeltaTable;
 
-use crate::definition::TableDefinition;
 use crate::error::{Error, Result, Stage};
 use crate::storage::{Location, Storage};
-
-/// Delta type of an Arrow type used by table definitions.
-pub fn delta_type(arrow: &ArrowType) -> Option<DeltaType> {
-    Some(match arrow {
-        ArrowType::Utf8 => DeltaType::STRING,
-        ArrowType::Boolean => DeltaType::BOOLEAN,
-        ArrowType::Int64 => DeltaType::LONG,
-        ArrowType::Float64 => DeltaType::DOUBLE,
-        ArrowType::Decimal128(precision, scale) => DeltaType::decimal(*precision, u8::try_from(*scale).ok()?).ok()?,
-        ArrowType::Date32 => DeltaType::DATE,
-        ArrowType::Timestamp(TimeUnit::Microsecond, Some(_)) => DeltaType::TIMESTAMP,
-        ArrowType::Binary => DeltaType::BINARY,
-        ArrowType::List(item) => {
-            DeltaType::Array(Box::new(ArrayType::new(delta_type(item.data_type())?, item.is_nullable())))
-        }
-        _ => return None,
-    })
-}
-
-/// The Delta columns of a definition, in order.
-pub fn delta_fields(def: &TableDefinition) -> Result<Vec<StructField>> {
-    def.columns
-        .iter()
-        .map(|c| {
-            let data_type = delta_type(&c.data_type).ok_or_else(|| {
-                Error::internal(Stage::Definition, &def.name, format!("column {} has an unsupported type", c.name))
-            })?;
-            Ok(StructField::new(&c.name, data_type, c.nullable))
-        })
-        .collect()
-}
-
-/// Table property naming the columns Delta keeps min/max statistics for.
-const STATS_COLUMNS: &str = "delta.dataSkippingStatsColumns";
-
-/// The columns Delta can skip files on: numbers, decimals, text, dates and
-/// timestamps, but the partition (its value is in the path). Delta Spark
-/// refuses to change any property of a table that lists another type here
-/// (booleans, lists, the binary row fingerprint): `ALTER TABLE SET
-/// TBLPROPERTIES` failed with DELTA_COLUMN_DATA_SKIPPING_NOT_SUPPORTED_TYPE.
-pub(crate) fn stats_columns(def: &TableDefinition) -> String {
-    let skippable = |t: &ArrowType| {
-        matches!(
-            t,
-            ArrowType::Utf8
-                | ArrowType::Int64
-                | ArrowType::Float64
-                | ArrowType::Decimal128(..)
-                | ArrowType::Date32
-                | ArrowType::Timestamp(..)
-        )
-    };
-    let names: Vec<&str> = def
-        .columns
-        .iter()
-        .filter(|c| c.name != def.partition_by && skippable(&c.data_type))
-        .map(|c| c.name.as_str())
-        .collect();
-    names.join(",")
-}
-
-/// What a new table is created with.
-pub struct TableSpec {
-    pub name: String,
-    pub description: String,
-    pub fields: Vec<StructField>,
-    pub partition_by: String,
-    pub properties: Vec<(String, String)>,
-    /// The row fingerprint column, which a table to take over may lack.
-    pub row_hash: Option<String>,
-    /// The definition of a data table (a rejects table has none): its
-    /// schema may evolve in place (`crate::schema`).
-    pub def: Option<&'static TableDefinition>,
-}
-
-impl TableSpec {
-    pub fn of(def: &'static TableDefinition) -> Result<TableSpec> {
-        Ok(TableSpec { def: Some(def), ..TableSpec::shape_of(def)? })
-    }
-
-    /// The columns, partitioning and properties of `def`'s table.
-    pub fn shape_of(def: &TableDefinition) -> Result<TableSpec> {
-        Ok(TableSpec {
-            name: def.name.clone(),
-            description: def.description.clone(),
-            fields: delta_fields(def)?,
-            partition_by: def.partition_by.clone(),
-            properties: def
-                .properties
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .chain([
-                    (STATS_COLUMNS.to_string(), stats_columns(def)),
-                    (crate::schema::KEY_PROPERTY.to_string(), def.key.join(",")),
-                ])
-                .collect(),
-            row_hash: Some(def.row_hash_column().to_string()),
-            def: None,
-        })
-    }
-}
+use crate::table::commit::{commit_error, commit_info, Attempt};
+use crate::table::spec::TableSpec;
 
 /// The table at `location`, created from `spec` if there is none yet.
 /// Concurrent first loads race to create it; the losers load the winner's.
@@ -168,15 +69,15 @@ pub async fn open_or_create(storage: &Storage, location: &Location, spec: &Table
                     tracing::debug!(table = %location, "another writer created the table first");
                     continue;
                 }
-                match super::commit_error(Stage::Write, location, e) {
-                    super::Attempt::Conflict(reason) => {
+                match commit_error(Stage::Write, location, e) {
+                    Attempt::Conflict(reason) => {
                         last_error = Some(Error::unavailable(
                             Stage::Write,
                             location,
                             format!("creating the table raced with other writers: {reason}"),
                         ));
                     }
-                    super::Attempt::Failed(error) => return Err(error),
+                    Attempt::Failed(error) => return Err(error),
                 }
             }
         }
@@ -190,12 +91,6 @@ pub async fn check_table(storage: &Storage, location: &Location, spec: &TableSpe
         return Err(Error::internal(Stage::Write, location, "a table to take over was read ahead"));
     }
     storage.check_commits_are_safe(location).await
-}
-
-/// Whether the table has the definition's row fingerprint column (one
-/// that has not needs taking over before its rows can be compared).
-pub fn has_column(table: &DeltaTable, name: &str) -> bool {
-    table.snapshot().is_ok_and(|s| s.schema().fields().any(|f| f.name() == name))
 }
 
 /// How a table's schema fits its definition (column order and in-place
@@ -253,7 +148,7 @@ async fn adopt(table: DeltaTable, location: &Location, spec: &TableSpec) -> Resu
         false => table
             .add_columns()
             .with_fields([field])
-            .with_commit_properties(CommitProperties::default().with_metadata(super::commit_info(info)))
+            .with_commit_properties(CommitProperties::default().with_metadata(commit_info(info)))
             .await
             .map_err(|e| Error::delta(Stage::Write, location, e))?,
     };

@@ -15,8 +15,8 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use super::file::TableFile;
-use super::TableDefinition;
+use crate::definition::file::TableFile;
+use crate::definition::TableDefinition;
 use crate::error::{Error, Result, Stage};
 
 /// The definitions of the repository's `tables/` at build time.
@@ -238,7 +238,7 @@ impl Sources {
         }
         let checks_file = self.file(CHECKS_FILE);
         if let Some(text) = &self.checks {
-            match toml::from_str::<crate::check::ChecksFile>(text) {
+            match toml::from_str::<crate::definition::checks::ChecksFile>(text) {
                 Err(e) => problems.push(toml_problem(&checks_file, text, &e)),
                 Ok(file) => {
                     for (i, check) in file.checks.iter().enumerate() {
@@ -296,6 +296,13 @@ fn discover(dir: &Path) -> Result<Vec<Sources>> {
             })
         })
         .collect()
+}
+
+/// A definition built into the binary, by name (the tests' and the
+/// generator's fallback); panics on an unknown name or an invalid
+/// definition, which the unit tests of the built-in catalog rule out.
+pub fn built_in(name: &str) -> &'static TableDefinition {
+    Catalog::built_in().get(name).unwrap_or_else(|e| panic!("built-in definition {name}: {e}"))
 }
 
 #[cfg(test)]
