@@ -16,6 +16,8 @@
 #   tools/check-paths  every text file (Markdown, shell, Python, TOML, YAML, INI, the
 #                      Makefile, the Dockerfile, .ci/run): no relative path climbs out
 #                      of the repository, no file names the steering repository's files
+#   tools/check-floors every module of src/ uses only the floors below it, and no two
+#                      modules use each other (docs/architecture.md)
 # Installs them first (tools/install-lint-tools.sh, cached outside the clone).
 # Runs every linter even when one fails; exits 1 if any failed.
 set -euo pipefail
@@ -98,6 +100,7 @@ run "cargo deny check licenses bans sources" cargo deny check licenses bans sour
 # Python 3 standard library only; lists the Markdown files as above (git, new files included).
 run "check-docs (links, anchors, make targets)" python3 tools/check-docs
 run "check-paths (nothing points outside the repository)" python3 tools/check-paths
+run "check-floors (modules use only the floors below them)" python3 tools/check-floors
 
 echo "lint: $passed passed, $failed failed"
 [[ $failed -eq 0 ]]
