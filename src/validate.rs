@@ -98,25 +98,7 @@ async fn run(
         let batch = batch.map_err(|e| Error::datafusion(Stage::Transform, source_uri, e))?;
         outcome.rows_transformed += batch.num_rows() as u64;
         check_transform_output(def, &batch)?;
-
-        let reasons = batch.column_by_name(REJECT).expect("checked").as_string::<i32>();
-        let lines = batch.column_by_name(LINE).expect("checked").as_primitive::<UInt64Type>();
-        if reasons.null_count() < reasons.len() {
-            let raws = batch.column_by_name(RAW).expect("checked").as_string::<i32>();
-            for row in (0..batch.num_rows()).filter(|&r| reasons.is_valid(r)) {
-                outcome.value_rejects.push(Reject {
-                    line: lines.value(row),
-                    raw: raws.value(row).to_string(),
-                    reason: reasons.value(row).to_string(),
-                });
-            }
-        }
-        let accepted = if reasons.null_count() == reasons.len() {
-            batch.clone()
-        } else {
-            filter_record_batch(&batch, &is_null(reasons).expect("is_null never fails"))
-                .map_err(|e| Error::internal(Stage::Validate, source_uri, e))?
-        };
+        let accepted = without_value_rejects(&batch, &mut outcome.value_rejects, source_uri)?;
         check_not_null(def, &accepted, source_uri)?;
         if accepted.num_rows() == 0 {
             continue;
@@ -125,46 +107,15 @@ async fn run(
             // The reader estimated the export's lines before sending a batch.
             latest.reserve(expected.get());
         }
-
-        // The last line of each key wins, among this batch and the ones before.
-        let ids = accepted.column_by_name(key).expect("checked").as_string::<i32>();
-        let lines = accepted.column_by_name(LINE).expect("checked").as_primitive::<UInt64Type>();
-        let keys: Vec<u128> = (0..ids.len()).map(|r| crate::row_hash::key_fingerprint(ids.value(r))).collect();
-        let mut keep = vec![true; accepted.num_rows()];
-        for (row, key_hash) in keys.iter().enumerate() {
-            match latest.offer(*key_hash, lines.value(row), seq, row as u32) {
-                Offer::New => {}
-                Offer::Older => keep[row] = false,
-                Offer::Newer { seq: old_seq, row: old_row } if old_seq == seq => keep[old_row as usize] = false,
-                Offer::Newer { seq: old_seq, row: old_row } => outcome.superseded.push((old_seq, old_row)),
-            }
-        }
-        // Rows are named by their place among the rows handed on.
-        let mut position = 0u32;
-        for (row, kept) in keep.iter().enumerate() {
-            if *kept {
-                latest.place(keys[row], seq, row as u32, position);
-                position += 1;
-            }
-        }
+        let keep = latest_of_each_key(&accepted, key, seq, &mut latest, &mut outcome.superseded);
         dropped += keep.iter().filter(|k| !**k).count() as u64;
-        let table_columns: Vec<ArrayRef> =
-            schema.fields().iter().map(|f| accepted.column_by_name(f.name()).expect("checked").clone()).collect();
-        // The export lines of the rows handed on, for the table's row rules.
-        let kept_lines: Vec<u64> = match rules.is_empty() {
-            true => Vec::new(),
-            false => keep.iter().enumerate().filter(|(_, k)| **k).map(|(row, _)| lines.value(row)).collect(),
-        };
-        let rows = RecordBatch::try_new(schema.clone(), table_columns)
-            .map_err(|e| Error::internal(Stage::Validate, source_uri, e))?;
-        let rows = if position as usize == rows.num_rows() {
-            rows
-        } else {
-            filter_record_batch(&rows, &BooleanArray::from(keep))
-                .map_err(|e| Error::internal(Stage::Validate, source_uri, e))?
-        };
+        let rows = handed_on(&accepted, &schema, &keep, source_uri)?;
         emitted += rows.num_rows() as u64;
         if !rules.is_empty() {
+            // The table's row rules, naming rows by their export lines.
+            let lines = accepted.column_by_name(LINE).expect("checked").as_primitive::<UInt64Type>();
+            let kept_lines: Vec<u64> =
+                keep.iter().enumerate().filter(|(_, k)| **k).map(|(row, _)| lines.value(row)).collect();
             rules.check(&rows, &|row| kept_lines[row], &mut outcome.broken, source_uri)?;
         }
 
@@ -205,6 +156,70 @@ pub fn rows_schema(def: &TableDefinition) -> SchemaRef {
     Arc::new(Schema::new(
         def.arrow_schema().fields().iter().filter(|f| f.name() != row_hash).cloned().collect::<Vec<_>>(),
     ))
+}
+
+/// The batch without the rows a value rule rejected, which go to `rejects`.
+fn without_value_rejects(batch: &RecordBatch, rejects: &mut Vec<Reject>, source_uri: &str) -> Result<RecordBatch> {
+    let reasons = batch.column_by_name(REJECT).expect("checked").as_string::<i32>();
+    if reasons.null_count() == reasons.len() {
+        return Ok(batch.clone());
+    }
+    let lines = batch.column_by_name(LINE).expect("checked").as_primitive::<UInt64Type>();
+    let raws = batch.column_by_name(RAW).expect("checked").as_string::<i32>();
+    for row in (0..batch.num_rows()).filter(|&r| reasons.is_valid(r)) {
+        rejects.push(Reject {
+            line: lines.value(row),
+            raw: raws.value(row).to_string(),
+            reason: reasons.value(row).to_string(),
+        });
+    }
+    filter_record_batch(batch, &is_null(reasons).expect("is_null never fails"))
+        .map_err(|e| Error::internal(Stage::Validate, source_uri, e))
+}
+
+/// Which rows of batch `seq` are, so far, the last line of their key: the
+/// last line of each key wins, among this batch and the ones before (an
+/// earlier batch's row it supersedes goes to `superseded`). Rows are then
+/// named by their place among the rows handed on.
+fn latest_of_each_key(
+    accepted: &RecordBatch,
+    key: &str,
+    seq: u32,
+    latest: &mut LatestByKey,
+    superseded: &mut Vec<(u32, u32)>,
+) -> Vec<bool> {
+    let ids = accepted.column_by_name(key).expect("checked").as_string::<i32>();
+    let lines = accepted.column_by_name(LINE).expect("checked").as_primitive::<UInt64Type>();
+    let keys: Vec<u128> = (0..ids.len()).map(|r| crate::row_hash::key_fingerprint(ids.value(r))).collect();
+    let mut keep = vec![true; accepted.num_rows()];
+    for (row, key_hash) in keys.iter().enumerate() {
+        match latest.offer(*key_hash, lines.value(row), seq, row as u32) {
+            Offer::New => {}
+            Offer::Older => keep[row] = false,
+            Offer::Newer { seq: old_seq, row: old_row } if old_seq == seq => keep[old_row as usize] = false,
+            Offer::Newer { seq: old_seq, row: old_row } => superseded.push((old_seq, old_row)),
+        }
+    }
+    let mut position = 0u32;
+    for (row, kept) in keep.iter().enumerate() {
+        if *kept {
+            latest.place(keys[row], seq, row as u32, position);
+            position += 1;
+        }
+    }
+    keep
+}
+
+/// The kept rows in the table's columns (the fingerprint aside).
+fn handed_on(accepted: &RecordBatch, schema: &SchemaRef, keep: &[bool], source_uri: &str) -> Result<RecordBatch> {
+    let columns: Vec<ArrayRef> =
+        schema.fields().iter().map(|f| accepted.column_by_name(f.name()).expect("checked").clone()).collect();
+    let fail = |e| Error::internal(Stage::Validate, source_uri, e);
+    let rows = RecordBatch::try_new(schema.clone(), columns).map_err(fail)?;
+    if keep.iter().all(|k| *k) {
+        return Ok(rows);
+    }
+    filter_record_batch(&rows, &BooleanArray::from(keep.to_vec())).map_err(fail)
 }
 
 type Fingerprinting = futures::stream::FuturesUnordered<JoinHandle<std::result::Result<ValidBatch, String>>>;
