@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# `make integration-test`: starts LocalStack and MinIO as host processes
-# (localstack/services.sh), runs every S3 scenario against both, and stops
-# them again whatever happens. With Docker instead, run
+# `make integration-test`: checks the services harness
+# (localstack/test-services.sh), starts LocalStack and MinIO as host
+# processes (localstack/services.sh), runs every S3 scenario against both
+# and the racing writers locally, and stops them again whatever happens. With Docker instead, run
 # `cargo test -p shoplake-integration-tests` without SHOPLAKE_IT_* set: the
 # harness starts the containers with testcontainers.
 set -euo pipefail
@@ -13,6 +14,8 @@ services=./localstack/services.sh
 cargo build --workspace --bins
 cargo test --workspace --test s3 --no-run
 
+# The harness itself first, under the conditions that once broke it.
+./localstack/test-services.sh
 trap '"$services" stop all' EXIT
 "$services" start all
 eval "$("$services" env)"

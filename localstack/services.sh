@@ -75,8 +75,19 @@ launch() {
   fi
   log "starting $name (log: $RUN/$name.log)"
   [ ! -f "$RUN/$name.log" ] || mv -f "$RUN/$name.log" "$RUN/$name.log.1"
-  setsid "$@" >>"$RUN/$name.log" 2>&1 </dev/null 9>&- &
-  echo $! > "$RUN/$name.pid"
+  rm -f "$RUN/$name.pid"
+  # The service writes its own PID, from inside its new session, then
+  # becomes the command: setsid forks when it is a process group leader, so
+  # the PID of the background job ($!) may be a parent that is gone while
+  # the service runs (it was then judged dead at startup, and left running).
+  # shellcheck disable=SC2016 # $$, $0 and $@ are the new shell's
+  setsid bash -c 'echo $$ > "$0.tmp" && mv "$0.tmp" "$0" && exec "$@"' "$RUN/$name.pid" "$@" \
+    >>"$RUN/$name.log" 2>&1 </dev/null 9>&- &
+  local waited=0
+  until [ -s "$RUN/$name.pid" ]; do
+    (( waited++ < 300 )) || die "$name did not start (no PID after 30s; log: $RUN/$name.log)"
+    sleep 0.1
+  done
 }
 
 start_localstack() {
@@ -113,7 +124,9 @@ wait_http() {
     if body=$(curl -fsS --noproxy '*' --max-time 2 "$url" 2>/dev/null) && { [ -z "$re" ] || grep -Eq "$re" <<<"$body"; }; then
       log "$name healthy after $((SECONDS - start))s"; return
     fi
-    if [ -f "$RUN/$name.pid" ] && ! pid_of "$name" >/dev/null; then
+    # Dead only if its own PID is gone (its command line may read empty for
+    # a moment while it execs, so it is not looked at here).
+    if [ -f "$RUN/$name.pid" ] && ! kill -0 "$(cat "$RUN/$name.pid")" 2>/dev/null; then
       tail -n 30 "$RUN/$name.log" >&2 || true; die "$name exited during startup (log above)"
     fi
     if (( SECONDS - start >= WAIT_SECS )); then
