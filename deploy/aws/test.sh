@@ -115,8 +115,17 @@ free_port() {
 start() {
   local name="$1" url="$2" pid t0=$SECONDS
   shift 2
-  setsid "$@" >"$tmp/$name.log" 2>&1 </dev/null &
-  pid=$!
+  # The server writes its own PID from inside its session (setsid forks
+  # when its caller leads a process group, so $! may be a parent gone at
+  # once: the server would be judged dead while it runs, and left running).
+  # shellcheck disable=SC2016 # $$, $0 and $@ are the new shell's
+  setsid bash -c 'echo $$ > "$0.tmp" && mv "$0.tmp" "$0" && exec "$@"' "$tmp/$name.pid" "$@" \
+    >"$tmp/$name.log" 2>&1 </dev/null &
+  until [ -s "$tmp/$name.pid" ]; do
+    ((SECONDS - t0 < 30)) || die "$name did not start (no PID after 30s)"
+    sleep 0.1
+  done
+  pid=$(cat "$tmp/$name.pid")
   pids+=("$pid")
   until curl -fsS --noproxy '*' --max-time 2 -o /dev/null "$url" 2>/dev/null; do
     if ! kill -0 "$pid" 2>/dev/null; then
