@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 
 use super::sample::Sample;
+use datafusion::arrow::datatypes::DataType;
+
 use super::{types, Column, Kind, MissingColumns, TableDefinition, UnknownColumns, DATE_PLACEHOLDER};
 
 /// `table.toml` as written.
@@ -59,6 +61,16 @@ pub const DEFAULT_ROW_HASH: &str = "_row_hash";
 /// One problem found in a definition: the key path it is at, and what is wrong.
 pub(crate) type KeyProblem = (String, String);
 
+/// The problems found so far, each at its key path.
+#[derive(Default)]
+struct Problems(Vec<KeyProblem>);
+
+impl Problems {
+    fn add(&mut self, key: impl Into<String>, message: impl Into<String>) {
+        self.0.push((key.into(), message.into()));
+    }
+}
+
 impl TableFile {
     /// Resolves the file into a definition, or every problem found.
     pub(crate) fn resolve(
@@ -66,191 +78,40 @@ impl TableFile {
         transform_sql: Option<String>,
         origin: String,
     ) -> Result<TableDefinition, Vec<KeyProblem>> {
-        let mut problems: Vec<KeyProblem> = Vec::new();
-        let mut problem = |key: String, message: String| problems.push((key, message));
+        let mut problems = Problems::default();
         if !is_identifier(&self.name) {
-            problem("name".into(), format!("`{}` is not a lower-case SQL name (a-z, 0-9, _)", self.name));
+            problems.add("name", format!("`{}` is not a lower-case SQL name (a-z, 0-9, _)", self.name));
         }
-
         let mut columns: Vec<Column> = Vec::with_capacity(self.columns.len() + 1);
         for (i, c) in self.columns.iter().enumerate() {
-            let at = |field: &str| format!("columns[{i}].{field}");
             if columns.iter().any(|seen| seen.name == c.name) {
-                problem(at("name"), format!("column {} is declared twice", c.name));
+                problems.add(format!("columns[{i}].name"), format!("column {} is declared twice", c.name));
                 continue;
             }
-            if !is_identifier(&c.name) {
-                problem(at("name"), format!("`{}` is not a lower-case SQL name (a-z, 0-9, _)", c.name));
-            }
-            let decimal = match (c.kind, c.precision, c.scale) {
-                (Kind::Decimal, Some(p), Some(s)) => match types::check_decimal(p, s) {
-                    Ok(()) => Some((p, s)),
-                    Err(e) => {
-                        problem(at("precision"), e);
-                        None
-                    }
-                },
-                (Kind::Decimal, _, _) => {
-                    problem(at("precision"), format!("decimal column {} needs `precision` and `scale`", c.name));
-                    None
-                }
-                (_, None, None) => None,
-                (_, _, _) => {
-                    problem(at("precision"), "`precision` and `scale` are for decimal columns".into());
-                    None
-                }
-            };
-            let declared = match c.type_name.as_deref().map(types::parse).transpose() {
-                Ok(declared) => declared,
-                Err(e) => {
-                    problem(at("type"), e);
-                    continue;
-                }
-            };
-            let data_type = match (types::of_kind(c.kind, decimal), declared) {
-                (Some(implied), None) => implied,
-                (Some(implied), Some(declared)) if implied == declared => implied,
-                (Some(implied), Some(declared)) => {
-                    problem(
-                        at("type"),
-                        format!(
-                            "column {}: type {} contradicts its kind ({})",
-                            c.name,
-                            types::type_name(&declared),
-                            types::type_name(&implied)
-                        ),
-                    );
-                    continue;
-                }
-                (None, Some(declared)) => declared,
-                (None, None) if c.kind == Kind::Decimal => continue,
-                (None, None) => {
-                    problem(at("type"), format!("derived column {} needs a `type`", c.name));
-                    continue;
-                }
-            };
-            let time_zone = match (&c.time_zone, c.kind) {
-                (None, _) => None,
-                (Some(zone), Kind::Timestamp) => match zone.parse::<chrono_tz::Tz>() {
-                    Ok(tz) => Some(tz),
-                    Err(_) => {
-                        problem(
-                            at("time_zone"),
-                            format!("`{zone}` is not a time zone name such as Europe/Paris or UTC"),
-                        );
-                        None
-                    }
-                },
-                (Some(_), _) => {
-                    problem(at("time_zone"), "`time_zone` is for timestamp columns".into());
-                    None
-                }
-            };
-            let in_export = match (c.in_export, c.kind) {
-                (_, Kind::Derived | Kind::RowHash) => {
-                    if c.in_export == Some(true) {
-                        problem(at("in_export"), format!("a {} column is never in the export", kind_name(c.kind)));
-                    }
-                    false
-                }
-                (Some(false), Kind::FileDate) => false,
-                (Some(false), _) => {
-                    problem(at("in_export"), "only a file_date column may be left out of the export".into());
-                    true
-                }
-                (_, _) => true,
-            };
-            for message in c.sample.problems() {
-                problem(at("sample"), message);
-            }
             let in_key = self.key.contains(&c.name);
-            if in_key && c.nullable == Some(true) {
-                problem(at("nullable"), format!("key column {} cannot be nullable", c.name));
-            }
-            columns.push(Column {
-                name: c.name.clone(),
-                kind: c.kind,
-                nullable: c.nullable.unwrap_or(true) && !in_key,
-                data_type,
-                dictionary: c.dictionary,
-                in_export,
-                time_zone,
-                sample: c.sample.clone(),
-            });
-        }
-
-        for (i, name) in self.key.iter().enumerate() {
-            if !columns.iter().any(|c| &c.name == name) && !self.columns.iter().any(|c| &c.name == name) {
-                problem(format!("key[{i}]"), format!("{name} is not a column"));
+            if let Some(column) = resolve_column(i, c, in_key, &mut problems) {
+                columns.push(column);
             }
         }
-        match columns.iter().find(|c| c.name == self.partition_by) {
-            None => problem("partition_by".into(), format!("{} is not a column", self.partition_by)),
-            Some(c) if c.kind != Kind::FileDate => problem(
-                "partition_by".into(),
-                format!("the partition column {} must be the file date (kind = \"file_date\")", c.name),
-            ),
-            Some(_) => {}
-        }
-        if !self.key.contains(&self.partition_by) {
-            problem("key".into(), format!("the key must include the partition column {}", self.partition_by));
-        }
-        let row_key: Vec<&String> = self.key.iter().filter(|k| **k != self.partition_by).collect();
-        match row_key.as_slice() {
-            [one] => {
-                if let Some(c) = columns.iter().find(|c| &&c.name == one) {
-                    if c.kind != Kind::Text {
-                        problem("key".into(), format!("the key column {one} must be a text column"));
-                    }
-                }
-            }
-            _ => problem(
-                "key".into(),
-                "the key is one text column plus the partition column (e.g. [\"id\", \"export_date\"])".into(),
-            ),
-        }
-        let file_dates: Vec<&str> =
-            columns.iter().filter(|c| c.kind == Kind::FileDate).map(|c| c.name.as_str()).collect();
-        if file_dates.len() > 1 {
-            problem("columns".into(), format!("one file_date column only (found {})", file_dates.join(", ")));
-        }
-        match columns.iter().filter(|c| c.kind == Kind::RowHash).count() {
-            0 if !columns.iter().any(|c| c.name == DEFAULT_ROW_HASH) => columns.push(Column {
-                name: DEFAULT_ROW_HASH.into(),
-                kind: Kind::RowHash,
-                nullable: true,
-                data_type: datafusion::arrow::datatypes::DataType::Binary,
-                dictionary: false,
-                in_export: false,
-                time_zone: None,
-                sample: Sample::default(),
-            }),
-            0 => problem(
-                "columns".into(),
-                format!("{DEFAULT_ROW_HASH} is the row fingerprint's name: declare it with kind = \"row_hash\""),
-            ),
-            1 => {}
-            _ => problem("columns".into(), "one row_hash column only".into()),
-        }
+        self.check_key_and_partition(&columns, &mut problems);
+        with_row_hash(&mut columns, &mut problems);
         if !columns.iter().any(|c| c.in_export) {
-            problem("columns".into(), "no column is read from the export".into());
+            problems.add("columns", "no column is read from the export");
         }
-
-        let source_pattern = self.source_pattern.unwrap_or_else(|| format!("{DATE_PLACEHOLDER}.csv"));
+        let source_pattern = self.source_pattern.clone().unwrap_or_else(|| format!("{DATE_PLACEHOLDER}.csv"));
         if let Err(e) = check_relative_path(&source_pattern) {
-            problem("source_pattern".into(), e);
+            problems.add("source_pattern", e);
         } else if source_pattern.matches(DATE_PLACEHOLDER).count() != 1 {
-            problem("source_pattern".into(), format!("`{source_pattern}` must hold {DATE_PLACEHOLDER} once"));
+            problems.add("source_pattern", format!("`{source_pattern}` must hold {DATE_PLACEHOLDER} once"));
         }
-        let table_path = self.table_path.unwrap_or_else(|| self.name.clone());
+        let table_path = self.table_path.clone().unwrap_or_else(|| self.name.clone());
         if let Err(e) = check_relative_path(&table_path) {
-            problem("table_path".into(), e);
+            problems.add("table_path", e);
         }
-        if self.missing_columns == MissingColumns::Null {
-            // Fine: not-null columns are still refused when missing, per load.
-        }
-        if !problems.is_empty() {
-            return Err(problems);
+        // missing_columns = "null" needs no check: not-null columns are still
+        // refused when missing, per load.
+        if !problems.0.is_empty() {
+            return Err(problems.0);
         }
         Ok(TableDefinition {
             name: self.name,
@@ -268,6 +129,173 @@ impl TableFile {
             origin,
             fingerprint: String::new(),
         })
+    }
+
+    /// The key is one text column plus the partition column, which is the
+    /// file date.
+    fn check_key_and_partition(&self, columns: &[Column], problems: &mut Problems) {
+        for (i, name) in self.key.iter().enumerate() {
+            if !columns.iter().any(|c| &c.name == name) && !self.columns.iter().any(|c| &c.name == name) {
+                problems.add(format!("key[{i}]"), format!("{name} is not a column"));
+            }
+        }
+        match columns.iter().find(|c| c.name == self.partition_by) {
+            None => problems.add("partition_by", format!("{} is not a column", self.partition_by)),
+            Some(c) if c.kind != Kind::FileDate => problems.add(
+                "partition_by",
+                format!("the partition column {} must be the file date (kind = \"file_date\")", c.name),
+            ),
+            Some(_) => {}
+        }
+        if !self.key.contains(&self.partition_by) {
+            problems.add("key", format!("the key must include the partition column {}", self.partition_by));
+        }
+        let row_key: Vec<&String> = self.key.iter().filter(|k| **k != self.partition_by).collect();
+        match row_key.as_slice() {
+            [one] => {
+                if let Some(c) = columns.iter().find(|c| &&c.name == one) {
+                    if c.kind != Kind::Text {
+                        problems.add("key", format!("the key column {one} must be a text column"));
+                    }
+                }
+            }
+            _ => problems
+                .add("key", "the key is one text column plus the partition column (e.g. [\"id\", \"export_date\"])"),
+        }
+        let file_dates: Vec<&str> =
+            columns.iter().filter(|c| c.kind == Kind::FileDate).map(|c| c.name.as_str()).collect();
+        if file_dates.len() > 1 {
+            problems.add("columns", format!("one file_date column only (found {})", file_dates.join(", ")));
+        }
+    }
+}
+
+/// Column `i` of the file, resolved, or `None` (its problems noted) when
+/// its type cannot be known.
+fn resolve_column(i: usize, c: &ColumnFile, in_key: bool, problems: &mut Problems) -> Option<Column> {
+    let at = |field: &str| format!("columns[{i}].{field}");
+    if !is_identifier(&c.name) {
+        problems.add(at("name"), format!("`{}` is not a lower-case SQL name (a-z, 0-9, _)", c.name));
+    }
+    let data_type = resolve_type(c, &at, problems)?;
+    let time_zone = match (&c.time_zone, c.kind) {
+        (None, _) => None,
+        (Some(zone), Kind::Timestamp) => match zone.parse::<chrono_tz::Tz>() {
+            Ok(tz) => Some(tz),
+            Err(_) => {
+                problems.add(at("time_zone"), format!("`{zone}` is not a time zone name such as Europe/Paris or UTC"));
+                None
+            }
+        },
+        (Some(_), _) => {
+            problems.add(at("time_zone"), "`time_zone` is for timestamp columns");
+            None
+        }
+    };
+    let in_export = match (c.in_export, c.kind) {
+        (_, Kind::Derived | Kind::RowHash) => {
+            if c.in_export == Some(true) {
+                problems.add(at("in_export"), format!("a {} column is never in the export", kind_name(c.kind)));
+            }
+            false
+        }
+        (Some(false), Kind::FileDate) => false,
+        (Some(false), _) => {
+            problems.add(at("in_export"), "only a file_date column may be left out of the export");
+            true
+        }
+        (_, _) => true,
+    };
+    for message in c.sample.problems() {
+        problems.add(at("sample"), message);
+    }
+    if in_key && c.nullable == Some(true) {
+        problems.add(at("nullable"), format!("key column {} cannot be nullable", c.name));
+    }
+    Some(Column {
+        name: c.name.clone(),
+        kind: c.kind,
+        nullable: c.nullable.unwrap_or(true) && !in_key,
+        data_type,
+        dictionary: c.dictionary,
+        in_export,
+        time_zone,
+        sample: c.sample.clone(),
+    })
+}
+
+/// A column's Arrow type: implied by its kind (and a decimal's precision
+/// and scale), or declared with `type` (a derived column), never both
+/// contradicting each other.
+fn resolve_type(c: &ColumnFile, at: &dyn Fn(&str) -> String, problems: &mut Problems) -> Option<DataType> {
+    let decimal = match (c.kind, c.precision, c.scale) {
+        (Kind::Decimal, Some(p), Some(s)) => match types::check_decimal(p, s) {
+            Ok(()) => Some((p, s)),
+            Err(e) => {
+                problems.add(at("precision"), e);
+                None
+            }
+        },
+        (Kind::Decimal, _, _) => {
+            problems.add(at("precision"), format!("decimal column {} needs `precision` and `scale`", c.name));
+            None
+        }
+        (_, None, None) => None,
+        (_, _, _) => {
+            problems.add(at("precision"), "`precision` and `scale` are for decimal columns");
+            None
+        }
+    };
+    let declared = match c.type_name.as_deref().map(types::parse).transpose() {
+        Ok(declared) => declared,
+        Err(e) => {
+            problems.add(at("type"), e);
+            return None;
+        }
+    };
+    match (types::of_kind(c.kind, decimal), declared) {
+        (Some(implied), None) => Some(implied),
+        (Some(implied), Some(declared)) if implied == declared => Some(implied),
+        (Some(implied), Some(declared)) => {
+            problems.add(
+                at("type"),
+                format!(
+                    "column {}: type {} contradicts its kind ({})",
+                    c.name,
+                    types::type_name(&declared),
+                    types::type_name(&implied)
+                ),
+            );
+            None
+        }
+        (None, Some(declared)) => Some(declared),
+        (None, None) if c.kind == Kind::Decimal => None,
+        (None, None) => {
+            problems.add(at("type"), format!("derived column {} needs a `type`", c.name));
+            None
+        }
+    }
+}
+
+/// The row fingerprint column: the one declared, else `_row_hash` added.
+fn with_row_hash(columns: &mut Vec<Column>, problems: &mut Problems) {
+    match columns.iter().filter(|c| c.kind == Kind::RowHash).count() {
+        0 if !columns.iter().any(|c| c.name == DEFAULT_ROW_HASH) => columns.push(Column {
+            name: DEFAULT_ROW_HASH.into(),
+            kind: Kind::RowHash,
+            nullable: true,
+            data_type: DataType::Binary,
+            dictionary: false,
+            in_export: false,
+            time_zone: None,
+            sample: Sample::default(),
+        }),
+        0 => problems.add(
+            "columns",
+            format!("{DEFAULT_ROW_HASH} is the row fingerprint's name: declare it with kind = \"row_hash\""),
+        ),
+        1 => {}
+        _ => problems.add("columns", "one row_hash column only"),
     }
 }
 
