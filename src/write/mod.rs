@@ -336,6 +336,34 @@ async fn commit_changes(
         (table, plan, metadata)
     };
     let added_columns: Vec<String> = plan.added.iter().map(|a| a.name.clone()).collect();
+    let properties = commit_properties(request, &changes, rejects_version, metadata.is_some().then_some(&plan));
+    let schema: Vec<Action> = metadata.into_iter().map(Action::Metadata).collect();
+    let outcome = match changes {
+        DayChanges::New { adds, .. } => commit_new_files(table, request, &diff, schema, adds, properties).await?,
+        DayChanges::Diff { diff, .. } if diff.is_empty() => {
+            record_pairing(table, request, &diff, schema, properties).await?
+        }
+        DayChanges::Diff { diff, written } => {
+            rewrite::rewrite_partition(table, request, diff, written, schema, properties).await?
+        }
+    };
+    let bytes_added = match outcome.bytes_added {
+        0 if outcome.committed => bytes_added(storage, location, outcome.table_version).await,
+        known => known,
+    };
+    Ok(LoadOutcome { rejects_version, added_columns, bytes_added, ..outcome })
+}
+
+/// The load's commit properties: its commit info with the counts and the
+/// rejects version it pairs with (and the schema change it makes), Spark's
+/// MERGE metrics, and the date's `txn` recording the pairing.
+fn commit_properties(
+    request: &LoadRequest<'_>,
+    changes: &DayChanges,
+    rejects_version: i64,
+    schema_change: Option<&crate::schema::SchemaPlan>,
+) -> CommitProperties {
+    let diff = changes.as_diff();
     let mut info = request.commit_info.clone();
     if let Some(fields) = info.as_object_mut() {
         for (name, count) in [
@@ -348,8 +376,8 @@ async fn commit_changes(
             fields.insert(name.to_string(), count.into());
         }
         fields.insert("rejects_version".to_string(), rejects_version.into());
-        if metadata.is_some() {
-            fields.insert("schema_change".to_string(), serde_json::to_value(&plan).expect("a plan serializes"));
+        if let Some(plan) = schema_change {
+            fields.insert("schema_change".to_string(), serde_json::to_value(plan).expect("a plan serializes"));
         }
         // Every row this load leaves for the date has the fingerprint of its
         // values: rows another engine changed were compared by value and
@@ -368,24 +396,9 @@ async fn commit_changes(
         });
         app_metadata.push(("operationMetrics".to_string(), metrics));
     }
-    let properties = CommitProperties::default()
+    CommitProperties::default()
         .with_metadata(app_metadata)
-        .with_application_transaction(Transaction::new(pairing::app_id(date), rejects_version));
-    let schema: Vec<Action> = metadata.into_iter().map(Action::Metadata).collect();
-    let outcome = match changes {
-        DayChanges::New { adds, .. } => commit_new_files(table, request, &diff, schema, adds, properties).await?,
-        DayChanges::Diff { diff, .. } if diff.is_empty() => {
-            record_pairing(table, request, &diff, schema, properties).await?
-        }
-        DayChanges::Diff { diff, written } => {
-            rewrite::rewrite_partition(table, request, diff, written, schema, properties).await?
-        }
-    };
-    let bytes_added = match outcome.bytes_added {
-        0 if outcome.committed => bytes_added(storage, location, outcome.table_version).await,
-        known => known,
-    };
-    Ok(LoadOutcome { rejects_version, added_columns, bytes_added, ..outcome })
+        .with_application_transaction(Transaction::new(pairing::app_id(request.date), rejects_version))
 }
 
 /// A new date's files, written already, added in one commit that replaces

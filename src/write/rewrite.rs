@@ -67,45 +67,16 @@ pub(super) async fn rewrite_partition(
 
     let mut copy = written.is_none().then(|| NewFiles::with_layout(layout.clone(), location));
     let mut changes = ChangeFiles::new(&layout);
-    let (mut scanned, mut left_out) = (false, 0u64);
-    let mut copied = 0u64;
     // The old files are read for the rows that stay (when they are copied)
     // and for the rows that leave (the change feed's pre-images, deletes).
-    if copy.is_some() || !leaving.is_empty() {
-        scanned = true;
-        // The table's columns (one the load adds reads as null in old rows).
-        let columns: Vec<&str> = layout
-            .schema
-            .fields()
-            .iter()
-            .map(|f| f.name().as_str())
-            .filter(|c| crate::table::spec::has_column(&table, c))
-            .collect();
-        let mut scan = super::diff::scan(&table, location, def, date, &paths, &columns).await?;
-        while let Some(batch) = scan.next().await {
-            let batch = batch.map_err(|e| Error::datafusion(Stage::Write, location, e))?;
-            let ids = cast(batch.column_by_name(key).expect("scanned the key"), &DataType::Utf8)
-                .map_err(|e| fail(e.to_string()))?;
-            let kinds: Vec<Option<&str>> = ids
-                .as_string::<i32>()
-                .iter()
-                .map(|id| id.and_then(|id| leaving.get(&key_fingerprint(id)).copied()))
-                .collect();
-            let leaves = BooleanArray::from(kinds.iter().map(|k| k.is_some()).collect::<Vec<_>>());
-            if leaves.true_count() > 0 {
-                let old = filter_record_batch(&batch, &leaves).map_err(|e| fail(e.to_string()))?;
-                let types = StringArray::from(kinds.iter().flatten().copied().collect::<Vec<_>>());
-                changes.write(&layout, &old, types, location).await?;
-                left_out += old.num_rows() as u64;
-            }
-            copied += (batch.num_rows() - leaves.true_count()) as u64;
-            if let Some(copy) = &mut copy {
-                let stays = datafusion::arrow::compute::not(&leaves).map_err(|e| fail(e.to_string()))?;
-                let kept = filter_record_batch(&batch, &stays).map_err(|e| fail(e.to_string()))?;
-                copy.write(ValidBatch { seq: 0, rows: kept }).await?;
-            }
+    let scanned = copy.is_some() || !leaving.is_empty();
+    let (copied, left_out) = match scanned {
+        true => {
+            let old = OldRows { table: &table, request, layout: &layout, paths: &paths, leaving: &leaving };
+            old.scan(&mut changes, copy.as_mut()).await?
         }
-    }
+        false => (0, 0),
+    };
     // The export's new and changed rows.
     let mut arrived = 0u64;
     for rows in diff.changes.iter().filter(|rows| rows.num_rows() > 0) {
@@ -175,6 +146,61 @@ pub(super) async fn rewrite_partition(
         added_columns: Vec::new(),
         bytes_added,
     })
+}
+
+/// The date's old files, read once for what the rewrite needs of them.
+struct OldRows<'a> {
+    table: &'a DeltaTable,
+    request: &'a LoadRequest<'a>,
+    layout: &'a FileLayout,
+    paths: &'a [String],
+    /// Key fingerprint of each row that leaves → its change type.
+    leaving: &'a HashMap<u128, &'static str>,
+}
+
+impl OldRows<'_> {
+    /// The rows that leave go to the change files (an update's pre-image,
+    /// or a delete); the rest are copied, when they are. Returns (rows
+    /// that stayed, rows that left).
+    async fn scan(&self, changes: &mut ChangeFiles, mut copy: Option<&mut NewFiles>) -> Result<(u64, u64)> {
+        let LoadRequest { def, location, date, .. } = *self.request;
+        let fail = |e: String| Error::internal(Stage::Write, location, e);
+        // The table's columns (one the load adds reads as null in old rows).
+        let columns: Vec<&str> = self
+            .layout
+            .schema
+            .fields()
+            .iter()
+            .map(|f| f.name().as_str())
+            .filter(|c| crate::table::spec::has_column(self.table, c))
+            .collect();
+        let (mut copied, mut left_out) = (0u64, 0u64);
+        let mut scan = super::diff::scan(self.table, location, def, date, self.paths, &columns).await?;
+        while let Some(batch) = scan.next().await {
+            let batch = batch.map_err(|e| Error::datafusion(Stage::Write, location, e))?;
+            let ids = cast(batch.column_by_name(def.day_key()).expect("scanned the key"), &DataType::Utf8)
+                .map_err(|e| fail(e.to_string()))?;
+            let kinds: Vec<Option<&str>> = ids
+                .as_string::<i32>()
+                .iter()
+                .map(|id| id.and_then(|id| self.leaving.get(&key_fingerprint(id)).copied()))
+                .collect();
+            let leaves = BooleanArray::from(kinds.iter().map(|k| k.is_some()).collect::<Vec<_>>());
+            if leaves.true_count() > 0 {
+                let old = filter_record_batch(&batch, &leaves).map_err(|e| fail(e.to_string()))?;
+                let types = StringArray::from(kinds.iter().flatten().copied().collect::<Vec<_>>());
+                changes.write(self.layout, &old, types, location).await?;
+                left_out += old.num_rows() as u64;
+            }
+            copied += (batch.num_rows() - leaves.true_count()) as u64;
+            if let Some(copy) = copy.as_deref_mut() {
+                let stays = datafusion::arrow::compute::not(&leaves).map_err(|e| fail(e.to_string()))?;
+                let kept = filter_record_batch(&batch, &stays).map_err(|e| fail(e.to_string()))?;
+                copy.write(ValidBatch { seq: 0, rows: kept }).await?;
+            }
+        }
+        Ok((copied, left_out))
+    }
 }
 
 /// Rows the files hold, from their statistics.
