@@ -21,7 +21,10 @@ use crate::output::{self, Format};
 use crate::report::RunReport;
 use crate::storage::Storage;
 pub use args::DEFAULT_TABLE_NAME;
-use args::{Cli, Command, HistoryFormat, LoadArgs, LogFormat, ReportFormat, SchemaCommand};
+use args::{
+    BackfillArgs, Cli, Command, HistoryFormat, IngestArgs, LoadArgs, LogFormat, ReportFormat, RestoreArgs,
+    SchemaCommand,
+};
 
 /// Prints to stdout; a reader that went away (a closed pipe) is not a
 /// failure of the run, and must not turn its exit code into a panic's.
@@ -65,60 +68,8 @@ pub fn run() -> Result<ExitCode> {
 async fn dispatch(command: Command, storage: Storage) -> Result<ExitCode> {
     deltalake::aws::register_handlers(None);
     match command {
-        Command::Ingest(args) => {
-            let catalog = resolve::catalog(&args.load.table.definitions).await?;
-            let configs = resolve::ingest_configs(catalog, args.date, &args.load)?;
-            let run_id = uuid::Uuid::new_v4().to_string();
-            let lineage = Lineage::new(resolve::lineage_config(&args.load.lineage));
-            abort_lineage_on_signals(&lineage);
-            let mut outcomes = Vec::with_capacity(configs.len());
-            for config in configs {
-                let config = match config {
-                    Ok(config) => config,
-                    Err(error) => {
-                        outcomes.push(refused(&error, args.date, &run_id));
-                        continue;
-                    }
-                };
-                let started = std::time::Instant::now();
-                let (report, result) = ingest::traced(&storage, &config, &run_id, &lineage, lineage.parent()).await;
-                let code = result.as_ref().map_or_else(|e| e.kind.exit_code(), |()| 0);
-                let reports = std::slice::from_ref(&report);
-                publish_metrics(&args.load, &config.target, reports, code, started.elapsed()).await;
-                outcomes.push((report, result));
-            }
-            finish_tables(&args.load, outcomes)
-        }
-        Command::Backfill(args) => {
-            let catalog = resolve::catalog(&args.load.table.definitions).await?;
-            let configs = resolve::backfill_configs(catalog, &args)?;
-            let run_id = uuid::Uuid::new_v4().to_string();
-            let lineage = Lineage::new(resolve::lineage_config(&args.load.lineage));
-            let (stop, signal) = backfill::stop_on_signals(lineage.clone());
-            let mut outcomes = Vec::new();
-            for config in configs {
-                let config = match config {
-                    Ok(config) => config,
-                    Err(error) => {
-                        outcomes.push((vec![refused(&error, args.from, &run_id).0], Some(error)));
-                        continue;
-                    }
-                };
-                let started = std::time::Instant::now();
-                let (reports, error) = backfill::run(&storage, &config, &run_id, &stop, &lineage).await;
-                let code = error.as_ref().map_or(0, |e| e.kind.exit_code());
-                publish_metrics(&args.load, &config.ingest.target, &reports, code, started.elapsed()).await;
-                outcomes.push((reports, error));
-            }
-            let interrupted = signal.load(std::sync::atomic::Ordering::SeqCst) as u8;
-            print_backfills(args.load.format, &outcomes, (args.from, args.to));
-            let errors: Vec<Error> = outcomes.into_iter().filter_map(|(_, e)| e).collect();
-            match (most_severe(errors, args.load.all_tables), interrupted) {
-                (Some(error), _) => Err(error),
-                (None, 0) => Ok(ExitCode::SUCCESS),
-                (None, signal) => Ok(ExitCode::from(128 + signal)),
-            }
-        }
+        Command::Ingest(args) => ingest_command(args, &storage).await,
+        Command::Backfill(args) => backfill_command(args, &storage).await,
         Command::History(args) => {
             let target = resolve::target(resolve::catalog(&args.table.definitions).await?, &args.table)?;
             let table = crate::audit::existing_table(&storage, &target.table).await?;
@@ -150,33 +101,7 @@ async fn dispatch(command: Command, storage: Storage) -> Result<ExitCode> {
             say_raw!("{}", output::render(&batches, args.format)?);
             Ok(ExitCode::SUCCESS)
         }
-        Command::Restore(args) => {
-            let target = resolve::target(resolve::catalog(&args.table.definitions).await?, &args.table)?;
-            let run_id = uuid::Uuid::new_v4().to_string();
-            let outcome = restore::run(&storage, &target, args.version, &run_id).await?;
-            let (table, rejects_table) = (&target.table, &target.rejects);
-            match outcome.new_version {
-                Some(v) => {
-                    say!("{table}: restored the content of version {} as version {v}", outcome.restored_version)
-                }
-                None => say!("{table}: already at version {}; nothing to restore", outcome.restored_version),
-            }
-            if !outcome.rejects_dates.is_empty() {
-                say!(
-                    "{rejects_table}: the rejects of {} date(s) are as they were at version {}",
-                    outcome.rejects_dates.len(),
-                    outcome.restored_version
-                );
-            }
-            if !outcome.unpaired_dates.is_empty() {
-                say!(
-                    "{rejects_table}: {} date(s) were loaded before shoplake recorded their rejects version; \
-                     their rejects were left as they are",
-                    outcome.unpaired_dates.len()
-                );
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Restore(args) => restore_command(args, &storage).await,
         Command::Maintain(args) => {
             let target = resolve::target(resolve::catalog(&args.table.definitions).await?, &args.table)?;
             let config = maintain::MaintainConfig {
@@ -220,6 +145,95 @@ async fn dispatch(command: Command, storage: Storage) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `ingest`: each table's load of the date, its metrics, one report.
+async fn ingest_command(args: IngestArgs, storage: &Storage) -> Result<ExitCode> {
+    let catalog = resolve::catalog(&args.load.table.definitions).await?;
+    let configs = resolve::ingest_configs(catalog, args.date, &args.load)?;
+    let run_id = uuid::Uuid::new_v4().to_string();
+    let lineage = Lineage::new(resolve::lineage_config(&args.load.lineage));
+    abort_lineage_on_signals(&lineage);
+    let mut outcomes = Vec::with_capacity(configs.len());
+    for config in configs {
+        let config = match config {
+            Ok(config) => config,
+            Err(error) => {
+                outcomes.push(refused(&error, args.date, &run_id));
+                continue;
+            }
+        };
+        let started = std::time::Instant::now();
+        let (report, result) = ingest::traced(storage, &config, &run_id, &lineage, lineage.parent()).await;
+        let code = result.as_ref().map_or_else(|e| e.kind.exit_code(), |()| 0);
+        let reports = std::slice::from_ref(&report);
+        publish_metrics(&args.load, &config.target, reports, code, started.elapsed()).await;
+        outcomes.push((report, result));
+    }
+    finish_tables(&args.load, outcomes)
+}
+
+/// `backfill`: each table's range of dates, its metrics, one summary; a
+/// signal starts no new date.
+async fn backfill_command(args: BackfillArgs, storage: &Storage) -> Result<ExitCode> {
+    let catalog = resolve::catalog(&args.load.table.definitions).await?;
+    let configs = resolve::backfill_configs(catalog, &args)?;
+    let run_id = uuid::Uuid::new_v4().to_string();
+    let lineage = Lineage::new(resolve::lineage_config(&args.load.lineage));
+    let (stop, signal) = backfill::stop_on_signals(lineage.clone());
+    let mut outcomes = Vec::new();
+    for config in configs {
+        let config = match config {
+            Ok(config) => config,
+            Err(error) => {
+                outcomes.push((vec![refused(&error, args.from, &run_id).0], Some(error)));
+                continue;
+            }
+        };
+        let started = std::time::Instant::now();
+        let (reports, error) = backfill::run(storage, &config, &run_id, &stop, &lineage).await;
+        let code = error.as_ref().map_or(0, |e| e.kind.exit_code());
+        publish_metrics(&args.load, &config.ingest.target, &reports, code, started.elapsed()).await;
+        outcomes.push((reports, error));
+    }
+    let interrupted = signal.load(std::sync::atomic::Ordering::SeqCst) as u8;
+    print_backfills(args.load.format, &outcomes, (args.from, args.to));
+    let errors: Vec<Error> = outcomes.into_iter().filter_map(|(_, e)| e).collect();
+    match (most_severe(errors, args.load.all_tables), interrupted) {
+        (Some(error), _) => Err(error),
+        (None, 0) => Ok(ExitCode::SUCCESS),
+        (None, signal) => Ok(ExitCode::from(128 + signal)),
+    }
+}
+
+/// `restore`: the content of an earlier version as a new one, its rejects
+/// with it.
+async fn restore_command(args: RestoreArgs, storage: &Storage) -> Result<ExitCode> {
+    let target = resolve::target(resolve::catalog(&args.table.definitions).await?, &args.table)?;
+    let run_id = uuid::Uuid::new_v4().to_string();
+    let outcome = restore::run(storage, &target, args.version, &run_id).await?;
+    let (table, rejects_table) = (&target.table, &target.rejects);
+    match outcome.new_version {
+        Some(v) => {
+            say!("{table}: restored the content of version {} as version {v}", outcome.restored_version)
+        }
+        None => say!("{table}: already at version {}; nothing to restore", outcome.restored_version),
+    }
+    if !outcome.rejects_dates.is_empty() {
+        say!(
+            "{rejects_table}: the rejects of {} date(s) are as they were at version {}",
+            outcome.rejects_dates.len(),
+            outcome.restored_version
+        );
+    }
+    if !outcome.unpaired_dates.is_empty() {
+        say!(
+            "{rejects_table}: {} date(s) were loaded before shoplake recorded their rejects version; \
+             their rejects were left as they are",
+            outcome.unpaired_dates.len()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// With lineage on, a SIGINT or SIGTERM during an ingest ends its running
