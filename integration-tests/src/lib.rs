@@ -14,7 +14,9 @@
 //! the table back and compares it with the same exports loaded into a local
 //! table (the local path is covered by the CLI tests).
 
+pub mod chaos;
 pub mod hardening;
+pub mod overlap;
 pub mod proxy;
 pub mod race;
 pub mod scenarios;

@@ -249,6 +249,29 @@ async fn futures_lite_collect<T>(mut stream: futures::stream::BoxStream<'static,
     out
 }
 
+/// Defines the SIGKILL tests (issue #26) for a backend (`None`: a local table).
+#[macro_export]
+macro_rules! kill_tests {
+    ($backend:expr) => {
+        $crate::kill_tests!(@each $backend;
+            a_first_load_killed_at_random => FirstLoad,
+            a_reload_killed_at_random => Reload,
+            a_backfill_killed_at_random => Backfill,
+            an_optimize_killed_at_random => Optimize,
+            a_vacuum_killed_at_random => Vacuum,
+            a_restore_killed_at_random => Restore
+        );
+    };
+    (@each $backend:expr; $($name:ident => $killed:ident),*) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                $crate::chaos::killed_at_random_moments($backend, $crate::chaos::Killed::$killed).await;
+            }
+        )*
+    };
+}
+
 /// Defines the racing writers' tests (issue #23) for a backend (`None`: a local table).
 #[macro_export]
 macro_rules! race_tests {
@@ -264,6 +287,14 @@ macro_rules! race_tests {
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn writers_of_one_date_race_over_its_rows() {
             $crate::race::writers_of_one_date_agree($backend, $crate::race::Start::DateHasRows).await;
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn overlapping_backfills_agree() {
+            $crate::overlap::overlapping_backfills_agree($backend).await;
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn a_load_races_optimize_and_restore() {
+            $crate::overlap::a_load_races_optimize_and_restore($backend).await;
         }
     };
 }
@@ -296,6 +327,7 @@ macro_rules! scenario_tests {
             a_changing_reload_lists_the_log_at_open_and_commit
         );
         $crate::race_tests!(Some($backend));
+        $crate::kill_tests!(Some($backend));
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn a_writer_that_found_no_table_starts_over() {
             $crate::race::a_writer_that_found_no_table_starts_over($backend).await;

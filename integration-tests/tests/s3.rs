@@ -6,6 +6,7 @@
 
 mod local {
     shoplake_integration_tests::race_tests!(None);
+    shoplake_integration_tests::kill_tests!(None);
 }
 
 mod localstack {
