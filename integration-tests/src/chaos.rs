@@ -11,14 +11,15 @@
 //! seed is printed with any failure, so a trial can be replayed).
 
 use std::collections::BTreeMap;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use shoplake::definition::TableDefinition;
-use shoplake::storage::{Location, Storage};
+use shoplake::storage::Location;
 use shoplake::testing::TableSnapshot;
 
-use crate::{shoplake_binary, Backend, Service};
+use crate::place::Place;
+use crate::{shoplake_binary, Backend};
 
 const D1: &str = "2019-09-01";
 const D2: &str = "2019-09-02";
@@ -38,41 +39,6 @@ pub enum Killed {
     Restore,
 }
 
-/// Where the trials run: a local directory, or a prefix on an S3 server.
-struct Place {
-    service: Option<Service>,
-    scratch: tempfile::TempDir,
-    prefix: String,
-}
-
-impl Place {
-    fn root(&self, what: &str) -> String {
-        match &self.service {
-            Some(_) => format!("s3://{what}/{}", self.prefix),
-            None => self.scratch.path().join(what).display().to_string(),
-        }
-    }
-
-    fn command(&self) -> Command {
-        let mut command = Command::new(shoplake_binary());
-        command.env("RUST_LOG", "warn").env_remove("SHOPLAKE_TABLE").env_remove("SHOPLAKE_TABLES");
-        if let Some(service) = &self.service {
-            command
-                .env("AWS_ENDPOINT_URL", &service.endpoint)
-                .env("AWS_ACCESS_KEY_ID", &service.access_key)
-                .env("AWS_SECRET_ACCESS_KEY", &service.secret_key)
-                .env("AWS_REGION", &service.region)
-                .env("AWS_EC2_METADATA_DISABLED", "true")
-                .env("HOME", self.scratch.path());
-        }
-        command
-    }
-
-    fn storage(&self) -> Storage {
-        self.service.as_ref().map_or_else(Storage::new, Service::storage)
-    }
-}
-
 /// One trial's lake and the exports it loads.
 struct Trial<'p> {
     place: &'p Place,
@@ -85,7 +51,12 @@ struct Trial<'p> {
 
 impl Trial<'_> {
     fn run(&self, args: &[&str]) -> std::process::Output {
-        self.place.command().args(args).args(["--table-name", &self.def.name]).output().expect("run shoplake")
+        self.place
+            .configured(shoplake_binary())
+            .args(args)
+            .args(["--table-name", &self.def.name])
+            .output()
+            .expect("run shoplake")
     }
 
     fn ok(&self, args: &[&str]) {
@@ -140,17 +111,12 @@ type Dates = BTreeMap<String, BTreeMap<String, Vec<String>>>;
 
 /// Kills `killed` at random moments, `trials()` times.
 pub async fn killed_at_random_moments(backend: Option<Backend>, killed: Killed) {
-    let service = match backend {
-        Some(backend) => Some(Service::start(backend).await),
-        None => None,
-    };
-    let prefix = format!("kill-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
-    let place = Place { service, scratch: tempfile::tempdir().unwrap(), prefix };
+    let place = Place::new(backend, "kill").await;
     let def = shoplake::catalog::built_in("shopify_configuration");
     let (before, after) = (format!("{}/before", place.root("raw")), format!("{}/after", place.root("raw")));
     for (source, revision) in [(&before, "0"), (&after, "1")] {
         let out = place
-            .command()
+            .configured(shoplake_binary())
             .args(["generate", "--from", D1, "--to", D3, "--rows", ROWS, "--revision", revision, "--out", source])
             .output()
             .unwrap();
@@ -181,7 +147,7 @@ pub async fn killed_at_random_moments(backend: Option<Backend>, killed: Killed) 
         let args = t.args(killed);
         let mut child = t
             .place
-            .command()
+            .configured(shoplake_binary())
             .args(&args)
             .args(["--table-name", &def.name])
             .stdout(Stdio::null())

@@ -17,6 +17,7 @@
 pub mod chaos;
 pub mod hardening;
 pub mod overlap;
+pub mod place;
 pub mod proxy;
 pub mod race;
 pub mod scenarios;

@@ -7,93 +7,51 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
-use shoplake::storage::{Location, Storage};
+use shoplake::storage::Location;
 
-use crate::{shoplake_binary, Backend, Service};
+use crate::place::Place;
+use crate::{shoplake_binary, Backend};
 
 const DATES: [&str; 6] = ["2019-10-01", "2019-10-02", "2019-10-03", "2019-10-04", "2019-10-05", "2019-10-06"];
 
 type Dates = BTreeMap<String, BTreeMap<String, Vec<String>>>;
 
-struct Place {
-    service: Option<Service>,
-    scratch: tempfile::TempDir,
-    prefix: String,
+/// Commands started together on `place`: each a shell waiting on its
+/// stdin, then becoming shoplake; all released at once. Their (exit code,
+/// stderr).
+fn together(place: &Place, commands: &[Vec<String>]) -> Vec<(Option<i32>, String)> {
+    let mut children: Vec<_> = commands
+        .iter()
+        .map(|args| {
+            let mut shell = place.configured("sh");
+            shell.arg("-c").arg(r#"read -r _ && exec "$0" "$@""#).arg(shoplake_binary()).args(args);
+            shell.stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::piped());
+            shell.spawn().expect("spawn")
+        })
+        .collect();
+    for child in &mut children {
+        child.stdin.as_mut().unwrap().write_all(b"go\n").unwrap();
+    }
+    children
+        .into_iter()
+        .map(|child| {
+            let out = child.wait_with_output().unwrap();
+            (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+        })
+        .collect()
 }
 
-impl Place {
-    async fn new(backend: Option<Backend>) -> Place {
-        let service = match backend {
-            Some(backend) => Some(Service::start(backend).await),
-            None => None,
-        };
-        let prefix = format!("overlap-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
-        Place { service, scratch: tempfile::tempdir().unwrap(), prefix }
-    }
-
-    fn root(&self, what: &str) -> String {
-        match &self.service {
-            Some(_) => format!("s3://{what}/{}", self.prefix),
-            None => self.scratch.path().join(what).display().to_string(),
-        }
-    }
-
-    fn configured(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
-        let mut command = Command::new(program);
-        command.env("RUST_LOG", "warn").env_remove("SHOPLAKE_TABLE").env_remove("SHOPLAKE_TABLES");
-        if let Some(service) = &self.service {
-            command
-                .env("AWS_ENDPOINT_URL", &service.endpoint)
-                .env("AWS_ACCESS_KEY_ID", &service.access_key)
-                .env("AWS_SECRET_ACCESS_KEY", &service.secret_key)
-                .env("AWS_REGION", &service.region)
-                .env("AWS_EC2_METADATA_DISABLED", "true")
-                .env("HOME", self.scratch.path());
-        }
-        command
-    }
-
-    fn ok(&self, args: &[&str]) {
-        let out = self.configured(shoplake_binary()).args(args).output().expect("run shoplake");
-        assert!(out.status.success(), "shoplake {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    }
-
-    /// Commands started together: each a shell waiting on its stdin, then
-    /// becoming shoplake; all released at once. Their (exit code, stderr).
-    fn together(&self, commands: &[Vec<String>]) -> Vec<(Option<i32>, String)> {
-        let mut children: Vec<_> = commands
-            .iter()
-            .map(|args| {
-                let mut shell = self.configured("sh");
-                shell.arg("-c").arg(r#"read -r _ && exec "$0" "$@""#).arg(shoplake_binary()).args(args);
-                shell.stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::piped());
-                shell.spawn().expect("spawn")
-            })
-            .collect();
-        for child in &mut children {
-            child.stdin.as_mut().unwrap().write_all(b"go\n").unwrap();
-        }
-        children
-            .into_iter()
-            .map(|child| {
-                let out = child.wait_with_output().unwrap();
-                (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
-            })
-            .collect()
-    }
-
-    async fn rows(&self, lake: &str) -> Result<Dates, String> {
-        let def = shoplake::catalog::built_in("shopify_configuration");
-        let location = Location::parse(&format!("{lake}/{}", def.name)).unwrap();
-        let storage = self.service.as_ref().map_or_else(Storage::new, Service::storage);
-        shoplake::testing::snapshot(&storage, def, &location, None).await.map(|s| s.rows).map_err(|e| e.to_string())
-    }
+/// Each date's rows of the table under `lake`.
+async fn rows(place: &Place, lake: &str) -> Result<Dates, String> {
+    let def = shoplake::catalog::built_in("shopify_configuration");
+    let location = Location::parse(&format!("{lake}/{}", def.name)).unwrap();
+    shoplake::testing::snapshot(&place.storage(), def, &location, None).await.map(|s| s.rows).map_err(|e| e.to_string())
 }
 
 fn rounds() -> usize {
-    std::env::var("SHOPLAKE_RACE_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(5).min(20)
+    std::env::var("SHOPLAKE_RACE_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(5)
 }
 
 fn strings(args: &[&str]) -> Vec<String> {
@@ -112,21 +70,21 @@ fn exits_ok(context: &str, exits: &[(Option<i32>, String)]) -> Result<(), String
 /// four) at once: every date ends loaded once, equal to its export loaded
 /// alone.
 pub async fn overlapping_backfills_agree(backend: Option<Backend>) {
-    let place = Place::new(backend).await;
+    let place = Place::new(backend, "overlap").await;
     let raw = place.root("raw");
     place.ok(&["generate", "--from", DATES[0], "--to", DATES[5], "--rows", "3000", "--dirty", "--out", &raw]);
     let reference = format!("{}/reference", place.root("lake"));
     place.ok(&["backfill", "--from", DATES[0], "--to", DATES[5], "--source", &raw, "--lake", &reference]);
-    let expected = place.rows(&reference).await.unwrap();
+    let expected = rows(&place, &reference).await.unwrap();
     let mut broken = Vec::new();
     for round in 0..rounds() {
         let lake = format!("{}/round-{round}", place.root("lake"));
         let backfill = |from: &str, to: &str| {
             strings(&["backfill", "--from", from, "--to", to, "--parallel", "2", "--source", &raw, "--lake", &lake])
         };
-        let exits = place.together(&[backfill(DATES[0], DATES[3]), backfill(DATES[2], DATES[5])]);
+        let exits = together(&place, &[backfill(DATES[0], DATES[3]), backfill(DATES[2], DATES[5])]);
         let context = format!("round {round}");
-        let result = exits_ok(&context, &exits).and(match place.rows(&lake).await {
+        let result = exits_ok(&context, &exits).and(match rows(&place, &lake).await {
             Ok(rows) if rows == expected => Ok(()),
             Ok(rows) => Err(format!("{context}: {} dates, not the {} of the exports", rows.len(), expected.len())),
             Err(e) => Err(format!("{context}: {e}")),
@@ -143,7 +101,7 @@ pub async fn overlapping_backfills_agree(backend: Option<Backend>) {
 /// re-loaded date is its export before or after, the other date is there
 /// or restored away; the re-load run again leaves its export.
 pub async fn a_load_races_optimize_and_restore(backend: Option<Backend>) {
-    let place = Place::new(backend).await;
+    let place = Place::new(backend, "overlap").await;
     let (before, after) = (format!("{}/before", place.root("raw")), format!("{}/after", place.root("raw")));
     for (out, revision) in [(&before, "0"), (&after, "1")] {
         // More than a read batch: the date is several files (OPTIMIZE has work).
@@ -164,7 +122,7 @@ pub async fn a_load_races_optimize_and_restore(backend: Option<Backend>) {
     // The date re-loaded from the corrected export, loaded alone.
     let reference = format!("{}/reference", place.root("lake"));
     place.ok(&["ingest", "--date", DATES[0], "--source", &after, "--lake", &reference]);
-    let corrected = place.rows(&reference).await.unwrap().remove(DATES[0]).unwrap();
+    let corrected = rows(&place, &reference).await.unwrap().remove(DATES[0]).unwrap();
     let mut broken = Vec::new();
     for round in 0..rounds() {
         let lake = format!("{}/round-{round}", place.root("lake"));
@@ -173,17 +131,20 @@ pub async fn a_load_races_optimize_and_restore(backend: Option<Backend>) {
         };
         let run = |args: Vec<String>| place.ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
         run(load(&before, DATES[0])); // version 1
-        let at_1 = place.rows(&lake).await.unwrap();
+        let at_1 = rows(&place, &lake).await.unwrap();
         run(load(&before, DATES[1])); // version 2
-        let at_2 = place.rows(&lake).await.unwrap();
-        let exits = place.together(&[
-            load(&after, DATES[0]),
-            strings(&["maintain", "--optimize", "--lake", &lake]),
-            strings(&["restore", "--version", "1", "--lake", &lake]),
-        ]);
+        let at_2 = rows(&place, &lake).await.unwrap();
+        let exits = together(
+            &place,
+            &[
+                load(&after, DATES[0]),
+                strings(&["maintain", "--optimize", "--lake", &lake]),
+                strings(&["restore", "--version", "1", "--lake", &lake]),
+            ],
+        );
         let context = format!("round {round}");
         let mut result = exits_ok(&context, &exits);
-        match place.rows(&lake).await {
+        match rows(&place, &lake).await {
             Err(e) => result = result.and(Err(format!("{context}: {e}"))),
             Ok(rows) => {
                 let d1 = rows.get(DATES[0]);
@@ -202,7 +163,7 @@ pub async fn a_load_races_optimize_and_restore(backend: Option<Backend>) {
         }
         // The re-load again leaves the date equal to its export.
         run(load(&after, DATES[0]));
-        match place.rows(&lake).await {
+        match rows(&place, &lake).await {
             Ok(rows) if rows.get(DATES[0]) == Some(&corrected) => {}
             _ => result = result.and(Err(format!("{context}: the re-load again did not converge"))),
         }

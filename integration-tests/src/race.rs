@@ -24,7 +24,8 @@ use shoplake::definition::TableDefinition;
 use shoplake::storage::{Location, Storage};
 use shoplake::testing::TableSnapshot;
 
-use crate::{shoplake_binary, Backend, Service};
+use crate::place::Place;
+use crate::{shoplake_binary, Backend};
 
 const DAY: &str = "2019-08-14";
 /// After the raced date, so no volume check compares the two.
@@ -86,64 +87,35 @@ impl Export {
     }
 }
 
-/// Where the races run: a local directory, or a prefix on an S3 server.
+/// Where the races run ([`Place`]): exports by export, a lake a round.
 struct Lake {
-    service: Option<Service>,
-    /// Local scratch space: the local lake and exports, and the references.
-    scratch: tempfile::TempDir,
-    prefix: String,
+    place: Place,
+}
+
+impl std::ops::Deref for Lake {
+    type Target = Place;
+    fn deref(&self) -> &Place {
+        &self.place
+    }
 }
 
 impl Lake {
     async fn new(backend: Option<Backend>) -> Lake {
-        let service = match backend {
-            Some(backend) => Some(Service::start(backend).await),
-            None => None,
-        };
-        let prefix = format!("race-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
-        Lake { service, scratch: tempfile::tempdir().expect("temp dir"), prefix }
-    }
-
-    fn storage(&self) -> Storage {
-        self.service.as_ref().map_or_else(Storage::new, Service::storage)
+        Lake { place: Place::new(backend, "race").await }
     }
 
     /// The root of the exports of `export` (each table's source pattern under it).
     fn source(&self, export: Export) -> String {
-        match &self.service {
-            Some(_) => format!("s3://raw/{}/{}", self.prefix, export.dir()),
-            None => self.scratch.path().join("raw").join(export.dir()).display().to_string(),
-        }
+        format!("{}/{}", self.root("raw"), export.dir())
     }
 
     /// Round `round`'s lake (every table under it).
     fn lake(&self, round: usize) -> String {
-        match &self.service {
-            Some(_) => format!("s3://lake/{}/round-{round}", self.prefix),
-            None => self.scratch.path().join(format!("lake/round-{round}")).display().to_string(),
-        }
-    }
-
-    /// `program` with this lake's storage settings (and nothing of the caller's).
-    fn configured(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
-        let mut command = Command::new(program);
-        command.env("RUST_LOG", "warn").env_remove("SHOPLAKE_TABLE").env_remove("SHOPLAKE_TABLES");
-        if let Some(service) = &self.service {
-            command
-                .env("AWS_ENDPOINT_URL", &service.endpoint)
-                .env("AWS_ACCESS_KEY_ID", &service.access_key)
-                .env("AWS_SECRET_ACCESS_KEY", &service.secret_key)
-                .env("AWS_REGION", &service.region)
-                .env("AWS_EC2_METADATA_DISABLED", "true")
-                .env("HOME", self.scratch.path());
-        }
-        command
+        format!("{}/round-{round}", self.root("lake"))
     }
 
     fn run(&self, args: &[&str]) -> std::process::Output {
-        let out = self.configured(shoplake_binary()).args(args).output().expect("run shoplake");
-        assert!(out.status.success(), "shoplake {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-        out
+        self.ok(args)
     }
 
     fn generate(&self, def: &TableDefinition, export: Export) {
@@ -442,7 +414,7 @@ async fn check_round(
 /// others.
 pub async fn a_writer_that_found_no_table_starts_over(backend: Backend) {
     let lake = Lake::new(Some(backend)).await;
-    let endpoint = lake.service.as_ref().expect("an S3 backend").endpoint.clone();
+    let endpoint = lake.place.service.as_ref().expect("an S3 backend").endpoint.clone();
     let mut references = References::new();
     let tables = shoplake::catalog::Catalog::built_in().tables().to_vec();
     let mut broken = Vec::new();

@@ -21,7 +21,6 @@ const D1: &str = "2019-04-01";
 const D2: &str = "2019-04-02";
 /// A date with no export: a command refused before reading one exits 2, not 3.
 const NO_EXPORT: &str = "2019-04-09";
-const BUILT_IN: [&str; 2] = ["shopify_configuration", "shopify_usage_daily"];
 
 /// A lake with `name`'s exports of D1 and D2 and D1 loaded.
 fn loaded(name: &str) -> Lake {
@@ -88,7 +87,7 @@ fn refused_for(lake: &Lake, name: &str, rule: &str, line: Option<usize>) {
     assert!(lake.snapshot(name).rows.get(D2).is_none(), "D2 holds no row");
 }
 
-fn check_constraints(name: &str) {
+fn check_constraints_refuse_the_rows_that_break_them(name: &str) {
     let lake = loaded(name);
     let table = lake.table(name);
     let key = lake.definition(name).day_key().to_string();
@@ -105,19 +104,9 @@ fn check_constraints(name: &str) {
     assert!(!held.contains_key(&id));
 }
 
-#[test]
-fn check_constraints_refuse_the_rows_that_break_them_shopify_configuration() {
-    check_constraints(BUILT_IN[0]);
-}
-
-#[test]
-fn check_constraints_refuse_the_rows_that_break_them_shopify_usage_daily() {
-    check_constraints(BUILT_IN[1]);
-}
-
 /// NOT NULL as Spark adds it (`CHECK (c IS NOT NULL)`), and a constraint
 /// that is null (not true) for a row: both break on the empty values.
-fn not_null(name: &str) {
+fn a_not_null_rule_and_a_null_result_break_the_constraint(name: &str) {
     let lake = loaded(name);
     let def = lake.definition(name);
     let column = def
@@ -138,17 +127,7 @@ fn not_null(name: &str) {
     assert_eq!(lake.ingest(name, D2, &[]).0, 0);
 }
 
-#[test]
-fn a_not_null_rule_and_a_null_result_break_the_constraint_shopify_configuration() {
-    not_null(BUILT_IN[0]);
-}
-
-#[test]
-fn a_not_null_rule_and_a_null_result_break_the_constraint_shopify_usage_daily() {
-    not_null(BUILT_IN[1]);
-}
-
-fn invariants_and_generated_columns(name: &str) {
+fn invariants_and_generated_columns_are_kept(name: &str) {
     let lake = loaded(name);
     let table = lake.table(name);
     let key = lake.definition(name).day_key().to_string();
@@ -171,17 +150,7 @@ fn invariants_and_generated_columns(name: &str) {
     assert_eq!(code, 0, "{report}");
 }
 
-#[test]
-fn invariants_and_generated_columns_are_kept_shopify_configuration() {
-    invariants_and_generated_columns(BUILT_IN[0]);
-}
-
-#[test]
-fn invariants_and_generated_columns_are_kept_shopify_usage_daily() {
-    invariants_and_generated_columns(BUILT_IN[1]);
-}
-
-fn append_only(name: &str) {
+fn an_append_only_table_takes_new_dates_and_refuses_changes(name: &str) {
     let lake = loaded(name);
     let table = lake.table(name);
     foreign::set_properties(&table, &[("delta.appendOnly", "true")]);
@@ -208,16 +177,6 @@ fn append_only(name: &str) {
     lake.ok(&["maintain", "--table-name", name, "--optimize"]);
 }
 
-#[test]
-fn an_append_only_table_takes_new_dates_and_refuses_changes_shopify_configuration() {
-    append_only(BUILT_IN[0]);
-}
-
-#[test]
-fn an_append_only_table_takes_new_dates_and_refuses_changes_shopify_usage_daily() {
-    append_only(BUILT_IN[1]);
-}
-
 /// Features shoplake does not honour: (name, reader and writer?).
 const REFUSED: [(&str, bool); 11] = [
     ("rowTracking", false),
@@ -233,7 +192,7 @@ const REFUSED: [(&str, bool); 11] = [
     ("aFeatureFromTheFuture", false),
 ];
 
-fn refused_features(name: &str) {
+fn features_shoplake_cannot_honour_are_refused_before_any_work(name: &str) {
     for (feature, reader) in REFUSED {
         let lake = loaded(name);
         let table = lake.table(name);
@@ -260,18 +219,8 @@ fn refused_features(name: &str) {
     }
 }
 
-#[test]
-fn features_shoplake_cannot_honour_are_refused_before_any_work_shopify_configuration() {
-    refused_features(BUILT_IN[0]);
-}
-
-#[test]
-fn features_shoplake_cannot_honour_are_refused_before_any_work_shopify_usage_daily() {
-    refused_features(BUILT_IN[1]);
-}
-
 /// The case beside: features shoplake honours let every command work.
-fn handled_features(name: &str) {
+fn features_shoplake_honours_let_every_command_work(name: &str) {
     let lake = loaded(name);
     let table = lake.table(name);
     foreign::add_features(
@@ -291,22 +240,12 @@ fn handled_features(name: &str) {
     assert_eq!(lake.count(name, &format!("SELECT count(*) AS n FROM {name}")) as usize, held, "reads go on");
 }
 
-#[test]
-fn features_shoplake_honours_let_every_command_work_shopify_configuration() {
-    handled_features(BUILT_IN[0]);
-}
-
-#[test]
-fn features_shoplake_honours_let_every_command_work_shopify_usage_daily() {
-    handled_features(BUILT_IN[1]);
-}
-
 /// Tables created before shoplake listed only the columns Delta skips on
 /// had booleans and lists in `delta.dataSkippingStatsColumns`: an
 /// identical re-run still changes nothing, `schema apply` sets the
 /// definition's list in a metadata-only commit, and so does the next load
 /// that commits, in its own commit.
-fn stats_columns_repaired(name: &str) {
+fn stats_columns_of_an_older_table_are_repaired_by_its_next_load(name: &str) {
     let lake = loaded(name);
     let def = lake.definition(name);
     let table = lake.table(name);
@@ -339,23 +278,13 @@ fn stats_columns_repaired(name: &str) {
     assert_eq!(property(&table), wanted, "the next load that commits repairs it");
 }
 
-#[test]
-fn stats_columns_of_an_older_table_are_repaired_by_its_next_load_shopify_configuration() {
-    stats_columns_repaired(BUILT_IN[0]);
-}
-
-#[test]
-fn stats_columns_of_an_older_table_are_repaired_by_its_next_load_shopify_usage_daily() {
-    stats_columns_repaired(BUILT_IN[1]);
-}
-
 /// Column mapping in `name` mode, as Spark leaves a table after a column
 /// was dropped and added again: that column's values live under a new
 /// physical name (and id). A load of a new date, a re-load and a column the
 /// definition adds must write under the physical names, or they would read
 /// back as nulls; the table ends equal to the same exports loaded into a
 /// table without column mapping.
-fn column_mapping(name: &str) {
+fn column_mapping_is_written_under_physical_names(name: &str) {
     let lake = loaded(name);
     let reference = loaded(name);
     let table = lake.table(name);
@@ -441,12 +370,30 @@ fn column_mapping(name: &str) {
     lake.ok(&["maintain", "--table-name", name, "--checkpoint"]);
 }
 
-#[test]
-fn column_mapping_is_written_under_physical_names_shopify_configuration() {
-    column_mapping(BUILT_IN[0]);
+/// One test per built-in definition, in a module named after the check:
+/// `features::<check>::<table>`.
+macro_rules! for_each_built_in_table {
+    ($($check:ident),* $(,)?) => {$(
+        mod $check {
+            #[test]
+            fn shopify_configuration() {
+                super::$check("shopify_configuration");
+            }
+            #[test]
+            fn shopify_usage_daily() {
+                super::$check("shopify_usage_daily");
+            }
+        }
+    )*};
 }
 
-#[test]
-fn column_mapping_is_written_under_physical_names_shopify_usage_daily() {
-    column_mapping(BUILT_IN[1]);
-}
+for_each_built_in_table!(
+    check_constraints_refuse_the_rows_that_break_them,
+    a_not_null_rule_and_a_null_result_break_the_constraint,
+    invariants_and_generated_columns_are_kept,
+    an_append_only_table_takes_new_dates_and_refuses_changes,
+    features_shoplake_cannot_honour_are_refused_before_any_work,
+    features_shoplake_honours_let_every_command_work,
+    stats_columns_of_an_older_table_are_repaired_by_its_next_load,
+    column_mapping_is_written_under_physical_names,
+);
