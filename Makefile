@@ -36,7 +36,7 @@ DEMO_ROWS ?= 10000
 DEMO_RERUN ?= 2019-04-03
 
 .PHONY: build demo test unit-test integration-test integration-test-docker airflow-test cron-test \
-	metrics-test interop-test security-test lineage-test lint lint-cheap validate-tables release services-start services-stop bench \
+	metrics-test interop-test security-test lineage-test fuzz fuzz-smoke lint lint-cheap validate-tables release services-start services-stop bench \
 	bench-profiles clean-demo
 
 # Always the whole workspace: one feature set, one build of the dependencies.
@@ -65,10 +65,18 @@ demo: build
 clean-demo:
 	rm -rf ./data/raw ./lake
 
-test: unit-test integration-test airflow-test cron-test metrics-test interop-test security-test lineage-test
+test: unit-test integration-test airflow-test cron-test metrics-test interop-test security-test lineage-test fuzz-smoke
 
 unit-test:
-	cargo test --workspace --lib --bins --test local
+	cargo test --workspace --lib --bins --test local --test corpus
+
+# The parsers of untrusted input under cargo fuzz (nightly; docs/fuzzing.md):
+# every target for FUZZ_SECONDS each (default 60), or a few seconds each.
+fuzz:
+	./tools/fuzz.sh
+
+fuzz-smoke:
+	FUZZ_SECONDS=$${FUZZ_SMOKE_SECONDS:-5} ./tools/fuzz.sh
 
 integration-test:
 	./integration-tests/run.sh

@@ -84,6 +84,13 @@ pub struct Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// A location that does not parse is the user's to fix (exit 2).
+impl From<shoplake_parse::location::BadLocation> for Error {
+    fn from(bad: shoplake_parse::location::BadLocation) -> Self {
+        Error::usage(Stage::CommandLine, bad.text, bad.why)
+    }
+}
+
 impl Error {
     pub fn new(stage: Stage, kind: Kind, subject: impl fmt::Display, message: impl fmt::Display) -> Self {
         Error { stage, kind, subject: subject.to_string(), message: message.to_string() }

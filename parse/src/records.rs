@@ -103,7 +103,9 @@ impl<R: Read> Chunker<R> {
             let at_eof = self.read_more(&mut bytes)?;
             cursor.scan(&bytes, before);
             // A line longer than the limit: keep its start, skip the rest.
-            while bytes.len() - cursor.start > self.max_line {
+            // One byte more is allowed: it may be the CR of a CRLF whose LF
+            // is not read yet (the records then cut what is still too long).
+            while bytes.len() - cursor.start > self.max_line + 1 {
                 cut_lines.push(self.next_line + cursor.lines_before);
                 bytes.truncate(cursor.start + KEPT_OF_LONG_LINE.min(self.max_line));
                 match self.skip_rest_of_line()? {
@@ -198,10 +200,10 @@ impl<'a> Iterator for SliceRecords<'a> {
         }
         let (start, line) = (self.pos, self.next_line);
         let rest = &self.data[start..];
-        let bytes = match memchr::memchr(b'\n', rest) {
+        let raw = match memchr::memchr(b'\n', rest) {
             Some(end) => {
                 self.pos = start + end + 1;
-                rest[..end].strip_suffix(b"\r").unwrap_or(&rest[..end])
+                &rest[..end]
             }
             None => {
                 self.pos = self.data.len();
@@ -209,11 +211,17 @@ impl<'a> Iterator for SliceRecords<'a> {
             }
         };
         self.next_line += 1;
+        // A line cut while reading is its kept start: a CR there is data, not a line end.
+        if self.cut_lines.binary_search(&line).is_ok() {
+            return Some(RawRecord { line, bytes: raw, cut: true });
+        }
+        // A CR before the LF, or ending the input, is part of the line end.
+        let bytes = raw.strip_suffix(b"\r").unwrap_or(raw);
         // A long line that fit in the chunk is cut here, as one that did not was while reading.
         if bytes.len() > self.max_line {
             return Some(RawRecord { line, bytes: &bytes[..KEPT_OF_LONG_LINE.min(self.max_line)], cut: true });
         }
-        Some(RawRecord { line, bytes, cut: self.cut_lines.binary_search(&line).is_ok() })
+        Some(RawRecord { line, bytes, cut: false })
     }
 }
 
@@ -361,6 +369,11 @@ mod tests {
             records("a,b\nc,d\r\ne,f"),
             vec![(1, "a,b".into(), false), (2, "c,d".into(), false), (3, "e,f".into(), false)]
         );
+        assert_eq!(
+            records("a,b\r\nc,d\r"),
+            vec![(1, "a,b".into(), false), (2, "c,d".into(), false)],
+            "a CR ends the input"
+        );
     }
 
     #[test]
@@ -390,9 +403,14 @@ mod tests {
         assert_eq!((got[1].0, got[1].1.len(), got[1].2), (2, 20, true), "cut to the limit");
         assert_eq!(got[2], (3, "next".into(), false));
         assert_eq!((got[3].0, got[3].2), (4, true), "a long last line is cut too");
-        // A line exactly at the limit is whole.
+        // A line exactly at the limit is whole, LF- or CRLF-ended, wherever a read ends.
         let at_limit = "y".repeat(20);
-        assert_eq!(records_with(&format!("{at_limit}\nz\n"), 20), vec![(1, at_limit, false), (2, "z".into(), false)]);
+        assert_eq!(
+            records_with(&format!("{at_limit}\nz\n"), 20),
+            vec![(1, at_limit.clone(), false), (2, "z".into(), false)]
+        );
+        let crlf = records_with(&format!("{at_limit}\r\nz\r\n"), 20);
+        assert_eq!(crlf, vec![(1, at_limit, false), (2, "z".into(), false)]);
     }
 
     #[test]

@@ -106,10 +106,7 @@ pub fn file_date(text: &str, expected: NaiveDate) -> Parsed<NaiveDate> {
     if text.is_empty() {
         return Ok(None);
     }
-    let date = (text.len() == 10)
-        .then(|| NaiveDate::parse_from_str(text, "%Y-%m-%d").ok())
-        .flatten()
-        .ok_or_else(|| format!("{} is not a date YYYY-MM-DD", quoted(text)))?;
+    let date = ymd(text).ok_or_else(|| format!("{} is not a date YYYY-MM-DD", quoted(text)))?;
     if date != expected {
         return Err(format!("export_date {date} is not the file's date {expected}"));
     }
@@ -184,11 +181,15 @@ pub fn date_value(text: &str) -> Parsed<NaiveDate> {
     if text.is_empty() {
         return Ok(None);
     }
-    (text.len() == 10)
-        .then(|| NaiveDate::parse_from_str(text, "%Y-%m-%d").ok())
-        .flatten()
-        .map(Some)
-        .ok_or_else(|| format!("{} is not a date YYYY-MM-DD", quoted(text)))
+    ymd(text).map(Some).ok_or_else(|| format!("{} is not a date YYYY-MM-DD", quoted(text)))
+}
+
+/// A calendar date written exactly `YYYY-MM-DD`: four digits, two, two. (chrono's
+/// `%Y` alone also reads a sign and fewer digits: `-019-04-09` is year -19.)
+pub fn ymd(text: &str) -> Option<NaiveDate> {
+    let shaped = text.len() == 10
+        && text.bytes().enumerate().all(|(i, b)| if i == 4 || i == 7 { b == b'-' } else { b.is_ascii_digit() });
+    shaped.then(|| NaiveDate::parse_from_str(text, "%Y-%m-%d").ok()).flatten()
 }
 
 /// An instant, as microseconds since 1970 UTC: RFC 3339 with an offset
@@ -253,26 +254,6 @@ pub fn text_list_into(text: &str, items: &mut Vec<String>) -> Result<bool, Strin
             Some(',') => after_comma = true,
             Some(_) => return Err(bad()),
         }
-    }
-}
-
-/// Whether `text` reads as `column`'s kind, on the file of `date`.
-pub fn check(column: &crate::definition::Column, text: &str, date: NaiveDate) -> Result<(), String> {
-    use crate::definition::Kind;
-    let mut items = Vec::new();
-    let mut texts = Vec::new();
-    match (column.kind, &column.data_type) {
-        (Kind::Text, _) => Ok(()),
-        (Kind::Flag, _) => flag(text).map(drop),
-        (Kind::Count, _) => count(text).map(drop),
-        (Kind::CountList, _) => count_list_into(text, &mut items).map(drop),
-        (Kind::Float, _) => float(text).map(drop),
-        (Kind::Decimal, datafusion::arrow::datatypes::DataType::Decimal128(p, s)) => decimal(text, *p, *s).map(drop),
-        (Kind::Date, _) => date_value(text).map(drop),
-        (Kind::FileDate, _) => file_date(text, date).map(drop),
-        (Kind::Timestamp, _) => timestamp(text, column.time_zone).map(drop),
-        (Kind::TextList, _) => text_list_into(text, &mut texts).map(drop),
-        _ => Err(format!("column {} is not read from the export", column.name)),
     }
 }
 
@@ -366,7 +347,7 @@ mod tests {
         let day = NaiveDate::from_ymd_opt(2019, 2, 28).unwrap();
         assert_eq!(date_value("2019-02-28"), Ok(Some(day)));
         assert_eq!(date_value(""), Ok(None));
-        for bad in ["2019-02-29", "2019-2-28", "28/02/2019", "2019-02-28T00:00:00"] {
+        for bad in ["2019-02-29", "2019-2-28", "28/02/2019", "2019-02-28T00:00:00", "-019-04-09", "+019-04-09"] {
             assert!(date_value(bad).is_err(), "{bad}");
         }
     }

@@ -9,34 +9,12 @@ pub mod pairing;
 pub mod query;
 pub mod restore;
 
-use chrono::{DateTime, Utc};
 use deltalake::DeltaTable;
 
 use crate::error::{Error, Result, Stage};
 use crate::storage::{Location, Storage};
 
-/// A point in the table's history, as given to `--as-of`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AsOf {
-    Version(i64),
-    Time(DateTime<Utc>),
-}
-
-impl AsOf {
-    /// A version number or an RFC 3339 timestamp.
-    pub fn parse(text: &str) -> Result<AsOf> {
-        if let Ok(version) = text.parse::<i64>() {
-            return Ok(AsOf::Version(version));
-        }
-        DateTime::parse_from_rfc3339(text).map(|t| AsOf::Time(t.with_timezone(&Utc))).map_err(|_| {
-            Error::usage(
-                Stage::CommandLine,
-                "--as-of",
-                format!("{text:?} is neither a version number nor an RFC 3339 timestamp"),
-            )
-        })
-    }
-}
+pub use shoplake_parse::arguments::AsOf;
 
 /// The table at `location`; a missing table is a usage error (exit 2).
 pub async fn existing_table(storage: &Storage, location: &Location) -> Result<DeltaTable> {

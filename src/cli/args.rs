@@ -334,11 +334,5 @@ pub struct TablesArgs {
 
 /// A date as YYYY-MM-DD, or `today` / `yesterday` in UTC.
 fn parse_date(text: &str) -> std::result::Result<NaiveDate, String> {
-    let today = chrono::Utc::now().date_naive();
-    match text {
-        "today" => Ok(today),
-        "yesterday" => Ok(today.pred_opt().expect("a day before today")),
-        _ => NaiveDate::parse_from_str(text, "%Y-%m-%d")
-            .map_err(|e| format!("{text:?} is not a date YYYY-MM-DD (nor `today` or `yesterday`): {e}")),
-    }
+    shoplake_parse::arguments::date(text, chrono::Utc::now().date_naive())
 }

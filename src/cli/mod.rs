@@ -52,7 +52,7 @@ pub fn run() -> Result<ExitCode> {
         }
     };
     init_logging(cli.log_format);
-    let memory_limit = crate::session::parse_size(&cli.memory_limit)
+    let memory_limit = shoplake_parse::arguments::size(&cli.memory_limit)
         .map_err(|e| Error::usage(Stage::CommandLine, "--memory-limit", e))?;
     crate::session::set_memory_limit(memory_limit)
         .map_err(|e| Error::internal(Stage::CommandLine, "--memory-limit", e))?;

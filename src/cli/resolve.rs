@@ -126,7 +126,7 @@ pub fn query_config(catalog: &Catalog, args: &QueryArgs, sql: String) -> Result<
             }
             None => (vec![main.name().to_string()], text.as_str()),
         };
-        let point = AsOf::parse(value)?;
+        let point = AsOf::parse(value).map_err(|e| Error::usage(Stage::CommandLine, "--as-of", e))?;
         if names.len() > 1 && matches!(point, AsOf::Version(_)) {
             return Err(Error::usage(Stage::CommandLine, "--as-of", "'*=' takes a time: versions differ per table"));
         }

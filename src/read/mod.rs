@@ -8,7 +8,7 @@
 
 mod columns;
 pub mod header;
-mod records;
+use shoplake_parse::records;
 pub mod values;
 
 use std::io::Read;

@@ -12,7 +12,6 @@ pub mod s3;
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::path::{Component, PathBuf};
 use std::sync::Arc;
 
 use aws_credential_types::provider::SharedCredentialsProvider;
@@ -27,107 +26,7 @@ use url::Url;
 use crate::error::{Error, Kind, Result, Stage};
 use s3::{AwsChainCredentials, Timeouts};
 
-/// A directory or object prefix, as given on the command line, normalised:
-/// no trailing or doubled separators, no `.` segments, so `lake/t/` and
-/// `./lake/t` are the same table (and have the same rejects table).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum Location {
-    Local(PathBuf),
-    S3 { bucket: String, prefix: String },
-}
-
-impl Location {
-    pub fn parse(text: &str) -> Result<Location> {
-        let bad = |why: &str| Error::usage(Stage::CommandLine, text, why);
-        if let Some(rest) = text.strip_prefix("s3://") {
-            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-            if bucket.is_empty() {
-                return Err(bad("an s3:// URI needs a bucket: s3://bucket/prefix"));
-            }
-            let segments: Vec<&str> = prefix.split('/').filter(|s| !s.is_empty() && *s != ".").collect();
-            if segments.contains(&"..") {
-                return Err(bad("`..` is not allowed in an s3:// URI"));
-            }
-            return Ok(Location::S3 { bucket: bucket.to_string(), prefix: segments.join("/") });
-        }
-        let path = match text.strip_prefix("file://") {
-            Some(path) => path,
-            None if text.contains("://") => return Err(bad("only local paths and s3:// URIs are supported")),
-            None => text,
-        };
-        if path.is_empty() {
-            return Err(bad("the location is empty"));
-        }
-        Ok(Location::Local(normalise_path(path)))
-    }
-
-    /// A file or directory inside this one.
-    pub fn join(&self, name: &str) -> Location {
-        match self {
-            Location::Local(path) => Location::Local(path.join(name)),
-            Location::S3 { bucket, prefix } if prefix.is_empty() => {
-                Location::S3 { bucket: bucket.clone(), prefix: name.to_string() }
-            }
-            Location::S3 { bucket, prefix } => {
-                Location::S3 { bucket: bucket.clone(), prefix: format!("{prefix}/{name}") }
-            }
-        }
-    }
-
-    /// The same location with `suffix` appended to its last segment.
-    pub fn with_suffix(&self, suffix: &str) -> Location {
-        match self {
-            Location::Local(path) => {
-                let mut text = path.as_os_str().to_os_string();
-                text.push(suffix);
-                Location::Local(PathBuf::from(text))
-            }
-            Location::S3 { bucket, prefix } => {
-                Location::S3 { bucket: bucket.clone(), prefix: format!("{prefix}{suffix}") }
-            }
-        }
-    }
-
-    pub fn url(&self) -> Result<Url> {
-        match self {
-            Location::Local(path) => {
-                let absolute = std::path::absolute(path)
-                    .map_err(|e| Error::usage(Stage::Storage, self, format!("not a usable path: {e}")))?;
-                Url::from_directory_path(&absolute)
-                    .map_err(|()| Error::usage(Stage::Storage, self, "not a usable path"))
-            }
-            Location::S3 { bucket, prefix } => {
-                Url::parse(&format!("s3://{bucket}/{prefix}")).map_err(|e| Error::usage(Stage::Storage, self, e))
-            }
-        }
-    }
-}
-
-/// `a//b/./c/` → `a/b/c`; `./x` → `x`; `/` stays `/`.
-fn normalise_path(text: &str) -> PathBuf {
-    let path = std::path::Path::new(text);
-    let mut out = PathBuf::new();
-    for component in path.components() {
-        match component {
-            Component::CurDir => {}
-            other => out.push(other.as_os_str()),
-        }
-    }
-    if out.as_os_str().is_empty() {
-        PathBuf::from(".")
-    } else {
-        out
-    }
-}
-
-impl fmt::Display for Location {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Location::Local(path) => write!(f, "{}", path.display()),
-            Location::S3 { bucket, prefix } => write!(f, "s3://{bucket}/{prefix}"),
-        }
-    }
-}
+pub use shoplake_parse::location::Location;
 
 /// A loaded table's version as a signed number (the CLI and reports use i64).
 pub fn version_of(table: &DeltaTable) -> i64 {
@@ -218,7 +117,7 @@ impl Storage {
     pub async fn object_store(&self, location: &Location) -> Result<(Arc<dyn ObjectStore>, StorePath)> {
         match location {
             Location::Local(_) => {
-                let url = location.url()?;
+                let url = location_url(location)?;
                 let path =
                     StorePath::from_url_path(url.path()).map_err(|e| Error::usage(Stage::Storage, location, e))?;
                 Ok((Arc::new(LocalFileSystem::new()), path))
@@ -232,7 +131,7 @@ impl Storage {
 
     /// A builder for the Delta table at `location` (not loaded yet).
     pub async fn table_builder(&self, location: &Location) -> Result<DeltaTableBuilder> {
-        let url = location.url()?;
+        let url = location_url(location)?;
         let builder =
             DeltaTableBuilder::from_url(url.clone()).map_err(|e| Error::delta(Stage::Storage, location, e))?;
         match location {
@@ -480,46 +379,17 @@ impl S3Settings {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_locations() {
-        assert_eq!(
-            Location::parse("s3://raw/exports/").unwrap(),
-            Location::S3 { bucket: "raw".into(), prefix: "exports".into() }
-        );
-        assert_eq!(Location::parse("s3://raw").unwrap(), Location::S3 { bucket: "raw".into(), prefix: "".into() });
-        assert_eq!(Location::parse("./data/raw").unwrap(), Location::Local("data/raw".into()));
-        assert!(Location::parse("gs://bucket/x").is_err());
-        assert!(Location::parse("s3:///x").is_err());
-    }
-
-    #[test]
-    fn the_same_place_written_differently_is_one_location() {
-        for (a, b) in [
-            ("lake/t/", "lake/t"),
-            ("./lake//t", "lake/t"),
-            ("lake/./t/", "lake/t"),
-            ("file://lake/t/", "lake/t"),
-            ("s3://b/lake//t/", "s3://b/lake/t"),
-            ("s3://b/./lake/t", "s3://b/lake/t"),
-        ] {
-            assert_eq!(Location::parse(a).unwrap(), Location::parse(b).unwrap(), "{a} vs {b}");
+/// The URL deltalake and object_store open `location` by.
+fn location_url(location: &Location) -> Result<Url> {
+    match location {
+        Location::Local(path) => {
+            let absolute = std::path::absolute(path)
+                .map_err(|e| Error::usage(Stage::Storage, location, format!("not a usable path: {e}")))?;
+            Url::from_directory_path(&absolute)
+                .map_err(|()| Error::usage(Stage::Storage, location, "not a usable path"))
         }
-        assert_eq!(Location::parse("lake/t/").unwrap().with_suffix("_rejects").to_string(), "lake/t_rejects");
-        assert_eq!(Location::parse("/").unwrap().to_string(), "/");
-        assert!(Location::parse("s3://b/../x").is_err());
-    }
-
-    #[test]
-    fn joins_and_suffixes() {
-        let table = Location::parse("s3://lake/shopify_configuration").unwrap();
-        assert_eq!(table.with_suffix("_rejects").to_string(), "s3://lake/shopify_configuration_rejects");
-        let raw = Location::parse("s3://raw").unwrap();
-        assert_eq!(raw.join("2019-04-01.csv").to_string(), "s3://raw/2019-04-01.csv");
-        let local = Location::parse("lake/t").unwrap();
-        assert_eq!(local.with_suffix("_rejects").to_string(), "lake/t_rejects");
+        Location::S3 { bucket, prefix } => {
+            Url::parse(&format!("s3://{bucket}/{prefix}")).map_err(|e| Error::usage(Stage::Storage, location, e))
+        }
     }
 }

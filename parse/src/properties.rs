@@ -1,0 +1,228 @@
+//! What each parser must hold for any input, as functions that panic when it
+//! does not: the fuzz targets (`fuzz/fuzz_targets/`) call them on generated
+//! bytes for millions of runs, and `parse/tests/corpus.rs` replays the kept
+//! seeds and every crash ever found (`fuzz/regressions/`) on stable. Each
+//! takes raw bytes; its first bytes choose the options (a line limit, a
+//! column kind, a decimal's precision) so one target covers every option.
+
+use chrono::NaiveDate;
+
+use crate::arguments::{self, AsOf};
+use crate::location::Location;
+use crate::records::{Chunker, Fields, KEPT_OF_LONG_LINE};
+use crate::values;
+
+/// The records of `input` read with chunks of `target` bytes and lines
+/// limited to `max_line`: (line number, bytes, cut).
+fn records(input: &[u8], target: usize, max_line: usize) -> Vec<(u64, Vec<u8>, bool)> {
+    let mut chunker = Chunker::with_max_line(input, target, max_line);
+    let mut out = Vec::new();
+    while let Some(chunk) = chunker.next_chunk().expect("reading a slice never fails") {
+        out.extend(chunk.records().map(|r| (r.line, r.bytes.to_vec(), r.cut)));
+    }
+    out
+}
+
+/// The splitter gives one record per line of the input, numbered from 1,
+/// each the line without its line end (LF or CRLF), or, past the line
+/// limit, a marked prefix of it; and the same records however the input is
+/// cut into chunks.
+pub fn split_records(data: &[u8]) {
+    let Some((&options, input)) = data.split_first() else { return };
+    let max_line = 1 + usize::from(options % 64);
+    let mut lines: Vec<&[u8]> = input.split(|&b| b == b'\n').collect();
+    if input.is_empty() || input.ends_with(b"\n") {
+        lines.pop(); // nothing after the last line end is not a line
+    }
+    let whole = records(input, input.len() + 1, max_line);
+    assert_eq!(whole.len(), lines.len(), "one record per line");
+    for (index, ((line, bytes, cut), raw)) in whole.iter().zip(&lines).enumerate() {
+        assert_eq!(*line, index as u64 + 1, "lines numbered from 1 in order");
+        let text = raw.strip_suffix(b"\r").unwrap_or(raw);
+        if text.len() > max_line {
+            assert!(*cut, "line {line} is longer than {max_line} bytes: marked cut");
+            assert_eq!(bytes.as_slice(), &text[..KEPT_OF_LONG_LINE.min(max_line)], "line {line}: its start kept");
+        } else {
+            assert!(!*cut, "line {line} fits: not cut");
+            assert_eq!(bytes.as_slice(), text, "line {line} read whole");
+        }
+    }
+    for target in [1, 2, 3, 7, 64] {
+        assert_eq!(records(input, target, max_line), whole, "chunks of {target} bytes read the same records");
+    }
+}
+
+/// Fields as RFC 4180 writes them: quoted when they hold a comma, a quote
+/// or a line end, with quotes doubled.
+fn encode(fields: &[Vec<u8>]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (i, field) in fields.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        if field.iter().any(|b| matches!(b, b',' | b'"' | b'\n' | b'\r')) {
+            out.push(b'"');
+            for &b in field {
+                out.extend_from_slice(if b == b'"' { b"\"\"" } else { std::slice::from_ref(&b) });
+            }
+            out.push(b'"');
+        } else {
+            out.extend_from_slice(field);
+        }
+    }
+    out
+}
+
+fn split(record: &[u8]) -> Result<Vec<Vec<u8>>, String> {
+    let mut fields = Fields::default();
+    fields.split(record)?;
+    Ok((0..fields.len()).map(|i| fields.get(record, i).to_vec()).collect())
+}
+
+/// Any record either splits or is refused with a reason; what splits,
+/// written back as RFC 4180, splits to the same fields; a record without
+/// quotes is its fields joined by commas; and any list of fields, written
+/// as RFC 4180, splits back to itself.
+pub fn split_fields(data: &[u8]) {
+    if let Ok(fields) = split(data) {
+        assert!(!fields.is_empty(), "a record has at least one field");
+        if !data.contains(&b'"') {
+            assert_eq!(fields.join(&b","[..]), data, "unquoted fields joined give the record back");
+        }
+        assert_eq!(split(&encode(&fields)).as_ref(), Ok(&fields), "re-encoded fields split the same");
+    }
+    // 0xFF never occurs in UTF-8: it separates the fields to encode.
+    let fields: Vec<Vec<u8>> = data.split(|&b| b == 0xFF).map(<[u8]>::to_vec).collect();
+    assert_eq!(split(&encode(&fields)), Ok(fields), "encoded fields split back to themselves");
+}
+
+/// Time zones the value parsers are tried in: none, UTC, and zones with
+/// clock changes, half-hour and odd offsets.
+const ZONES: [Option<&str>; 6] = [
+    None,
+    Some("UTC"),
+    Some("Europe/Paris"),
+    Some("America/New_York"),
+    Some("Asia/Kolkata"),
+    Some("Australia/Lord_Howe"),
+];
+
+/// Every value parser: a value that parses prints back to text that parses
+/// to an equal value; the empty field is missing, never a value; and the
+/// accepted text means what the column's rule says (an integer is the
+/// integer Rust reads from it, a decimal never rounds, a file's date is
+/// the file's).
+pub fn parse_values(data: &[u8]) {
+    let Some((&[kind, a, b], rest)) = data.split_first_chunk::<3>() else { return };
+    let text = String::from_utf8_lossy(rest);
+    let text = text.as_ref();
+    match kind % 9 {
+        0 => {
+            if let Ok(Some(flag)) = values::flag(text) {
+                assert_eq!(values::flag(if flag { "True" } else { "False" }), Ok(Some(flag)));
+                let expected = if flag { ["true", "1"] } else { ["false", "0"] };
+                assert!(text.eq_ignore_ascii_case(expected[0]) || text == expected[1], "{text:?} read as {flag}");
+            }
+        }
+        1 => {
+            if let Ok(Some(n)) = values::count(text) {
+                assert_eq!(values::count(&n.to_string()), Ok(Some(n)));
+                let whole = text.split_once('.').map_or(text, |(whole, _)| whole);
+                assert_eq!(whole.parse::<i64>(), Ok(n), "{text:?} is the integer {n}");
+            }
+        }
+        2 => {
+            let mut items = Vec::new();
+            if let Ok(true) = values::count_list_into(text, &mut items) {
+                let printed = format!("[{}]", items.iter().map(i64::to_string).collect::<Vec<_>>().join(", "));
+                assert_eq!(values::count_list(&printed), Ok(Some(items)), "{text:?} printed as {printed}");
+            }
+        }
+        3 => {
+            if let Ok(Some(x)) = values::float(text) {
+                assert!(x.is_finite());
+                assert_eq!(values::float(&format!("{x:?}")), Ok(Some(x)));
+            }
+        }
+        4 => decimal_prints_back(text, a, b),
+        5 => {
+            if let Ok(Some(date)) = values::date_value(text) {
+                assert_eq!(date.format("%Y-%m-%d").to_string(), text, "a date is read only from its one spelling");
+            }
+        }
+        6 => {
+            let file = NaiveDate::from_ymd_opt(2019, 4, 1).expect("a date");
+            if let Ok(Some(date)) = values::file_date(text, file) {
+                assert_eq!(date, file, "a file's date column holds only the file's date");
+            }
+            assert_eq!(values::FileDate::new(file).parse(text), values::file_date(text, file));
+        }
+        7 => {
+            let zone = ZONES[usize::from(a) % ZONES.len()].map(|name| name.parse::<chrono_tz::Tz>().expect("a zone"));
+            if let Ok(Some(micros)) = values::timestamp(text, zone) {
+                let instant = chrono::DateTime::from_timestamp_micros(micros).expect("an instant in range");
+                let printed = instant.naive_utc().format("%Y-%m-%d %H:%M:%S%.6f").to_string();
+                assert_eq!(values::timestamp(&printed, Some(chrono_tz::UTC)), Ok(Some(micros)), "{printed}");
+            }
+        }
+        _ => {
+            let mut items = Vec::new();
+            if let Ok(true) = values::text_list_into(text, &mut items) {
+                let quoted: Vec<String> = items
+                    .iter()
+                    .map(|item| format!("\"{}\"", item.replace('\\', "\\\\").replace('"', "\\\"")))
+                    .collect();
+                let printed = format!("[{}]", quoted.join(", "));
+                let mut again = Vec::new();
+                assert_eq!(values::text_list_into(&printed, &mut again), Ok(true), "{printed}");
+                assert_eq!(again, items, "{text:?} printed as {printed}");
+            }
+        }
+    }
+    for empty in [values::flag("").map(|v| v.is_some()), values::count("").map(|v| v.is_some())] {
+        assert_eq!(empty, Ok(false), "an empty field is missing");
+    }
+}
+
+/// A decimal that parses fits its precision and prints back, at its
+/// scale, to the same value (never rounded).
+fn decimal_prints_back(text: &str, a: u8, b: u8) {
+    let precision = 1 + a % 38;
+    let scale = (b % (precision + 1)) as i8;
+    let Ok(Some(value)) = values::decimal(text, precision, scale) else { return };
+    assert!(value.unsigned_abs() < 10u128.pow(u32::from(precision)), "{text:?} fits decimal({precision},{scale})");
+    let digits = format!("{:0>width$}", value.unsigned_abs(), width = scale as usize + 1);
+    let (whole, fraction) = digits.split_at(digits.len() - scale as usize);
+    let sign = if value < 0 { "-" } else { "" };
+    let printed = if scale == 0 { format!("{sign}{whole}") } else { format!("{sign}{whole}.{fraction}") };
+    assert_eq!(values::decimal(&printed, precision, scale), Ok(Some(value)), "{text:?} printed as {printed}");
+}
+
+/// Command-line values: a location, size, day or `--as-of` point that
+/// parses prints back to text that parses to the same thing (a location's
+/// normal form is a fixed point), and sizes respect the floor.
+pub fn parse_arguments(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let text = text.as_ref();
+    if let Ok(location) = Location::parse(text) {
+        assert_eq!(Location::parse(&location.to_string()), Ok(location.clone()), "{text:?} normalised is stable");
+        if let Location::S3 { bucket, prefix } = &location {
+            assert!(!bucket.is_empty() && !bucket.contains('/'));
+            assert!(prefix.is_empty() || prefix.split('/').all(|s| !s.is_empty() && s != "." && s != ".."));
+        }
+    }
+    if let Ok(bytes) = arguments::size(text) {
+        assert!(bytes >= 64 << 20, "{text:?} is at least the floor");
+        if bytes < 1 << 53 {
+            assert_eq!(arguments::size(&bytes.to_string()), Ok(bytes), "{text:?} is {bytes} bytes");
+        }
+    }
+    let today = NaiveDate::from_ymd_opt(2026, 12, 6).expect("a date");
+    if let Ok(day) = arguments::date(text, today) {
+        let printed = day.format("%Y-%m-%d").to_string();
+        assert!(printed == text || ["today", "yesterday"].contains(&text), "{text:?} read as {printed}");
+    }
+    if let Ok(point) = AsOf::parse(text) {
+        assert_eq!(AsOf::parse(&point.to_string()), Ok(point), "{text:?}");
+    }
+}
