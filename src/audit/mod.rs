@@ -18,10 +18,12 @@ pub use shoplake_parse::arguments::AsOf;
 
 /// The table at `location`; a missing table is a usage error (exit 2).
 pub async fn existing_table(storage: &Storage, location: &Location) -> Result<DeltaTable> {
-    storage
-        .open_table(location)
-        .await?
-        .ok_or_else(|| Error::usage(Stage::Query, location, "there is no Delta table here (nothing loaded yet?)"))
+    storage.open_table(location).await?.ok_or_else(|| not_loaded(location))
+}
+
+/// The error for a table that is not there: the user's (exit 2).
+pub fn not_loaded(location: &Location) -> Error {
+    Error::usage(Stage::Query, location, "there is no Delta table here (nothing loaded yet?)")
 }
 
 /// The table at `location` as of a version or time. A version that does not

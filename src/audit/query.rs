@@ -12,9 +12,10 @@ use datafusion::datasource::MemTable;
 use datafusion::error::DataFusionError;
 use datafusion::execution::context::SQLOptions;
 use datafusion::prelude::SessionContext;
+use deltalake::DeltaTable;
 
 use super::pairing;
-use super::{existing_table, table_as_of, AsOf};
+use super::{not_loaded, table_as_of, AsOf};
 use crate::error::{Error, Result, Stage};
 use crate::storage::Storage;
 use crate::target::TableTarget;
@@ -22,47 +23,92 @@ use crate::target::TableTarget;
 #[derive(Debug, Clone)]
 pub struct QueryConfig {
     /// Every defined table; each that exists is registered under its name
-    /// (and its rejects table under `<name>_rejects`).
+    /// (and its rejects table under `<name>_rejects`); one not loaded yet is
+    /// left out, and a query that names it is refused.
     pub targets: Vec<TableTarget>,
-    /// The table the command names (`--table-name`): it must exist.
+    /// The table the command is about (`--table-name`), for messages.
     pub main: String,
     pub sql: String,
-    /// `--as-of` by table name; tables not named are read at their latest version.
+    /// `--as-of` by table name: each named table must exist at that point.
     pub as_of: BTreeMap<String, AsOf>,
+    /// `--as-of '*=TIME'`: every loaded table not named above, at that time.
+    pub as_of_every: Option<AsOf>,
 }
 
 pub async fn run(storage: &Storage, config: &QueryConfig) -> Result<Vec<RecordBatch>> {
     let ctx = crate::session::context();
     let mut main_location = None;
+    let mut left_out = Vec::new();
     for target in &config.targets {
-        let required = target.name() == config.main || config.as_of.contains_key(target.name());
         if target.name() == config.main {
             main_location = Some(target.table.clone());
         }
-        if !required && storage.open_table(&target.table).await?.is_none() {
-            tracing::debug!(table = target.name(), location = %target.table, "not loaded yet: not registered");
-            continue;
-        }
-        register(&ctx, storage, target, config.as_of.get(target.name())).await?;
+        let named = config.as_of.get(target.name());
+        // Opened once: the latest version, registered as is unless a point is asked.
+        let latest = match (named, storage.open_table(&target.table).await?) {
+            (None, None) => {
+                tracing::info!(table = target.name(), location = %target.table, "not loaded yet: left out of the query");
+                left_out.push(target);
+                continue;
+            }
+            (Some(_), None) => return Err(not_loaded(&target.table)),
+            (_, Some(latest)) => latest,
+        };
+        register(&ctx, storage, target, latest, named.or(config.as_of_every.as_ref())).await?;
     }
     let subject = main_location.map_or_else(|| config.main.clone(), |l| l.to_string());
+    refuse_tables_not_loaded(&ctx, &config.sql, &left_out)
+        .map_err(|e| e.unwrap_or_else(|e| query_error(&subject, e)))?;
     let read_only = SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false);
     let frame = ctx.sql_with_options(&config.sql, read_only).await.map_err(|e| query_error(&subject, e))?;
     frame.collect().await.map_err(|e| query_error(&subject, e))
 }
 
-/// Registers one table (as of `as_of`) and the rejects its log pairs with that version.
-async fn register(ctx: &SessionContext, storage: &Storage, target: &TableTarget, as_of: Option<&AsOf>) -> Result<()> {
+/// A query that names a defined table not loaded yet (or its rejects table)
+/// is refused by name, rather than with DataFusion's "table not found".
+fn refuse_tables_not_loaded(
+    ctx: &SessionContext,
+    sql: &str,
+    left_out: &[&TableTarget],
+) -> std::result::Result<(), std::result::Result<Error, DataFusionError>> {
+    if left_out.is_empty() {
+        return Ok(());
+    }
+    let state = ctx.state();
+    let statement = state.sql_to_statement(sql, &state.config().options().sql_parser.dialect).map_err(Err)?;
+    for reference in state.resolve_table_references(&statement).map_err(Err)? {
+        let named = reference.table();
+        let target = left_out
+            .iter()
+            .find(|t| named == t.name() || named.strip_suffix(crate::target::REJECTS_SUFFIX) == Some(t.name()));
+        if let Some(target) = target {
+            return Err(Ok(Error::usage(
+                Stage::Query,
+                &target.table,
+                format!(
+                    "table {named} is not loaded yet: there is no Delta table here (load a date of {} first)",
+                    target.name()
+                ),
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Registers one table (`latest`, or as of `as_of`) and the rejects its log pairs with that version.
+async fn register(
+    ctx: &SessionContext,
+    storage: &Storage,
+    target: &TableTarget,
+    latest: DeltaTable,
+    as_of: Option<&AsOf>,
+) -> Result<()> {
     let location = &target.table;
     let table = match as_of {
-        None => existing_table(storage, location).await?,
+        None => latest.clone(),
         Some(as_of) => table_as_of(storage, location, as_of).await?,
     };
     // The rejects that go with the chosen version, by the log's pairing.
-    let latest = match as_of {
-        None => table.clone(),
-        Some(_) => existing_table(storage, location).await?,
-    };
     let log = pairing::table_log(&latest).await?;
     let version = crate::storage::version_of(&table);
     let is_latest = version == crate::storage::version_of(&latest);

@@ -106,7 +106,7 @@ pub fn backfill_configs(
         .collect())
 }
 
-/// Every table registered, the named one required, `--as-of` by name.
+/// Every table registered (those loaded), `--as-of` by name or for all.
 pub fn query_config(catalog: &Catalog, args: &QueryArgs, sql: String) -> Result<QueryConfig> {
     let main = target(catalog, &args.table)?;
     let lake = Location::parse(&args.table.lake)?;
@@ -116,25 +116,32 @@ pub fn query_config(catalog: &Catalog, args: &QueryArgs, sql: String) -> Result<
             targets.push(TableTarget::resolve(def, &lake, None, None)?);
         }
     }
-    let mut as_of = BTreeMap::new();
+    let (mut as_of, mut as_of_every) = (BTreeMap::new(), None);
     for text in &args.as_of {
-        let (names, value) = match text.split_once('=') {
-            Some(("*", value)) => (targets.iter().map(|t| t.name().to_string()).collect(), value),
+        let (name, value) = match text.split_once('=') {
+            Some(("*", value)) => (None, value),
             Some((name, value)) => {
                 catalog.get(name)?;
-                (vec![name.to_string()], value)
+                (Some(name.to_string()), value)
             }
-            None => (vec![main.name().to_string()], text.as_str()),
+            None => (Some(main.name().to_string()), text.as_str()),
         };
         let point = AsOf::parse(value).map_err(|e| Error::usage(Stage::CommandLine, "--as-of", e))?;
-        if names.len() > 1 && matches!(point, AsOf::Version(_)) {
-            return Err(Error::usage(Stage::CommandLine, "--as-of", "'*=' takes a time: versions differ per table"));
-        }
-        for name in names {
-            as_of.insert(name, point.clone());
+        match name {
+            Some(name) => {
+                as_of.insert(name, point);
+            }
+            None if matches!(point, AsOf::Version(_)) => {
+                return Err(Error::usage(
+                    Stage::CommandLine,
+                    "--as-of",
+                    "'*=' takes a time: versions differ per table",
+                ));
+            }
+            None => as_of_every = Some(point),
         }
     }
-    Ok(QueryConfig { main: main.name().to_string(), targets, sql, as_of })
+    Ok(QueryConfig { main: main.name().to_string(), targets, sql, as_of, as_of_every })
 }
 
 pub fn generate_config(catalog: &Catalog, args: &GenerateArgs) -> Result<GenerateConfig> {

@@ -217,6 +217,7 @@ fn query_errors_are_one_clear_line_and_exit_2() {
         assert!(stderr.contains(needle), "{args:?}: {stderr}");
     }
     let empty = Workspace::new();
-    let out = empty.shoplake(&["query", "--sql", "SELECT 1"]);
+    let out = empty.shoplake(&["query", "--sql", "SELECT count(*) FROM shopify_configuration"]);
     assert_eq!(out.status.code(), Some(2), "no table yet");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not loaded yet"));
 }

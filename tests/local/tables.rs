@@ -265,6 +265,41 @@ fn query_joins_the_tables_and_as_of_applies_to_the_one_named() {
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("known: shopify_configuration, shopify_usage_daily"));
 }
 
+/// A newcomer loads only a new table: queries of it work; one that names a
+/// table not loaded yet (or its rejects) says so, exit 2; one that names no
+/// table at all runs. Beside it: once loaded, the same query works.
+#[test]
+fn a_query_leaves_out_the_tables_not_loaded_yet_and_names_them_when_asked() {
+    let lake = Lake::new();
+    lake.generate("shopify_usage_daily", D1, D1, 40, &[]);
+    lake.ingest("shopify_usage_daily", D1, &[]);
+    let count = "SELECT count(*) AS n FROM shopify_usage_daily";
+    let rows = lake.query("shopify_configuration", count, None)[0]["n"].as_i64().unwrap();
+    assert!(rows > 0, "the loaded table is queried: {rows}");
+    assert_eq!(lake.query("shopify_configuration", "SELECT 1 AS one", None)[0]["one"], 1);
+    // `*=` a time covers the loaded tables only.
+    let now = chrono::Utc::now().to_rfc3339();
+    let at = lake.run(&["query", "--format", "json", "--as-of", &format!("*={now}"), "--sql", count]);
+    assert_eq!(at.status.code(), Some(0), "{}", String::from_utf8_lossy(&at.stderr));
+    for sql in [
+        "SELECT count(*) FROM shopify_configuration",
+        "SELECT count(*) FROM shopify_configuration_rejects",
+        "WITH c AS (SELECT id FROM shopify_configuration) SELECT count(*) FROM c JOIN shopify_usage_daily u ON u.shop_id = c.id",
+    ] {
+        let out = lake.run(&["query", "--sql", sql]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{sql}: {stderr}");
+        assert!(stderr.contains("shopify_configuration") && stderr.contains("is not loaded yet"), "{sql}: {stderr}");
+    }
+    // A table named with --as-of must exist.
+    let out = lake.run(&["query", "--as-of", "shopify_configuration=0", "--sql", count]);
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    lake.generate("shopify_configuration", D1, D1, 40, &[]);
+    let (_, report) = lake.ingest("shopify_configuration", D1, &[]);
+    let rows = lake.query("shopify_configuration", "SELECT count(*) AS n FROM shopify_configuration", None);
+    assert_eq!(rows[0]["n"], report["rows_valid"], "once loaded, the same query works: {report}");
+}
+
 #[test]
 fn a_table_location_holding_other_files_is_refused_and_left_as_it_was() {
     let lake = Lake::new();
