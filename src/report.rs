@@ -31,7 +31,11 @@ pub struct RunReport {
     pub table: String,
     pub status: Status,
     pub table_version: Option<i64>,
+    /// Records read after the header.
     pub rows_read: u64,
+    /// Physical lines read after the header: more than the records when
+    /// quoted fields span lines (`records = "quoted"`).
+    pub lines_read: u64,
     pub rows_filtered: u64,
     pub rows_rejected: u64,
     pub rows_duplicate: u64,
@@ -78,6 +82,7 @@ impl RunReport {
             status: Status::Failed,
             table_version: None,
             rows_read: 0,
+            lines_read: 0,
             rows_filtered: 0,
             rows_rejected: 0,
             rows_duplicate: 0,
@@ -126,6 +131,9 @@ impl RunReport {
             "  rows     {} read = {} valid + {} filtered + {} rejected + {} duplicate",
             self.rows_read, self.rows_valid, self.rows_filtered, self.rows_rejected, self.rows_duplicate
         );
+        if self.lines_read != self.rows_read {
+            let _ = writeln!(out, "  lines    {} (quoted fields span lines)", self.lines_read);
+        }
         // A failed run changed nothing: no zeros that read like a result.
         if self.status != Status::Failed {
             let _ = writeln!(
@@ -217,6 +225,7 @@ mod tests {
             "status",
             "table_version",
             "rows_read",
+            "lines_read",
             "rows_filtered",
             "rows_rejected",
             "rows_duplicate",

@@ -149,7 +149,7 @@ pub async fn a_load_races_optimize_and_restore(backend: Option<Backend>) {
             Ok(rows) => {
                 let d1 = rows.get(DATES[0]);
                 let d1_ok = d1 == at_1.get(DATES[0]) || d1 == Some(&corrected);
-                let d2_ok = rows.get(DATES[1]).is_none() || rows.get(DATES[1]) == at_2.get(DATES[1]);
+                let d2_ok = !rows.contains_key(DATES[1]) || rows.get(DATES[1]) == at_2.get(DATES[1]);
                 if !(d1_ok && d2_ok) {
                     result = result.and(Err(format!(
                         "{context}: {} holds {} rows, {} holds {}: not what the commands could leave",

@@ -9,16 +9,19 @@ use chrono::NaiveDate;
 
 use crate::arguments::{self, AsOf};
 use crate::location::Location;
-use crate::records::{Chunker, Fields, KEPT_OF_LONG_LINE};
+use crate::records::{Chunker, Fields, Framing, KEPT_OF_LONG_LINE};
 use crate::values;
 
-/// The records of `input` read with chunks of `target` bytes and lines
-/// limited to `max_line`: (line number, bytes, cut).
-fn records(input: &[u8], target: usize, max_line: usize) -> Vec<(u64, Vec<u8>, bool)> {
-    let mut chunker = Chunker::with_max_line(input, target, max_line);
+/// A record as read: (first line number, lines spanned, bytes, cut).
+type Record = (u64, u32, Vec<u8>, bool);
+
+/// The records of `input` read with chunks of `target` bytes, lines
+/// limited to `max_line`, framed by `framing`.
+fn records(input: &[u8], target: usize, max_line: usize, framing: Framing) -> Vec<Record> {
+    let mut chunker = Chunker::framed(input, target, max_line, framing);
     let mut out = Vec::new();
     while let Some(chunk) = chunker.next_chunk().expect("reading a slice never fails") {
-        out.extend(chunk.records().map(|r| (r.line, r.bytes.to_vec(), r.cut)));
+        out.extend(chunk.records().map(|r| (r.line, r.lines, r.bytes.to_vec(), r.cut)));
     }
     out
 }
@@ -34,10 +37,10 @@ pub fn split_records(data: &[u8]) {
     if input.is_empty() || input.ends_with(b"\n") {
         lines.pop(); // nothing after the last line end is not a line
     }
-    let whole = records(input, input.len() + 1, max_line);
+    let whole = records(input, input.len() + 1, max_line, Framing::Lines);
     assert_eq!(whole.len(), lines.len(), "one record per line");
-    for (index, ((line, bytes, cut), raw)) in whole.iter().zip(&lines).enumerate() {
-        assert_eq!(*line, index as u64 + 1, "lines numbered from 1 in order");
+    for (index, ((line, spanned, bytes, cut), raw)) in whole.iter().zip(&lines).enumerate() {
+        assert_eq!((*line, *spanned), (index as u64 + 1, 1), "lines numbered from 1 in order, one each");
         let text = raw.strip_suffix(b"\r").unwrap_or(raw);
         if text.len() > max_line {
             assert!(*cut, "line {line} is longer than {max_line} bytes: marked cut");
@@ -48,7 +51,63 @@ pub fn split_records(data: &[u8]) {
         }
     }
     for target in [1, 2, 3, 7, 64] {
-        assert_eq!(records(input, target, max_line), whole, "chunks of {target} bytes read the same records");
+        let chunked = records(input, target, max_line, Framing::Lines);
+        assert_eq!(chunked, whole, "chunks of {target} bytes read the same records");
+    }
+}
+
+/// Quoted framing, against a plain reading of its rule line by line: a
+/// record ends at the first line end where its quotes are balanced; one
+/// still open after `max_lines` lines or `max_bytes` bytes, before a long
+/// line or at the end of the input is its first line alone, and the next
+/// record starts at the line after that; a long line is a record of its
+/// own, cut. Every line is in exactly one record, and the records are the
+/// same however the input is cut into chunks.
+pub fn split_quoted_records(data: &[u8]) {
+    let Some((&[a, b, c], input)) = data.split_first_chunk::<3>() else { return };
+    let max_line = 1 + usize::from(a % 64);
+    let framing = Framing::Quoted { max_lines: 1 + u32::from(b % 8), max_bytes: 1 + usize::from(c) };
+    let Framing::Quoted { max_lines, max_bytes } = framing else { unreachable!() };
+    let mut lines: Vec<&[u8]> = input.split(|&b| b == b'\n').collect();
+    if input.is_empty() || input.ends_with(b"\n") {
+        lines.pop();
+    }
+    let ended = |i: usize| usize::from(i + 1 < lines.len() || input.ends_with(b"\n"));
+    let text = |i: usize| lines[i].strip_suffix(b"\r").unwrap_or(lines[i]);
+    let long = |i: usize| text(i).len() > max_line;
+    let quotes_odd = |i: usize| text(i).iter().filter(|&&b| b == b'"').count() % 2 == 1;
+    let mut expected: Vec<Record> = Vec::new();
+    let mut i = 0;
+    while i < lines.len() {
+        let number = i as u64 + 1;
+        if long(i) {
+            expected.push((number, 1, text(i)[..KEPT_OF_LONG_LINE.min(max_line)].to_vec(), true));
+            i += 1;
+            continue;
+        }
+        let (mut j, mut open, mut bytes) = (i, false, 0);
+        let last = loop {
+            open ^= quotes_odd(j);
+            bytes += lines[j].len() + ended(j);
+            if !open {
+                break j;
+            }
+            if j - i + 1 >= max_lines as usize || bytes >= max_bytes || j + 1 >= lines.len() || long(j + 1) {
+                break i; // unterminated: its first line alone
+            }
+            j += 1;
+        };
+        let mut record = lines[i..=last].join(&b"\n"[..]);
+        if record.ends_with(b"\r") {
+            record.pop();
+        }
+        expected.push((number, (last - i + 1) as u32, record, false));
+        i = last + 1;
+    }
+    let spanned: u64 = expected.iter().map(|r| u64::from(r.1)).sum();
+    assert_eq!(spanned, lines.len() as u64, "every line in exactly one record");
+    for target in [input.len() + 1, 1, 2, 7, 64] {
+        assert_eq!(records(input, target, max_line, framing), expected, "chunks of {target} bytes");
     }
 }
 

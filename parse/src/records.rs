@@ -1,8 +1,10 @@
-//! Splits the export into records, one per line (PRODUCT.md: a line break
-//! always ends a record), while keeping what a reject needs: the line number
-//! and the raw bytes. LF and CRLF line ends are both accepted. A quote left
-//! open at the end of a line breaks that line only; it never swallows the
-//! lines after it.
+//! Splits the export into records, by default one per line (PRODUCT.md: a
+//! line break always ends a record), or with quoted fields spanning lines
+//! when the table says so ([`Framing`]), while keeping what a reject needs:
+//! the first line's number, the lines spanned and the raw bytes. LF and CRLF
+//! line ends are both accepted. A quote left open breaks its own line only
+//! (at the end of that line, or past a quoted record's bounds); it never
+//! swallows the lines after it.
 //!
 //! The input is cut into large chunks that end on a line end, so chunks can
 //! be parsed on several threads; records are then slices of their chunk,
@@ -12,6 +14,9 @@
 
 use std::io::{self, Read};
 
+pub use crate::framing::Framing;
+use crate::framing::{next_record, Lines};
+
 /// The longest line read whole; longer lines are rejected. Real lines of the
 /// export are a few hundred bytes.
 pub const MAX_LINE_BYTES: usize = 1 << 20;
@@ -20,9 +25,11 @@ pub const KEPT_OF_LONG_LINE: usize = 4096;
 
 /// One record (a line), borrowed from its chunk.
 pub struct RawRecord<'a> {
-    /// 1-based line number.
+    /// 1-based number of its first line.
     pub line: u64,
-    /// The line without its line end.
+    /// Physical lines it spans (1 but for a quoted field holding line breaks).
+    pub lines: u32,
+    /// The record without its last line end.
     pub bytes: &'a [u8],
     /// True when the line was longer than the limit and was cut.
     pub cut: bool,
@@ -39,6 +46,7 @@ pub struct Chunk {
     pub cut_lines: Vec<u64>,
     /// Lines longer than this are cut when their records are read.
     pub max_line: usize,
+    pub framing: Framing,
 }
 
 impl Chunk {
@@ -47,18 +55,19 @@ impl Chunk {
             data: &self.bytes,
             pos: self.start,
             next_line: self.first_line,
-            cut_lines: &self.cut_lines,
-            max_line: self.max_line,
+            lines: Lines { cut_lines: &self.cut_lines, max_line: self.max_line },
+            framing: self.framing,
         }
     }
 }
 
-/// Reads the input in chunks of about `target` bytes that end after a line
-/// end (only the last chunk may end elsewhere).
+/// Reads the input in chunks of about `target` bytes that end after a
+/// record (only the last chunk may end elsewhere).
 pub struct Chunker<R> {
     input: R,
     target: usize,
     max_line: usize,
+    framing: Framing,
     /// The start of a line not finished in the previous chunk.
     carry: Vec<u8>,
     next_line: u64,
@@ -88,7 +97,29 @@ impl<R: Read> Chunker<R> {
     }
 
     pub fn with_max_line(input: R, target: usize, max_line: usize) -> Self {
-        Chunker { input, target: target.max(1), max_line, carry: Vec::new(), next_line: 1, done: false }
+        Self::framed(input, target, max_line, Framing::Lines)
+    }
+
+    pub fn framed(input: R, target: usize, max_line: usize, framing: Framing) -> Self {
+        Chunker { input, target: target.max(1), max_line, framing, carry: Vec::new(), next_line: 1, done: false }
+    }
+
+    /// Where the last whole record of `bytes[..lines_end]` ends (0: none is
+    /// whole yet). Lines: every whole line is a record; quoted: found
+    /// record by record, as the records will be read.
+    fn record_boundary(&self, bytes: &[u8], lines_end: usize, cut_lines: &[u64]) -> usize {
+        if self.framing == Framing::Lines {
+            return lines_end;
+        }
+        let lines = Lines { cut_lines, max_line: self.max_line };
+        let (mut pos, mut line) = (0, self.next_line);
+        while pos < lines_end {
+            match next_record(bytes, pos, line, lines, self.framing, false) {
+                Some(found) if found.next <= lines_end => (pos, line) = (found.next, line + u64::from(found.lines)),
+                _ => break,
+            }
+        }
+        pos
     }
 
     pub fn next_chunk(&mut self) -> io::Result<Option<Chunk>> {
@@ -97,8 +128,10 @@ impl<R: Read> Chunker<R> {
         }
         let mut bytes = std::mem::take(&mut self.carry);
         let mut cursor = LineCursor { start: 0, lines_before: 0 };
+        // Quoted records may leave whole lines for the next chunk: they are no long line.
+        cursor.scan(&bytes, 0);
         let mut cut_lines = Vec::new();
-        let eof = 'fill: loop {
+        let (eof, boundary) = 'fill: loop {
             let before = bytes.len();
             let at_eof = self.read_more(&mut bytes)?;
             cursor.scan(&bytes, before);
@@ -115,17 +148,20 @@ impl<R: Read> Chunker<R> {
                         bytes.extend_from_slice(&after);
                         cursor.scan(&bytes, from);
                     }
-                    None => break 'fill true,
+                    None => break 'fill (true, 0),
                 }
             }
             if at_eof {
-                break true;
+                break (true, 0);
             }
             if cursor.start > 0 && bytes.len() >= self.target {
-                break false;
+                let boundary = self.record_boundary(&bytes, cursor.start, &cut_lines);
+                if boundary > 0 {
+                    break (false, boundary);
+                }
             }
         };
-        let boundary = if eof { bytes.len() } else { cursor.start };
+        let boundary = if eof { bytes.len() } else { boundary };
         self.carry = bytes[boundary..].to_vec();
         bytes.truncate(boundary);
         if eof {
@@ -136,7 +172,7 @@ impl<R: Read> Chunker<R> {
         }
         let first_line = self.next_line;
         self.next_line += memchr::memchr_iter(b'\n', &bytes).count() as u64;
-        Ok(Some(Chunk { bytes, start: 0, first_line, cut_lines, max_line: self.max_line }))
+        Ok(Some(Chunk { bytes, start: 0, first_line, cut_lines, max_line: self.max_line, framing: self.framing }))
     }
 
     /// Appends up to `target` bytes; true at the end of the input.
@@ -180,8 +216,8 @@ pub struct SliceRecords<'a> {
     data: &'a [u8],
     pos: usize,
     next_line: u64,
-    cut_lines: &'a [u64],
-    max_line: usize,
+    lines: Lines<'a>,
+    framing: Framing,
 }
 
 impl<'a> SliceRecords<'a> {
@@ -199,29 +235,22 @@ impl<'a> Iterator for SliceRecords<'a> {
             return None;
         }
         let (start, line) = (self.pos, self.next_line);
-        let rest = &self.data[start..];
-        let raw = match memchr::memchr(b'\n', rest) {
-            Some(end) => {
-                self.pos = start + end + 1;
-                &rest[..end]
-            }
-            None => {
-                self.pos = self.data.len();
-                rest
-            }
-        };
-        self.next_line += 1;
+        // A chunk ends after a record: its end is the input's for the framing.
+        let found = next_record(self.data, start, line, self.lines, self.framing, true)?;
+        self.pos = found.next;
+        self.next_line += u64::from(found.lines);
         // A line cut while reading is its kept start: a CR there is data, not a line end.
-        if self.cut_lines.binary_search(&line).is_ok() {
-            return Some(RawRecord { line, bytes: raw, cut: true });
+        if self.lines.cut_lines.binary_search(&line).is_ok() {
+            let end = memchr::memchr(b'\n', &self.data[start..]).map_or(self.data.len(), |o| start + o);
+            return Some(RawRecord { line, lines: 1, bytes: &self.data[start..end], cut: true });
         }
-        // A CR before the LF, or ending the input, is part of the line end.
-        let bytes = raw.strip_suffix(b"\r").unwrap_or(raw);
+        let bytes = &self.data[start..found.end];
         // A long line that fit in the chunk is cut here, as one that did not was while reading.
-        if bytes.len() > self.max_line {
-            return Some(RawRecord { line, bytes: &bytes[..KEPT_OF_LONG_LINE.min(self.max_line)], cut: true });
+        if found.lines == 1 && bytes.len() > self.lines.max_line {
+            let kept = &bytes[..KEPT_OF_LONG_LINE.min(self.lines.max_line)];
+            return Some(RawRecord { line, lines: 1, bytes: kept, cut: true });
         }
-        Some(RawRecord { line, bytes, cut: false })
+        Some(RawRecord { line, lines: found.lines, bytes, cut: false })
     }
 }
 
@@ -243,6 +272,11 @@ struct Span {
 impl Fields {
     pub fn len(&self) -> usize {
         self.spans.len()
+    }
+
+    /// True before the first split: a record split has one field at least.
+    pub fn is_empty(&self) -> bool {
+        self.spans.is_empty()
     }
 
     /// Field `index` of `record` (the record last passed to `split`).

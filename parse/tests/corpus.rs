@@ -30,6 +30,11 @@ fn split_records() {
 }
 
 #[test]
+fn split_quoted_records() {
+    replay("split_quoted_records", properties::split_quoted_records);
+}
+
+#[test]
 fn split_fields() {
     replay("split_fields", properties::split_fields);
 }

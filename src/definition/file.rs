@@ -9,7 +9,8 @@ use serde::Deserialize;
 use super::sample::Sample;
 use datafusion::arrow::datatypes::DataType;
 
-use super::{types, Column, Kind, MissingColumns, TableDefinition, UnknownColumns, DATE_PLACEHOLDER};
+use super::{types, Column, Kind, MissingColumns, Records, TableDefinition, UnknownColumns, DATE_PLACEHOLDER};
+use shoplake_parse::framing::Framing;
 
 /// `table.toml` as written.
 #[derive(Debug, Deserialize)]
@@ -28,6 +29,11 @@ pub(crate) struct TableFile {
     unknown_columns: UnknownColumns,
     #[serde(default)]
     missing_columns: MissingColumns,
+    #[serde(default)]
+    records: Records,
+    /// Bounds of a quoted record (`records = "quoted"` only).
+    max_record_lines: Option<u32>,
+    max_record_bytes: Option<u64>,
     #[serde(default)]
     properties: BTreeMap<String, String>,
     columns: Vec<ColumnFile>,
@@ -108,6 +114,7 @@ impl TableFile {
         if let Err(e) = check_relative_path(&table_path) {
             problems.add("table_path", e);
         }
+        let framing = self.framing(&mut problems);
         // missing_columns = "null" needs no check: not-null columns are still
         // refused when missing, per load.
         if !problems.0.is_empty() {
@@ -126,9 +133,35 @@ impl TableFile {
             table_path,
             unknown_columns: self.unknown_columns,
             missing_columns: self.missing_columns,
+            framing,
             origin,
             fingerprint: String::new(),
         })
+    }
+
+    /// The framing of `records`, its bounds checked: they are for quoted
+    /// records only, and a record spans at least one line and one byte.
+    fn framing(&self, problems: &mut Problems) -> Framing {
+        let bounds =
+            [("max_record_lines", self.max_record_lines.map(u64::from)), ("max_record_bytes", self.max_record_bytes)];
+        for (key, value) in bounds {
+            match value {
+                Some(_) if self.records == Records::Lines => {
+                    problems.add(key, "bounds a quoted record: it needs records = \"quoted\"")
+                }
+                Some(0) => problems.add(key, "must be at least 1"),
+                _ => {}
+            }
+        }
+        match self.records {
+            Records::Lines => Framing::Lines,
+            Records::Quoted => Framing::Quoted {
+                max_lines: self.max_record_lines.unwrap_or(super::DEFAULT_MAX_RECORD_LINES).max(1),
+                max_bytes: usize::try_from(self.max_record_bytes.unwrap_or(super::DEFAULT_MAX_RECORD_BYTES))
+                    .unwrap_or(usize::MAX)
+                    .max(1),
+            },
+        }
     }
 
     /// The key is one text column plus the partition column, which is the

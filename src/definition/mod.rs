@@ -48,6 +48,23 @@ pub enum Kind {
     RowHash,
 }
 
+/// `records` in table.toml: how the export's records are framed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Records {
+    /// A line break always ends a record (PRODUCT.md).
+    #[default]
+    Lines,
+    /// RFC 4180: a quoted field may span lines (Shopify's admin exports).
+    Quoted,
+}
+
+/// Bounds of a quoted record when table.toml does not say: a description
+/// of a thousand lines fits, and a stray quote costs at most this much
+/// scanning before its line is rejected alone.
+pub const DEFAULT_MAX_RECORD_LINES: u32 = 1000;
+pub const DEFAULT_MAX_RECORD_BYTES: u64 = 1 << 20;
+
 /// What a load does with export columns the definition does not declare.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -112,6 +129,9 @@ pub struct TableDefinition {
     pub table_path: String,
     pub unknown_columns: UnknownColumns,
     pub missing_columns: MissingColumns,
+    /// How the export's records are framed (`records`, `max_record_lines`,
+    /// `max_record_bytes`).
+    pub framing: shoplake_parse::framing::Framing,
     /// The folder the definition was read from, or `built-in:<name>`.
     pub origin: String,
     /// A hash of its files: a load records it, and a later run of the date

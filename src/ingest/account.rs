@@ -23,6 +23,7 @@ pub(super) fn account(
     let uri = report.source.clone();
     let line_rejects = summary.line_rejects.len() as u64;
     report.rows_read = summary.rows_read;
+    report.lines_read = summary.lines_read;
     report.rows_filtered = summary.rows_read - line_rejects - validated.rows_transformed;
     report.rows_rejected = line_rejects + validated.value_rejects.len() as u64;
     report.rows_duplicate = validated.rows_duplicate;
@@ -43,6 +44,7 @@ pub(super) fn account(
     all_rejects.sort();
     tracing::info!(
         rows_read = report.rows_read,
+        lines_read = report.lines_read,
         rows_valid = report.rows_valid,
         rows_filtered = report.rows_filtered,
         blank_lines = summary.blank_lines,
@@ -69,6 +71,7 @@ pub(super) fn commit_info(
         "export_date": report.date,
         "source": report.source,
         "rows_read": report.rows_read,
+        "lines_read": report.lines_read,
         "rows_filtered": report.rows_filtered,
         "rows_rejected": report.rows_rejected,
         "rows_duplicate": report.rows_duplicate,
@@ -119,6 +122,8 @@ pub(super) fn repeated(report: &mut RunReport, last: &write::provenance::LastLoa
     report.status = if dry_run { Status::DryRun } else { Status::Unchanged };
     report.table_version = Some(version);
     report.rows_read = count("rows_read");
+    // Loads before lines were counted apart had one record a line.
+    report.lines_read = last.info.get("lines_read").and_then(serde_json::Value::as_u64).unwrap_or(report.rows_read);
     report.rows_filtered = count("rows_filtered");
     report.rows_rejected = count("rows_rejected");
     report.rows_duplicate = count("rows_duplicate");

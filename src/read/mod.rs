@@ -44,8 +44,10 @@ pub struct Reject {
 /// What the reader knows once it has reached the end of the file.
 #[derive(Debug, Default)]
 pub struct ReadSummary {
-    /// Lines after the header.
+    /// Records after the header (lines, unless quoted fields span lines).
     pub rows_read: u64,
+    /// Physical lines after the header.
+    pub lines_read: u64,
     /// Empty or whitespace-only lines (filtered).
     pub blank_lines: u64,
     /// Lines refused before their values could be read.
@@ -155,7 +157,7 @@ fn read_export(
             Error::unavailable(Stage::Read, source_uri, format!("reading failed: {e}"))
         }
     };
-    let mut chunker = Chunker::new(input, CHUNK_BYTES);
+    let mut chunker = Chunker::framed(input, CHUNK_BYTES, records::MAX_LINE_BYTES, def.framing);
     let empty = || Error::rejected(Stage::Read, source_uri, "the file is empty: no header line");
     let mut first = chunker.next_chunk().map_err(io_error)?.ok_or_else(empty)?;
     expected.observe(&first.bytes, def.export_columns().count());
@@ -224,6 +226,7 @@ fn read_export(
             match worker.join().expect("a parser thread panicked") {
                 Ok(part) => {
                     summary.rows_read += part.rows_read;
+                    summary.lines_read += part.lines_read;
                     summary.blank_lines += part.blank_lines;
                     summary.line_rejects.extend(part.line_rejects);
                 }
@@ -256,6 +259,7 @@ impl ChunkParser {
         let mut reasons: Vec<String> = Vec::new();
         for record in chunk.records() {
             summary.rows_read += 1;
+            summary.lines_read += u64::from(record.lines);
             let line_reject = |reason: String| Reject {
                 line: record.line,
                 raw: String::from_utf8_lossy(record.bytes).into_owned(),

@@ -164,7 +164,7 @@ impl FileLayout {
 
     /// Rows read straight from a data file this layout wrote, by the
     /// table's column names again.
-    pub fn from_file(&self, batch: &RecordBatch, location: &Location) -> Result<RecordBatch> {
+    pub fn read_from_file(&self, batch: &RecordBatch, location: &Location) -> Result<RecordBatch> {
         if self.file_schema.fields() == self.schema.fields() {
             return Ok(batch.clone());
         }

@@ -189,7 +189,7 @@ async fn rewrite_without(
         .map_err(|e| Error::datafusion(Stage::Write, location, e))?;
     let Some(first) = read.first() else { return Err(fail("a written file reads back empty".into())) };
     let rows = datafusion::arrow::compute::concat_batches(&first.schema(), &read).map_err(|e| fail(e.to_string()))?;
-    let rows = layout.from_file(&rows, location)?;
+    let rows = layout.read_from_file(&rows, location)?;
     let mut writer = layout.data_writer();
     let days = crate::read::days_since_epoch(date);
     let mut written = 0;

@@ -84,7 +84,7 @@ fn refused_for(lake: &Lake, name: &str, rule: &str, line: Option<usize>) {
         assert!(message.contains(&format!("(line {line})")), "line {line}: {message}");
     }
     assert_eq!(lake.version(name), before, "nothing committed");
-    assert!(lake.snapshot(name).rows.get(D2).is_none(), "D2 holds no row");
+    assert!(!lake.snapshot(name).rows.contains_key(D2), "D2 holds no row");
 }
 
 fn check_constraints_refuse_the_rows_that_break_them(name: &str) {

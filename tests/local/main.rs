@@ -13,6 +13,7 @@ mod common;
 mod evolution;
 mod features;
 mod foreign;
+mod framing;
 mod hardening;
 mod lake;
 mod operations;
