@@ -43,6 +43,8 @@ pub(crate) struct TableFile {
 #[serde(deny_unknown_fields)]
 struct ColumnFile {
     name: String,
+    /// The export's header text, when it is not the name.
+    header: Option<String>,
     kind: Kind,
     nullable: Option<bool>,
     #[serde(rename = "type")]
@@ -93,6 +95,13 @@ impl TableFile {
             if columns.iter().any(|seen| seen.name == c.name) {
                 problems.add(format!("columns[{i}].name"), format!("column {} is declared twice", c.name));
                 continue;
+            }
+            let header = c.header.as_ref().unwrap_or(&c.name);
+            if let Some(seen) = columns.iter().find(|seen| seen.in_export && &seen.header == header) {
+                problems.add(
+                    format!("columns[{i}].header"),
+                    format!("header text {header:?} is column {}'s too", seen.name),
+                );
             }
             let in_key = self.key.contains(&c.name);
             if let Some(column) = resolve_column(i, c, in_key, &mut problems) {
@@ -245,8 +254,18 @@ fn resolve_column(i: usize, c: &ColumnFile, in_key: bool, problems: &mut Problem
     if in_key && c.nullable == Some(true) {
         problems.add(at("nullable"), format!("key column {} cannot be nullable", c.name));
     }
+    let header = c.header.clone().unwrap_or_else(|| c.name.clone());
+    if c.header.is_some() && !in_export {
+        problems.add(at("header"), "a column not read from the export has no header text");
+    } else if header.trim() != header || header.is_empty() {
+        problems.add(
+            at("header"),
+            format!("{header:?}: header texts are trimmed when read, so cannot be empty or start or end with spaces"),
+        );
+    }
     Some(Column {
         name: c.name.clone(),
+        header,
         kind: c.kind,
         nullable: c.nullable.unwrap_or(true) && !in_key,
         data_type,
@@ -315,6 +334,7 @@ fn with_row_hash(columns: &mut Vec<Column>, problems: &mut Problems) {
     match columns.iter().filter(|c| c.kind == Kind::RowHash).count() {
         0 if !columns.iter().any(|c| c.name == DEFAULT_ROW_HASH) => columns.push(Column {
             name: DEFAULT_ROW_HASH.into(),
+            header: DEFAULT_ROW_HASH.into(),
             kind: Kind::RowHash,
             nullable: true,
             data_type: DataType::Binary,

@@ -91,6 +91,9 @@ pub enum MissingColumns {
 #[derive(Debug, Clone)]
 pub struct Column {
     pub name: String,
+    /// The export's header text for the column (`header`; its name unless
+    /// declared, e.g. `Variant SKU`).
+    pub header: String,
     pub kind: Kind,
     pub nullable: bool,
     pub data_type: DataType,

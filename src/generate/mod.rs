@@ -91,7 +91,8 @@ async fn write_day(
     let columns: Vec<&Column> = def.export_columns().collect();
     let mut sink = Sink::create(storage, &location).await?;
     let mut chunk: Vec<u8> = Vec::with_capacity(CHUNK + 4096);
-    let header: Vec<&str> = columns.iter().map(|c| c.name.as_str()).collect();
+    // Header texts as the export writes them: quoted when they hold a comma or a quote.
+    let header: Vec<String> = columns.iter().map(|c| quoted_header(&c.header)).collect();
     chunk.extend_from_slice(header.join(",").as_bytes());
     chunk.push(b'\n');
     let mut lines = 0u64;
@@ -208,6 +209,15 @@ impl Sink {
 
     async fn finish(mut self, location: &Location) -> Result<()> {
         self.writer().shutdown().await.map_err(|e| Error::unavailable(Stage::Generate, location, e))
+    }
+}
+
+/// A header text as RFC 4180 writes it.
+fn quoted_header(text: &str) -> String {
+    if text.contains([',', '"']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text.to_string()
     }
 }
 

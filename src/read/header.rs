@@ -41,17 +41,18 @@ impl HeaderLayout {
                 sources.push(ValueSource::FileDate);
                 continue;
             }
-            match header.iter().position(|h| *h == column.name) {
+            match header.iter().position(|h| *h == column.header) {
                 Some(p) => sources.push(ValueSource::Field(p)),
                 None if def.missing_columns == MissingColumns::Null && column.nullable => {
                     sources.push(ValueSource::Missing);
                     missing.push(column.name.clone());
                 }
-                None => refused_missing.push(column.name.as_str()),
+                None if column.header == column.name => refused_missing.push(column.name.clone()),
+                None => refused_missing.push(format!("{} (column {})", column.header, column.name)),
             }
         }
         let unexpected: Vec<&str> =
-            header.iter().filter(|h| !def.export_columns().any(|c| c.name == **h)).map(String::as_str).collect();
+            header.iter().filter(|h| !def.export_columns().any(|c| c.header == **h)).map(String::as_str).collect();
         let mut duplicated: Vec<&str> =
             header.iter().enumerate().filter(|(i, h)| header[..*i].contains(h)).map(|(_, h)| h.as_str()).collect();
         duplicated.dedup();

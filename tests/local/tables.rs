@@ -8,7 +8,8 @@ use crate::lake::Lake;
 const D1: &str = "2019-04-01";
 const D2: &str = "2019-04-02";
 
-/// A definition no build knows: written by the test, in a folder per date.
+/// A definition no build knows: written by the test, in a folder per date,
+/// with header texts that are not its column names (one holding a comma).
 pub const ORDERS_TOML: &str = r#"
 name = "orders_daily"
 description = "Orders placed per day (declared by a test at run time)."
@@ -21,6 +22,7 @@ source_pattern = "orders/{date}/orders.csv"
 
 [[columns]]
 name = "order_id"
+header = "Order ID"
 kind = "text"
 nullable = false
 sample = { format = "uuid", stable = true }
@@ -31,6 +33,7 @@ kind = "file_date"
 
 [[columns]]
 name = "amount"
+header = "Amount, EUR"
 kind = "decimal"
 precision = 10
 scale = 2
@@ -43,6 +46,7 @@ sample = { min = 1, max = 9 }
 
 [[columns]]
 name = "placed_at"
+header = "Placed at (Paris)"
 kind = "timestamp"
 time_zone = "Europe/Paris"
 
@@ -95,7 +99,8 @@ fn guarantees(lake: &Lake, name: &str) {
         lake.export(name, D1)
     })
     .unwrap();
-    assert_eq!(header.split(',').next(), Some(key.as_str()), "the tests find keys in the first field");
+    let key_header = def.column(&key).unwrap().header.as_str();
+    assert_eq!(header.split(',').next(), Some(key_header), "the tests find keys in the first field");
 
     // A first load: every line in one bucket, the rows and the rejects paired.
     let (code, first) = lake.ingest(name, D1, &[]);
@@ -209,6 +214,33 @@ fn the_guarantees_hold_for_a_table_declared_at_run_time() {
     let order = &lake.query("orders_daily", "SELECT * FROM orders_daily ORDER BY order_id LIMIT 1", None)[0];
     assert!(order["placed_at"].as_str().unwrap().ends_with('Z'), "stored as UTC: {order}");
     assert!(order["amount"].is_string() || order["amount"].is_number(), "{order}");
+}
+
+/// A column is found in the export by its header text (`header`), never
+/// by its name when the two differ: the export that writes the name
+/// instead is refused, both named, and the table is left as it was.
+#[test]
+fn a_column_is_read_by_its_header_text_and_not_by_its_name() {
+    let lake = lake_with_orders();
+    lake.generate("orders_daily", D1, D1, 20, &[]);
+    let export = lake.export("orders_daily", D1);
+    let text = std::fs::read_to_string(&export).unwrap();
+    assert!(text.starts_with("Order ID,order_date,\"Amount, EUR\""), "generate writes the header texts: {text}");
+    std::fs::write(&export, text.replacen("Order ID", "order_id", 1)).unwrap();
+    let out = lake.run(&["ingest", "--table-name", "orders_daily", "--date", D1]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{stderr}");
+    assert!(stderr.contains("missing columns: Order ID (column order_id)"), "{stderr}");
+    assert!(stderr.contains("unexpected columns: order_id"), "{stderr}");
+    assert!(!lake.table("orders_daily").exists(), "nothing written");
+    std::fs::write(&export, text).unwrap();
+    let (code, report) = lake.ingest("orders_daily", D1, &[]);
+    assert_eq!(code, 0, "{report}");
+    let rows = lake.query("orders_daily", "SELECT count(*) AS n, count(amount) AS amounts FROM orders_daily", None);
+    assert_eq!(
+        (rows[0]["n"].clone(), rows[0]["amounts"].clone()),
+        (report["rows_valid"].clone(), report["rows_valid"].clone())
+    );
 }
 
 #[test]
@@ -366,6 +398,27 @@ fn validate_catches_each_mistake_with_its_file() {
         &["table.toml:14", "unknown field `nulable`"],
     );
     refused("an unknown kind", &GOOD.replace("\"count\"", "\"counter\""), None, None, &["unknown variant `counter`"]);
+    refused(
+        "two columns with one header text",
+        &GOOD.replace("name = \"amount\"", "name = \"amount\"\nheader = \"id\""),
+        None,
+        None,
+        &["columns[2].header: header text \"id\" is column id's too"],
+    );
+    refused(
+        "a header text with spaces around it",
+        &GOOD.replace("name = \"amount\"", "name = \"amount\"\nheader = \" Amount\""),
+        None,
+        None,
+        &["columns[2].header", "trimmed"],
+    );
+    refused(
+        "a header text on a column not in the export",
+        &GOOD.replace("name = \"day\"", "name = \"day\"\nheader = \"Day\"\nin_export = false"),
+        None,
+        None,
+        &["columns[1].header: a column not read from the export has no header text"],
+    );
     refused(
         "a key naming a missing column",
         &GOOD.replace("[\"id\", \"day\"]", "[\"shop\", \"day\"]"),
