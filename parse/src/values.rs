@@ -176,6 +176,67 @@ pub fn decimal(text: &str, precision: u8, scale: i8) -> Parsed<i128> {
     Ok(Some(if negative { -value } else { value }))
 }
 
+/// How one column's values are written in the export, when not shoplake's
+/// defaults (table.toml's per-column options, e.g. for Shopify's admin
+/// exports: `'75008`, `yes`/`no`, `2026-05-01 10:00:00 +0200`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Conventions {
+    /// Removed from the start of a field that has it (`'`, `gid://shopify/Product/`).
+    pub strip_prefix: Option<String>,
+    /// Texts that mean missing, besides the empty field (`N/A`).
+    pub null_values: Vec<String>,
+    /// A flag's spellings (any ASCII case), instead of True/False/1/0.
+    pub true_values: Vec<String>,
+    pub false_values: Vec<String>,
+    /// A timestamp's chrono format, its offset included (`%Y-%m-%d %H:%M:%S %z`).
+    pub timestamp_format: Option<String>,
+}
+
+impl Conventions {
+    /// The text the column's kind reads: empty for a null value, else the
+    /// field without its prefix.
+    pub fn prepare<'a>(&self, text: &'a str) -> &'a str {
+        if self.null_values.iter().any(|null| null == text) {
+            return "";
+        }
+        match &self.strip_prefix {
+            Some(prefix) => text.strip_prefix(prefix.as_str()).unwrap_or(text),
+            None => text,
+        }
+    }
+
+    /// A flag, by the declared spellings when there are some.
+    pub fn flag(&self, text: &str) -> Parsed<bool> {
+        if self.true_values.is_empty() && self.false_values.is_empty() {
+            return flag(text);
+        }
+        let spelled = |spellings: &[String]| spellings.iter().any(|s| s.eq_ignore_ascii_case(text));
+        match text {
+            "" => Ok(None),
+            _ if spelled(&self.true_values) => Ok(Some(true)),
+            _ if spelled(&self.false_values) => Ok(Some(false)),
+            _ => Err(format!(
+                "{} is not a boolean ({} or {})",
+                quoted(text),
+                self.true_values.join("/"),
+                self.false_values.join("/")
+            )),
+        }
+    }
+
+    /// A timestamp, in the declared format when there is one (its offset
+    /// says the instant), else as [`timestamp`] reads it.
+    pub fn timestamp(&self, text: &str, zone: Option<chrono_tz::Tz>) -> Parsed<i64> {
+        match &self.timestamp_format {
+            None => timestamp(text, zone),
+            Some(_) if text.is_empty() => Ok(None),
+            Some(format) => chrono::DateTime::parse_from_str(text, format)
+                .map(|instant| Some(instant.timestamp_micros()))
+                .map_err(|_| format!("{} is not a timestamp written {format}", quoted(text))),
+        }
+    }
+}
+
 /// A calendar date `YYYY-MM-DD`.
 pub fn date_value(text: &str) -> Parsed<NaiveDate> {
     if text.is_empty() {
@@ -384,6 +445,28 @@ mod tests {
         for bad in ["a, b", "[a]", "[\"a\" \"b\"]", "[\"a\",]", "[\"a]", "\"a\"", "[\"a\"]x"] {
             assert!(list(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn conventions_strip_prefixes_read_null_values_spellings_and_formats() {
+        let shopify = Conventions {
+            strip_prefix: Some("'".into()),
+            null_values: vec!["N/A".into()],
+            true_values: vec!["yes".into(), "TRUE".into()],
+            false_values: vec!["no".into(), "FALSE".into()],
+            timestamp_format: Some("%Y-%m-%d %H:%M:%S %z".into()),
+        };
+        assert_eq!(shopify.prepare("'75008"), "75008");
+        assert_eq!(shopify.prepare("75008"), "75008", "a field without the prefix is read as it is");
+        assert_eq!(shopify.prepare("N/A"), "");
+        assert_eq!(shopify.flag("Yes"), Ok(Some(true)));
+        assert_eq!(shopify.flag("false"), Ok(Some(false)));
+        assert_eq!(shopify.flag(""), Ok(None));
+        assert!(shopify.flag("1").is_err(), "declared spellings replace the default ones");
+        assert_eq!(shopify.timestamp("2019-04-01 14:00:00 +0200", None), Ok(Some(1_554_120_000_000_000)));
+        assert!(shopify.timestamp("2019-04-01 14:00:00", None).is_err(), "the offset is part of the format");
+        let plain = Conventions::default();
+        assert_eq!((plain.prepare("'x"), plain.flag("1")), ("'x", Ok(Some(true))));
     }
 
     #[test]

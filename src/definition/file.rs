@@ -11,6 +11,9 @@ use datafusion::arrow::datatypes::DataType;
 
 use super::{types, Column, Kind, MissingColumns, Records, TableDefinition, UnknownColumns, DATE_PLACEHOLDER};
 use shoplake_parse::framing::Framing;
+use shoplake_parse::values::Conventions;
+
+use super::conventions;
 
 /// `table.toml` as written.
 #[derive(Debug, Deserialize)]
@@ -57,6 +60,15 @@ struct ColumnFile {
     in_export: Option<bool>,
     #[serde(default)]
     sample: Sample,
+    /// How the export writes this column's values (tables/README.md).
+    strip_prefix: Option<String>,
+    #[serde(default)]
+    null_values: Vec<String>,
+    #[serde(default)]
+    true_values: Vec<String>,
+    #[serde(default)]
+    false_values: Vec<String>,
+    timestamp_format: Option<String>,
 }
 
 fn default_true() -> bool {
@@ -212,6 +224,18 @@ impl TableFile {
     }
 }
 
+impl ColumnFile {
+    fn conventions(&self) -> Conventions {
+        Conventions {
+            strip_prefix: self.strip_prefix.clone(),
+            null_values: self.null_values.clone(),
+            true_values: self.true_values.clone(),
+            false_values: self.false_values.clone(),
+            timestamp_format: self.timestamp_format.clone(),
+        }
+    }
+}
+
 /// Column `i` of the file, resolved, or `None` (its problems noted) when
 /// its type cannot be known.
 fn resolve_column(i: usize, c: &ColumnFile, in_key: bool, problems: &mut Problems) -> Option<Column> {
@@ -263,6 +287,11 @@ fn resolve_column(i: usize, c: &ColumnFile, in_key: bool, problems: &mut Problem
             format!("{header:?}: header texts are trimmed when read, so cannot be empty or start or end with spaces"),
         );
     }
+    let on = conventions::On { name: &c.name, kind: c.kind, in_export, has_time_zone: c.time_zone.is_some() };
+    let (conventions, found) = conventions::resolve(c.conventions(), on);
+    for (key, message) in found {
+        problems.add(at(key), message);
+    }
     Some(Column {
         name: c.name.clone(),
         header,
@@ -273,6 +302,7 @@ fn resolve_column(i: usize, c: &ColumnFile, in_key: bool, problems: &mut Problem
         in_export,
         time_zone,
         sample: c.sample.clone(),
+        conventions,
     })
 }
 
@@ -342,6 +372,7 @@ fn with_row_hash(columns: &mut Vec<Column>, problems: &mut Problems) {
             in_export: false,
             time_zone: None,
             sample: Sample::default(),
+            conventions: Default::default(),
         }),
         0 => problems.add(
             "columns",

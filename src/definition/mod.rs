@@ -12,6 +12,7 @@
 //! SQL planner) is [`crate::catalog`]'s, a floor above.
 
 pub mod checks;
+mod conventions;
 pub(crate) mod file;
 pub mod sample;
 mod types;
@@ -105,6 +106,10 @@ pub struct Column {
     pub time_zone: Option<chrono_tz::Tz>,
     /// How `shoplake generate` makes up values.
     pub sample: sample::Sample,
+    /// How the export writes its values when not by the defaults
+    /// (`strip_prefix`, `null_values`, `true_values`/`false_values`,
+    /// `timestamp_format`).
+    pub conventions: shoplake_parse::values::Conventions,
 }
 
 impl Column {

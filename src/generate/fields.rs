@@ -24,9 +24,31 @@ pub(super) fn line(columns: &[&Column], row: &Row, date: NaiveDate) -> Vec<Vec<u
                 row.identity ^ row.revision.wrapping_mul(0x9E37_79B9_7F4A_7C15)
             };
             let mut rng = SplitMix64::new(seed ^ salt);
-            field(column, &column.sample, &mut rng, &name, row.identity, date).into_bytes()
+            as_written(column, field(column, &column.sample, &mut rng, &name, row.identity, date)).into_bytes()
         })
         .collect()
+}
+
+/// A generated value as the column's declared conventions write it: a
+/// flag by its first spellings, a timestamp in its format (at UTC), the
+/// prefix put before it. An empty field stays empty.
+fn as_written(column: &Column, text: String) -> String {
+    let conventions = &column.conventions;
+    if text.is_empty() {
+        return text;
+    }
+    let text = match (column.kind, conventions.true_values.first(), conventions.false_values.first()) {
+        (Kind::Flag, Some(yes), _) if text == "True" => yes.clone(),
+        (Kind::Flag, _, Some(no)) if text == "False" => no.clone(),
+        _ => match (&conventions.timestamp_format, chrono::DateTime::parse_from_rfc3339(&text)) {
+            (Some(format), Ok(instant)) if column.kind == Kind::Timestamp => instant.format(format).to_string(),
+            _ => text,
+        },
+    };
+    match &conventions.strip_prefix {
+        Some(prefix) => format!("{prefix}{text}"),
+        None => text,
+    }
 }
 
 /// A row's name, for `{name}` in sample values (`blue-fox-1234`).
@@ -147,7 +169,10 @@ pub(super) fn dirty(columns: &[&Column], key: &str, mut fields: Vec<Vec<u8>>, rn
         1 => fields.push(b"extra".to_vec()),
         2 if !breakable.is_empty() => {
             let i = breakable[rng.below(breakable.len() as u64) as usize];
-            fields[i] = broken(columns[i].kind).expect("breakable").to_vec();
+            let value = broken(columns[i].kind).expect("breakable");
+            // `yes` is no boolean by default, but may be a declared spelling.
+            let accepted = columns[i].kind == Kind::Flag && columns[i].conventions.flag("yes").is_ok();
+            fields[i] = if accepted { b"perhaps".to_vec() } else { value.to_vec() };
         }
         3 if !texts.is_empty() => fields[texts[rng.below(texts.len() as u64) as usize]] = b"caf\xE9-latin1".to_vec(),
         4 => fields[key_at] = Vec::new(),

@@ -54,6 +54,7 @@ impl BatchBuilder {
 pub struct ColumnBuilder {
     pub name: &'static str,
     nullable: bool,
+    conventions: &'static values::Conventions,
     values: Values,
 }
 
@@ -100,7 +101,7 @@ impl ColumnBuilder {
             }
             (Kind::Decimal | Kind::Derived | Kind::RowHash, _) => unreachable!("not read from the export"),
         };
-        ColumnBuilder { name: &column.name, nullable: column.nullable, values }
+        ColumnBuilder { name: &column.name, nullable: column.nullable, conventions: &column.conventions, values }
     }
 
     /// Appends the field's value, or a null and the reason it breaks its rule.
@@ -112,12 +113,14 @@ impl ColumnBuilder {
                 present
             })
         }
+        let conventions = self.conventions;
+        let text = conventions.prepare(text);
         let outcome = match &mut self.values {
             Values::Text(b) => {
                 b.append_option(values::text(text));
                 Ok(!text.is_empty())
             }
-            Values::Flag(b) => put(values::flag(text), |v| b.append_option(v)),
+            Values::Flag(b) => put(conventions.flag(text), |v| b.append_option(v)),
             Values::Count(b) => put(values::count(text), |v| b.append_option(v)),
             Values::CountList(b, items) => values::count_list_into(text, items).inspect(|&present| {
                 if present {
@@ -129,7 +132,7 @@ impl ColumnBuilder {
             Values::Decimal(b, p, s) => put(values::decimal(text, *p, *s), |v| b.append_option(v)),
             Values::Date(b) => put(values::date_value(text), |v| b.append_option(v.map(super::days_since_epoch))),
             Values::FileDate(b) => put(file_date.parse(text), |v| b.append_option(v.map(super::days_since_epoch))),
-            Values::Timestamp(b, zone) => put(values::timestamp(text, *zone), |v| b.append_option(v)),
+            Values::Timestamp(b, zone) => put(conventions.timestamp(text, *zone), |v| b.append_option(v)),
             Values::TextList(b, items) => values::text_list_into(text, items).inspect(|&present| {
                 if present {
                     for item in items.iter() {

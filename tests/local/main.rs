@@ -10,6 +10,7 @@ mod adoption;
 mod audit;
 mod cli;
 mod common;
+mod conventions;
 mod evolution;
 mod features;
 mod foreign;
