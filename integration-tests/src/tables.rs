@@ -15,18 +15,35 @@ use crate::{report_of, shoplake_binary, Backend, Case};
 
 const DAYS: [&str; 3] = ["2019-07-01", "2019-07-02", "2019-07-03"];
 
-/// A definition no build knows, in a folder per date.
+/// A definition no build knows, in a folder per date, written the way
+/// Shopify's admin exports are: multi-line quoted descriptions, header
+/// texts, IDs behind a prefix, `yes`/`no` flags.
 const ORDERS_TOML: &str = r#"
 name = "orders_daily"
 key = ["order_id", "order_date"]
 partition_by = "order_date"
 source_pattern = "orders/{date}/orders.csv"
+records = "quoted"
+max_record_lines = 5
 [properties]
 "delta.enableChangeDataFeed" = "true"
 [[columns]]
 name = "order_id"
+header = "Order ID"
 kind = "text"
+strip_prefix = "gid://shopify/Order/"
 sample = { format = "uuid", stable = true }
+[[columns]]
+name = "note"
+header = "Note (HTML)"
+kind = "text"
+sample = { format = "html" }
+[[columns]]
+name = "gift"
+header = "Gift"
+kind = "flag"
+true_values = ["yes"]
+false_values = ["no"]
 [[columns]]
 name = "order_date"
 kind = "file_date"

@@ -136,6 +136,11 @@ impl TableFile {
             problems.add("table_path", e);
         }
         let framing = self.framing(&mut problems);
+        for (i, c) in self.columns.iter().enumerate() {
+            if c.sample.format == Some(super::sample::TextFormat::Html) && self.records == Records::Lines {
+                problems.add(format!("columns[{i}].sample.format"), "html spans lines: it needs records = \"quoted\"");
+            }
+        }
         // missing_columns = "null" needs no check: not-null columns are still
         // refused when missing, per load.
         if !problems.0.is_empty() {

@@ -6,7 +6,7 @@
 //! [columns.sample]
 //! values = ["{name}.myshopify.com"]  # one of these; {name} / {name_snake} is the row's name
 //! weights = [1]                      # how often each value comes (default: equally)
-//! format = "uuid"                    # text made up instead: uuid, code, word
+//! format = "uuid"                    # text made up instead: uuid, code, word, html
 //! min = 0                            # numbers (and list items) between min and max
 //! max = 200
 //! length = [1, 6]                    # list lengths
@@ -26,6 +26,9 @@ pub enum TextFormat {
     Code,
     /// A word.
     Word,
+    /// A product description: one to three HTML paragraphs on lines of
+    /// their own, with commas and quotes (for `records = "quoted"` tables).
+    Html,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]

@@ -76,6 +76,13 @@ fn field(column: &Column, sample: &Sample, rng: &mut SplitMix64, name: &str, ide
             Some(TextFormat::Uuid) => uuid(if sample.stable { identity } else { rng.next() }),
             Some(TextFormat::Code) => (0..10).map(|_| ALPHANUMERIC[rng.below(36) as usize] as char).collect(),
             Some(TextFormat::Word) | None => pick(rng, NOUNS).to_string(),
+            Some(TextFormat::Html) => {
+                let paragraphs = 1 + rng.below(3);
+                let paragraph = |rng: &mut SplitMix64| {
+                    format!("<p>{} {}, \"{}\" inside.</p>", pick(rng, ADJECTIVES), pick(rng, NOUNS), pick(rng, NOUNS))
+                };
+                (0..paragraphs).map(|_| paragraph(rng)).collect::<Vec<_>>().join("\n")
+            }
         },
         Kind::Flag => if rng.chance(0.45) { "True" } else { "False" }.to_string(),
         Kind::Count => {

@@ -131,3 +131,34 @@ fn record_bounds_are_for_quoted_records_and_at_least_one() {
     let ok = lake("records = \"quoted\"\nmax_record_lines = 1\nmax_record_bytes = 1");
     assert_eq!(ok.run(&["validate"]).status.code(), Some(0), "the smallest bounds are valid");
 }
+
+/// `generate` writes multi-line descriptions (`format = "html"`) for a
+/// quoted table; they load whole, every record valid, more lines than
+/// records; the same hint on a table framed by lines is refused.
+#[test]
+fn generated_multi_line_descriptions_load_whole() {
+    let toml = products_toml("records = \"quoted\"")
+        .replace(
+            "name = \"body_html\"\nkind = \"text\"",
+            "name = \"body_html\"\nkind = \"text\"\nsample = { format = \"html\" }",
+        )
+        .replace(
+            "name = \"handle\"\nkind = \"text\"",
+            "name = \"handle\"\nkind = \"text\"\nsample = { format = \"uuid\", stable = true }",
+        );
+    let lake = Lake::new();
+    lake.define("products", &toml, None, None);
+    lake.generate("products", DATE, DATE, 500, &[]);
+    let (code, report) = lake.ingest("products", DATE, &[]);
+    assert_eq!(code, 0, "{report}");
+    assert_eq!((report["rows_read"].as_u64(), report["rows_valid"].as_u64()), (Some(500), Some(500)), "{report}");
+    assert!(report["lines_read"].as_u64().unwrap() > 600, "descriptions span lines: {report}");
+    let spanning = lake.count("products", "SELECT count(*) FROM products WHERE body_html LIKE '%</p>\n<p>%'");
+    assert!(spanning > 100, "{spanning} descriptions of several paragraphs, kept whole");
+
+    let lines = Lake::new();
+    lines.define("products", &toml.replace("records = \"quoted\"", ""), None, None);
+    let out = lines.run(&["validate"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("html spans lines: it needs records = \"quoted\""));
+}
