@@ -162,3 +162,55 @@ fn generated_multi_line_descriptions_load_whole() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stdout).contains("html spans lines: it needs records = \"quoted\""));
 }
+
+/// One RFC 4180 field.
+fn csv_field(text: &str) -> String {
+    if text.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text.to_string()
+    }
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 24, ..Default::default() })]
+
+    /// Random descriptions with line breaks (LF and CRLF), commas and
+    /// quotes, written as RFC 4180, and at random a stray quote on the last
+    /// line: the table holds every description exactly, the stray line is
+    /// the one reject, and every line of the file is in one record.
+    #[test]
+    fn random_multi_line_fields_load_exactly(
+        bodies in proptest::collection::vec("[a-z ,\"]{0,6}((\n|\r\n)[a-z ,\"]{0,6}){0,3}", 1..12),
+        stray in proptest::bool::ANY,
+        crlf in proptest::bool::ANY,
+    ) {
+        let lake = Lake::new();
+        lake.define("products", &products_toml("records = \"quoted\""), None, None);
+        let end = if crlf { "\r\n" } else { "\n" };
+        let mut export = format!("handle,title,body_html,vendor,export_date{end}");
+        for (i, body) in bodies.iter().enumerate() {
+            export.push_str(&format!("h{i},T,{},V,{DATE}{end}", csv_field(body)));
+        }
+        if stray {
+            export.push_str(&format!("bad\"quote,T,x,V,{DATE}{end}"));
+        }
+        std::fs::create_dir_all(lake.raw()).unwrap();
+        std::fs::write(lake.raw().join(format!("{DATE}.csv")), &export).unwrap();
+        let (code, report) = lake.ingest("products", DATE, &["--max-reject-ratio", "1"]);
+        proptest::prop_assert_eq!(code, 0, "{}", report);
+        let lines = export.matches('\n').count() as u64 - 1;
+        proptest::prop_assert_eq!(report["lines_read"].as_u64(), Some(lines), "{}", report);
+        proptest::prop_assert_eq!(report["rows_read"].as_u64(), Some(bodies.len() as u64 + u64::from(stray)));
+        proptest::prop_assert_eq!(report["rows_rejected"].as_u64(), Some(u64::from(stray)), "{}", report);
+        let rows = lake.query("products", "SELECT handle, body_html FROM products", None);
+        let got: std::collections::BTreeMap<String, serde_json::Value> =
+            rows.iter().map(|r| (r["handle"].as_str().unwrap().to_string(), r["body_html"].clone())).collect();
+        let want: std::collections::BTreeMap<String, serde_json::Value> = bodies
+            .iter()
+            .enumerate()
+            .map(|(i, b)| (format!("h{i}"), if b.is_empty() { serde_json::Value::Null } else { b.as_str().into() }))
+            .collect();
+        proptest::prop_assert_eq!(got, want);
+    }
+}
