@@ -112,24 +112,10 @@ pub fn split_quoted_records(data: &[u8]) {
     }
 }
 
-/// Fields as RFC 4180 writes them: quoted when they hold a comma, a quote
-/// or a line end, with quotes doubled.
+/// Fields as RFC 4180 writes them.
 fn encode(fields: &[Vec<u8>]) -> Vec<u8> {
     let mut out = Vec::new();
-    for (i, field) in fields.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        if field.iter().any(|b| matches!(b, b',' | b'"' | b'\n' | b'\r')) {
-            out.push(b'"');
-            for &b in field {
-                out.extend_from_slice(if b == b'"' { b"\"\"" } else { std::slice::from_ref(&b) });
-            }
-            out.push(b'"');
-        } else {
-            out.extend_from_slice(field);
-        }
-    }
+    crate::records::write_record(&mut out, fields);
     out
 }
 

@@ -254,6 +254,30 @@ impl<'a> Iterator for SliceRecords<'a> {
     }
 }
 
+/// Appends `fields` as one RFC 4180 record (without its line end): a field
+/// holding a comma, a quote or a line end is quoted, its quotes doubled.
+/// What [`Fields::split`] splits back (fuzzed: `split_fields`).
+pub fn write_record(out: &mut Vec<u8>, fields: &[impl AsRef<[u8]>]) {
+    for (i, field) in fields.iter().enumerate() {
+        let field = field.as_ref();
+        if i > 0 {
+            out.push(b',');
+        }
+        if field.iter().any(|b| matches!(b, b',' | b'"' | b'\n' | b'\r')) {
+            out.push(b'"');
+            for &b in field {
+                if b == b'"' {
+                    out.push(b'"');
+                }
+                out.push(b);
+            }
+            out.push(b'"');
+        } else {
+            out.extend_from_slice(field);
+        }
+    }
+}
+
 /// Where the fields of one record are: mostly slices of the record itself;
 /// only a quoted field with doubled quotes is copied (unescaped) aside.
 #[derive(Default)]

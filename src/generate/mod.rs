@@ -92,9 +92,7 @@ async fn write_day(
     let mut sink = Sink::create(storage, &location).await?;
     let mut chunk: Vec<u8> = Vec::with_capacity(CHUNK + 4096);
     // Header texts as the export writes them: quoted when they hold a comma or a quote.
-    let header: Vec<String> = columns.iter().map(|c| quoted_header(&c.header)).collect();
-    chunk.extend_from_slice(header.join(",").as_bytes());
-    chunk.push(b'\n');
+    write_line(&mut chunk, &columns.iter().map(|c| c.header.clone().into_bytes()).collect::<Vec<_>>());
     let mut lines = 0u64;
     let mut bytes = 0u64;
     let key = def.day_key();
@@ -122,23 +120,7 @@ const CHUNK: usize = 4 << 20;
 
 /// Appends one CSV line, quoting fields that need it (RFC 4180).
 fn write_line(out: &mut Vec<u8>, fields: &[Vec<u8>]) {
-    for (i, field) in fields.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        if field.iter().any(|b| matches!(b, b',' | b'"' | b'\n' | b'\r')) {
-            out.push(b'"');
-            for &b in field {
-                if b == b'"' {
-                    out.push(b'"');
-                }
-                out.push(b);
-            }
-            out.push(b'"');
-        } else {
-            out.extend_from_slice(field);
-        }
-    }
+    shoplake_parse::records::write_record(out, fields);
     out.push(b'\n');
 }
 
@@ -209,15 +191,6 @@ impl Sink {
 
     async fn finish(mut self, location: &Location) -> Result<()> {
         self.writer().shutdown().await.map_err(|e| Error::unavailable(Stage::Generate, location, e))
-    }
-}
-
-/// A header text as RFC 4180 writes it.
-fn quoted_header(text: &str) -> String {
-    if text.contains([',', '"']) {
-        format!("\"{}\"", text.replace('"', "\"\""))
-    } else {
-        text.to_string()
     }
 }
 
