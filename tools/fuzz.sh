@@ -45,15 +45,19 @@ export CARGO_TARGET_DIR="$work/target"
 for target in "${targets[@]}"; do
   mkdir -p "$work/corpus/$target" "$work/artifacts/$target"
   log "$target: ${runs:+$runs runs, }${seconds}s (0: no limit)"
-  # -O: optimised, with debug assertions (overflow checks) kept on.
+  # -O: optimised, with debug assertions (overflow checks) kept on. A log of
+  # its own per run: a smoke beside a campaign must not write into its log.
+  run_log="$work/logs/$target.$$.log"
+  mkdir -p "$work/logs"
   if ! PATH="$tools/bin:$PATH" cargo +nightly fuzz run --fuzz-dir fuzz -O "$target" \
     "$work/corpus/$target" "fuzz/seeds/$target" -- \
     -max_total_time="$seconds" ${runs:+-runs="$runs"} -print_final_stats=1 \
-    -artifact_prefix="$work/artifacts/$target/" > "$work/$target.log" 2>&1; then
-    tail -n 40 "$work/$target.log" >&2
-    log "$target FAILED: the input is in $work/artifacts/$target/ (log: $work/$target.log)"
+    -artifact_prefix="$work/artifacts/$target/" > "$run_log" 2>&1; then
+    tail -n 40 "$run_log" >&2
+    log "$target FAILED: the input is in $work/artifacts/$target/ (log: $run_log)"
     exit 1
   fi
-  grep -E '^(stat::number_of_executed_units|stat::peak_rss_mb|stat::average_exec_per_sec)' "$work/$target.log" | tr '\n' ' ' >&2
+  grep -E '^(stat::number_of_executed_units|stat::peak_rss_mb|stat::average_exec_per_sec)' "$run_log" | tr '\n' ' ' >&2
   echo >&2
+  rm -f "$run_log"
 done
