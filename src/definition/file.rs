@@ -108,15 +108,16 @@ impl TableFile {
                 problems.add(format!("columns[{i}].name"), format!("column {} is declared twice", c.name));
                 continue;
             }
-            let header = c.header.as_ref().unwrap_or(&c.name);
-            if let Some(seen) = columns.iter().find(|seen| seen.in_export && &seen.header == header) {
-                problems.add(
-                    format!("columns[{i}].header"),
-                    format!("header text {header:?} is column {}'s too", seen.name),
-                );
-            }
             let in_key = self.key.contains(&c.name);
             if let Some(column) = resolve_column(i, c, in_key, &mut problems) {
+                // Two columns read from the export cannot be found by one header text.
+                let shared = |seen: &&Column| seen.in_export && seen.header == column.header;
+                if let Some(seen) = columns.iter().find(shared).filter(|_| column.in_export) {
+                    problems.add(
+                        format!("columns[{i}].header"),
+                        format!("header text {:?} is column {}'s too", column.header, seen.name),
+                    );
+                }
                 columns.push(column);
             }
         }

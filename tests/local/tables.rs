@@ -405,6 +405,14 @@ fn validate_catches_each_mistake_with_its_file() {
         None,
         &["columns[2].header: header text \"id\" is column id's too"],
     );
+    // Beside it: a column not read from the export may bear the name another's header text has.
+    let lake = Lake::new();
+    let beside = GOOD
+        .replace("name = \"id\"", "name = \"id\"\nheader = \"day\"")
+        .replace("name = \"day\"\nkind = \"file_date\"", "name = \"day\"\nkind = \"file_date\"\nin_export = false");
+    lake.define("broken", &beside, None, None);
+    let out = lake.run(&["validate"]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
     refused(
         "a header text with spaces around it",
         &GOOD.replace("name = \"amount\"", "name = \"amount\"\nheader = \" Amount\""),
