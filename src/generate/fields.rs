@@ -24,31 +24,24 @@ pub(super) fn line(columns: &[&Column], row: &Row, date: NaiveDate) -> Vec<Vec<u
                 row.identity ^ row.revision.wrapping_mul(0x9E37_79B9_7F4A_7C15)
             };
             let mut rng = SplitMix64::new(seed ^ salt);
-            as_written(column, field(column, &column.sample, &mut rng, &name, row.identity, date)).into_bytes()
+            prefixed(column, field(column, &column.sample, &mut rng, &name, row.identity, date)).into_bytes()
         })
         .collect()
 }
 
-/// A generated value as the column's declared conventions write it: a
-/// flag by its first spellings, a timestamp in its format (at UTC), the
-/// prefix put before it. An empty field stays empty.
-fn as_written(column: &Column, text: String) -> String {
-    let conventions = &column.conventions;
-    if text.is_empty() {
-        return text;
+/// A generated value with the prefix its column strips put before it (an
+/// empty field stays empty).
+fn prefixed(column: &Column, text: String) -> String {
+    match &column.conventions.strip_prefix {
+        Some(prefix) if !text.is_empty() => format!("{prefix}{text}"),
+        _ => text,
     }
-    let text = match (column.kind, conventions.true_values.first(), conventions.false_values.first()) {
-        (Kind::Flag, Some(yes), _) if text == "True" => yes.clone(),
-        (Kind::Flag, _, Some(no)) if text == "False" => no.clone(),
-        _ => match (&conventions.timestamp_format, chrono::DateTime::parse_from_rfc3339(&text)) {
-            (Some(format), Ok(instant)) if column.kind == Kind::Timestamp => instant.format(format).to_string(),
-            _ => text,
-        },
-    };
-    match &conventions.strip_prefix {
-        Some(prefix) => format!("{prefix}{text}"),
-        None => text,
-    }
+}
+
+/// A flag as the column writes it: its first declared spelling, else `True`/`False`.
+fn flag_text(column: &Column, value: bool) -> String {
+    let spellings = if value { &column.conventions.true_values } else { &column.conventions.false_values };
+    spellings.first().map_or(if value { "True" } else { "False" }, String::as_str).to_string()
 }
 
 /// A row's name, for `{name}` in sample values (`blue-fox-1234`).
@@ -84,7 +77,7 @@ fn field(column: &Column, sample: &Sample, rng: &mut SplitMix64, name: &str, ide
                 (0..paragraphs).map(|_| paragraph(rng)).collect::<Vec<_>>().join("\n")
             }
         },
-        Kind::Flag => if rng.chance(0.45) { "True" } else { "False" }.to_string(),
+        Kind::Flag => flag_text(column, rng.chance(0.45)),
         Kind::Count => {
             let (low, high) = range(0.0, 199.0);
             let value = if sample.min.is_none() && sample.max.is_none() && rng.chance(0.59) {
@@ -135,7 +128,11 @@ fn field(column: &Column, sample: &Sample, rng: &mut SplitMix64, name: &str, ide
                     Some(_) => local.format("%Y-%m-%d %H:%M:%S").to_string(),
                     None => (local + chrono::Duration::hours(1)).format("%Y-%m-%d %H:%M:%S").to_string(),
                 },
-                None => local.and_utc().format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+                // UTC, in the column's declared format (with its offset) if it has one.
+                None => {
+                    let format = column.conventions.timestamp_format.as_deref().unwrap_or("%Y-%m-%dT%H:%M:%SZ");
+                    local.and_utc().format(format).to_string()
+                }
             }
         }
         Kind::TextList => {
