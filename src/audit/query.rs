@@ -57,8 +57,7 @@ pub async fn run(storage: &Storage, config: &QueryConfig) -> Result<Vec<RecordBa
         register(&ctx, storage, target, latest, named.or(config.as_of_every.as_ref())).await?;
     }
     let subject = main_location.map_or_else(|| config.main.clone(), |l| l.to_string());
-    refuse_tables_not_loaded(&ctx, &config.sql, &left_out)
-        .map_err(|e| e.unwrap_or_else(|e| query_error(&subject, e)))?;
+    refuse_tables_not_loaded(&ctx, &config.sql, &left_out, &subject)?;
     let read_only = SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false);
     let frame = ctx.sql_with_options(&config.sql, read_only).await.map_err(|e| query_error(&subject, e))?;
     frame.collect().await.map_err(|e| query_error(&subject, e))
@@ -66,30 +65,28 @@ pub async fn run(storage: &Storage, config: &QueryConfig) -> Result<Vec<RecordBa
 
 /// A query that names a defined table not loaded yet (or its rejects table)
 /// is refused by name, rather than with DataFusion's "table not found".
-fn refuse_tables_not_loaded(
-    ctx: &SessionContext,
-    sql: &str,
-    left_out: &[&TableTarget],
-) -> std::result::Result<(), std::result::Result<Error, DataFusionError>> {
+fn refuse_tables_not_loaded(ctx: &SessionContext, sql: &str, left_out: &[&TableTarget], subject: &str) -> Result<()> {
     if left_out.is_empty() {
         return Ok(());
     }
     let state = ctx.state();
-    let statement = state.sql_to_statement(sql, &state.config().options().sql_parser.dialect).map_err(Err)?;
-    for reference in state.resolve_table_references(&statement).map_err(Err)? {
+    let statement = state
+        .sql_to_statement(sql, &state.config().options().sql_parser.dialect)
+        .map_err(|e| query_error(subject, e))?;
+    for reference in state.resolve_table_references(&statement).map_err(|e| query_error(subject, e))? {
         let named = reference.table();
         let target = left_out
             .iter()
             .find(|t| named == t.name() || named.strip_suffix(crate::target::REJECTS_SUFFIX) == Some(t.name()));
         if let Some(target) = target {
-            return Err(Ok(Error::usage(
+            return Err(Error::usage(
                 Stage::Query,
                 &target.table,
                 format!(
                     "table {named} is not loaded yet: there is no Delta table here (load a date of {} first)",
                     target.name()
                 ),
-            )));
+            ));
         }
     }
     Ok(())
