@@ -27,7 +27,7 @@ pub enum Framing {
 /// end of its last line left out, a CR before it too), it spans `lines` physical lines, and the
 /// next record starts at `next`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Found {
+pub(crate) struct Found {
     pub end: usize,
     pub next: usize,
     pub lines: u32,
@@ -39,7 +39,7 @@ pub struct Found {
 /// cut while being read (`cut_lines`, ascending: its bytes are not all
 /// there) or is longer than `max_line`: a long line is always a record of
 /// its own, and a record never spans one. `start < data.len()`.
-pub fn next_record(
+pub(crate) fn next_record(
     data: &[u8],
     start: usize,
     first_line: u64,
@@ -78,7 +78,7 @@ pub fn next_record(
 
 /// What makes a line long: cut while reading, or longer than `max_line`.
 #[derive(Debug, Clone, Copy)]
-pub struct Lines<'a> {
+pub(crate) struct Lines<'a> {
     pub cut_lines: &'a [u64],
     pub max_line: usize,
 }
@@ -93,7 +93,7 @@ impl Lines<'_> {
 /// The physical line at `start`: its end (a CR before the LF, or ending the
 /// input, left out) and where the next one starts; `None` when its line end
 /// is not read yet.
-pub fn line_at(data: &[u8], start: usize, at_eof: bool) -> Option<Found> {
+fn line_at(data: &[u8], start: usize, at_eof: bool) -> Option<Found> {
     let (content_end, next) = match memchr::memchr(b'\n', &data[start..]) {
         Some(offset) => (start + offset, start + offset + 1),
         None if at_eof => (data.len(), data.len()),

@@ -6,7 +6,7 @@
 //! (at the end of that line, or past a quoted record's bounds); it never
 //! swallows the lines after it.
 //!
-//! The input is cut into large chunks that end on a line end, so chunks can
+//! The input is cut into large chunks that end after a record, so chunks can
 //! be parsed on several threads; records are then slices of their chunk,
 //! never copied. A line longer than [`MAX_LINE_BYTES`] is cut (its start is
 //! kept for the rejects table, the rest skipped), so one runaway line cannot
@@ -23,7 +23,7 @@ pub const MAX_LINE_BYTES: usize = 1 << 20;
 /// What is kept of a line that is too long, as its raw text.
 pub const KEPT_OF_LONG_LINE: usize = 4096;
 
-/// One record (a line), borrowed from its chunk.
+/// One record (a line, or the lines of a quoted record), borrowed from its chunk.
 pub struct RawRecord<'a> {
     /// 1-based number of its first line.
     pub line: u64,
@@ -35,7 +35,7 @@ pub struct RawRecord<'a> {
     pub cut: bool,
 }
 
-/// Whole lines of the input: `bytes[start..]`, whose first line is line
+/// Whole records of the input: `bytes[start..]`, whose first line is line
 /// `first_line`.
 pub struct Chunk {
     pub bytes: Vec<u8>,
@@ -68,7 +68,8 @@ pub struct Chunker<R> {
     target: usize,
     max_line: usize,
     framing: Framing,
-    /// The start of a line not finished in the previous chunk.
+    /// What the previous chunk read past its last record: a line not
+    /// finished, and (quoted) whole lines of a record not finished.
     carry: Vec<u8>,
     next_line: u64,
     done: bool,
@@ -92,14 +93,8 @@ impl LineCursor {
 }
 
 impl<R: Read> Chunker<R> {
-    pub fn new(input: R, target: usize) -> Self {
-        Self::with_max_line(input, target, MAX_LINE_BYTES)
-    }
-
-    pub fn with_max_line(input: R, target: usize, max_line: usize) -> Self {
-        Self::framed(input, target, max_line, Framing::Lines)
-    }
-
+    /// Chunks of about `target` bytes, lines longer than `max_line` cut,
+    /// ending after a record of `framing` (`MAX_LINE_BYTES` in production).
     pub fn framed(input: R, target: usize, max_line: usize, framing: Framing) -> Self {
         Chunker { input, target: target.max(1), max_line, framing, carry: Vec::new(), next_line: 1, done: false }
     }
@@ -396,7 +391,7 @@ mod tests {
         let mut out = Vec::new();
         // Tiny chunks: records must survive being cut anywhere.
         for target in [1, 3, 7, 1 << 20] {
-            let mut chunker = Chunker::with_max_line(input.as_bytes(), target, max_line);
+            let mut chunker = Chunker::framed(input.as_bytes(), target, max_line, Framing::Lines);
             let mut got = Vec::new();
             while let Some(chunk) = chunker.next_chunk().unwrap() {
                 for r in chunk.records() {
