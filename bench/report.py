@@ -321,6 +321,22 @@ if s3_tools or skip_reason("shoplake", "s3_identical_rerun", s3_rows):
     out.append("")
 
 
+# ---------------------------------------------------------------- memory
+memory_rows = sizes_of("memory_first_load")
+if memory_rows:
+    out.append("## Memory at any day size: shoplake at `--memory-limit 1GiB`\n")
+    out.append("The key indexes claim their memory from the limit's pool, up to 3/8 of it each, and go to disk "
+               "past it (issue #26: a 50M-row day loads and re-loads in at most 1.5 GB). Time / peak RSS:\n")
+    out.append("| rows | export | first load | corrected re-export, 1% |")
+    out.append("| --- | --- | --- | --- |")
+    for n in memory_rows:
+        size = fact("size", rows=n)
+        mb = f"{int(size['mb']):,} MB" if size else "-"
+        out.append(f"| {n:,} | {mb} | {cell(get('shoplake', 'memory_first_load', n))} | "
+                   f"{cell(get('shoplake', 'memory_corrected_1pct', n), 'shoplake', 'memory_corrected_1pct', n)} |")
+    out.append("")
+
+
 # ---------------------------------------------------------------- targets
 def goal(text, value, met):
     return f"| {text} | {value} | {'-' if met is None else 'yes' if met else 'NO'} |"

@@ -9,7 +9,7 @@
 # (bench/measure.py). Figures, ratios, targets, commands, versions and machine
 # go to bench/RESULTS.md, a chart to bench/chart.svg.
 #
-# Parts (BENCH_PARTS, default "sizes month year s3"):
+# Parts (BENCH_PARTS, default "sizes month year s3 memory"):
 #   sizes  for each of BENCH_SIZES: first load of a day; up to BENCH_MERGE_MAX_ROWS
 #          also an identical re-run, a corrected re-export (1% of lines changed)
 #          and a new day into a table of one day
@@ -20,6 +20,9 @@
 #   s3     the identical re-run of a BENCH_S3_ROWS export that sits on MinIO
 #          (localstack/services.sh), timed, then once more through a counting
 #          proxy (bench/s3proxy.py) for the bytes downloaded
+#   memory shoplake alone at --memory-limit 1GiB, for each of BENCH_MEMORY_SIZES: a first
+#          load and a 1%-corrected re-load, peak RSS against rows (the key indexes go
+#          to disk past their share of the limit: issue #26)
 #
 # Settings (environment):
 #   SHOPLAKE_BIN        the binary measured (default $CARGO_TARGET_DIR/debug/shoplake)
@@ -33,6 +36,8 @@
 #   BENCH_YEAR_DATES    dates of the year re-run (default 365); BENCH_YEAR_ROWS rows each (default 100000)
 #   BENCH_YEAR_PEERS    peers of the year re-run (default BENCH_PEERS)
 #   BENCH_YEAR_PARALLEL shoplake backfill --parallel (default 1: every peer loads one date at a time)
+#   BENCH_MEMORY_SIZES  rows of the memory part's exports (default "1000000 10000000 50000000";
+#                       the 50M export is 10 GB, its corrected copy 10 GB more, deleted after)
 #   BENCH_S3_ROWS       rows of the export on MinIO (default 1000000); BENCH_S3_PEERS (default "polars")
 #   BENCH_REPEAT        runs per scenario up to 1M rows (default 3; the median is reported)
 #   BENCH_BIG_REPEAT    runs per scenario above 1M rows (default 1)
@@ -58,7 +63,7 @@ CACHE="${SHOPLAKE_CACHE:-$HOME/.cache/shoplake}"
 VENV="$CACHE/bench-venv"
 RESULTS="$WORK/results.jsonl"
 OUT="${BENCH_OUT:-bench}"
-PARTS=" ${BENCH_PARTS:-sizes month year s3} "
+PARTS=" ${BENCH_PARTS:-sizes month year s3 memory} "
 SIZES="${BENCH_SIZES:-100000 1000000 5000000 10000000}"
 MERGE_MAX="${BENCH_MERGE_MAX_ROWS:-5000000}"
 PY_CORRECTED_MAX="${BENCH_PYTHON_CORRECTED_MAX_ROWS:-1000000}"
@@ -399,6 +404,25 @@ PY
     note skipped=shoplake scenario=s3_identical_rerun "reason=MinIO did not start"
   fi
   [ -z "$minio_started" ] || localstack/services.sh stop minio >&2
+fi
+
+# ---------------------------------------------------------------- memory
+if part memory; then
+  REPEAT=1
+  for n in ${BENCH_MEMORY_SIZES:-1000000 10000000 50000000}; do
+    D="$WORK/mem$n"
+    rm -rf "$D"
+    log "generating $n shops for 2019-04-01 and a 1% corrected re-export"
+    "$BIN" generate --from 2019-04-01 --to 2019-04-01 --rows "$n" --seed 1 --out "$D/raw" >&2
+    mkdir -p "$D/revised"
+    python3 bench/revise.py "$D/raw/2019-04-01.csv" "$D/revised/2019-04-01.csv" 0.01
+    note kind=size "rows=$n" "mb=$(du -m "$D/raw/2019-04-01.csv" | cut -f1)" "bytes=$(stat -c %s "$D/raw/2019-04-01.csv")"
+    limited=("$BIN" --memory-limit 1GiB ingest --date 2019-04-01 --table "$D/t" --format json)
+    if measure memory_first_load "$n" shoplake -- "${limited[@]}" --source "$D/raw"; then
+      measure memory_corrected_1pct "$n" shoplake -- "${limited[@]}" --source "$D/revised" || true
+    fi
+    rm -rf "$D"
+  done
 fi
 
 python3 bench/report.py "$RESULTS" >"$OUT/RESULTS.md"

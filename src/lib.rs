@@ -28,6 +28,7 @@ pub mod row_hash;
 pub mod schema;
 pub mod session;
 pub mod source;
+pub mod spill;
 pub mod storage;
 pub mod table;
 pub mod target;

@@ -155,18 +155,28 @@ pub(super) async fn finish(
     let superseded = &validated.superseded;
     Ok(match sink {
         Sink::Compare { classifier, files } => {
-            let diff = classifier.finish(superseded)?;
+            let mut diff = classifier.finish(superseded)?;
             if frozen && !diff.is_empty() {
                 return Err(refuse_append_only(location, date, &diff).into());
             }
             let written = match (files, &compared_table) {
-                (Some(files), Some(table)) => Some(files.finish(table, location, date, superseded).await?),
+                (Some(files), Some(_)) => {
+                    // A comparison made on disk names its changed rows: they are taken from the files.
+                    let fetch = (!diff.pending.is_empty()).then_some(&diff.pending);
+                    let (adds, fetched) = files.finish_fetching(location, date, superseded, fetch).await?;
+                    diff.changes.extend(fetched);
+                    Some(adds)
+                }
+                _ if !diff.pending.is_empty() => {
+                    let message = "the changed rows of a comparison on disk were not written as they went by";
+                    return Err(Error::internal(Stage::Write, location, message).into());
+                }
                 _ => None,
             };
             (compared_table, write::DayChanges::Diff { diff, written })
         }
         Sink::New { files: Some(files), table: Some(table) } => {
-            let adds = files.finish(&table, location, date, superseded).await?;
+            let adds = files.finish(location, date, superseded).await?;
             (Some(table), write::DayChanges::New { adds, rows: rows_valid })
         }
         // No valid row: the date stays empty (the table is created if it is new).

@@ -10,26 +10,23 @@ use std::sync::Arc;
 use chrono::NaiveDate;
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatch, StringArray};
 use datafusion::arrow::compute::{cast, filter_record_batch};
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::common::ScalarValue;
 use datafusion::prelude::{col, lit};
 use deltalake::DeltaTable;
 use futures::StreamExt;
 use hashbrown::HashTable;
 
+use super::merge_source::{merge_source_schema, Pending, OP, OP_INSERT, OP_UPDATE};
 use super::provenance::{self, DateProvenance};
+use super::spilled::{self, Probe, Stored};
 use crate::definition::TableDefinition;
 use crate::error::{Error, Result, Stage};
 use crate::read::days_since_epoch;
 use crate::row_hash::{self, key_fingerprint, ValueHasher};
+use crate::spill::{self, Claim, Spilled, Spilling};
 use crate::storage::Location;
 use crate::validate::ValidBatch;
-
-/// Column of the merge source saying what to do with the row.
-pub const OP: &str = "_op";
-pub const OP_INSERT: &str = "insert";
-pub const OP_UPDATE: &str = "update";
-pub const OP_DELETE: &str = "delete";
 
 #[derive(Debug, Default)]
 pub struct Diff {
@@ -44,19 +41,15 @@ pub struct Diff {
     pub unchanged: u64,
     /// Rows the table held for the day before this load.
     pub current_rows: u64,
+    /// The changed rows, by name, when the comparison was made on disk:
+    /// the writers take them from their files into `changes`.
+    pub pending: Pending,
 }
 
 impl Diff {
     pub fn is_empty(&self) -> bool {
         self.inserted == 0 && self.updated == 0 && self.deleted == 0
     }
-}
-
-/// The table's columns, all nullable, plus `_op`.
-pub fn merge_source_schema(def: &TableDefinition) -> SchemaRef {
-    let mut fields: Vec<Field> = def.columns.iter().map(|c| Field::new(&c.name, c.data_type.clone(), true)).collect();
-    fields.push(Field::new(OP, DataType::Utf8, false));
-    Arc::new(Schema::new(fields))
 }
 
 /// Compares the day's rows with what the table holds for the date, batch
@@ -71,6 +64,8 @@ pub struct Classifier<'a> {
     changes: Vec<Changed>,
     keep_rows: bool,
     unchanged: u64,
+    /// The export's rows, on disk, when the date's index is.
+    probes: Option<Spilling<Probe>>,
 }
 
 /// The changed rows of one batch: each row's (seq, row) and whether it is
@@ -85,7 +80,7 @@ impl<'a> Classifier<'a> {
     /// A classifier that keeps the changed rows, for a load to write them.
     pub fn new(current: &'a CurrentPartition, def: &'a TableDefinition, location: &'a Location) -> Self {
         let schema = merge_source_schema(def);
-        Classifier { current, def, location, schema, changes: Vec::new(), keep_rows: true, unchanged: 0 }
+        Classifier { current, def, location, schema, changes: Vec::new(), keep_rows: true, unchanged: 0, probes: None }
     }
 
     /// A classifier that only counts (a dry run): a dry run of a first load
@@ -101,6 +96,9 @@ impl<'a> Classifier<'a> {
         let hashes =
             row_hash::from_array(rows.column_by_name(self.def.row_hash_column()).expect("validated rows have it"))
                 .map_err(fail)?;
+        if self.current.spilled.is_some() {
+            return self.add_on_disk(batch, &hashes);
+        }
         let ops = self.current.classify(rows, &hashes, self.def.day_key());
         let changed = BooleanArray::from(ops.iter().map(|op| op.is_some()).collect::<Vec<_>>());
         self.unchanged += changed.false_count() as u64;
@@ -128,10 +126,46 @@ impl<'a> Classifier<'a> {
         Ok(())
     }
 
+    /// The batch's keys, fingerprints and names, to disk: compared once
+    /// every row went by.
+    fn add_on_disk(&mut self, batch: &ValidBatch, hashes: &[u128]) -> Result<()> {
+        let io = |e| Error::io(Stage::Write, self.location, "spilling the export's keys", e);
+        let probes = match &mut self.probes {
+            Some(probes) => probes,
+            None => self.probes.insert(Spilling::new().map_err(io)?),
+        };
+        let ids =
+            batch.rows.column_by_name(self.def.day_key()).expect("validated batch has the key").as_string::<i32>();
+        for (row, hash) in hashes.iter().enumerate() {
+            let probe = Probe { key: key_fingerprint(ids.value(row)), hash: *hash, seq: batch.seq, row: row as u32 };
+            probes.push(&probe).map_err(io)?;
+        }
+        Ok(())
+    }
+
     /// The diff, once every row went by: superseded rows (a later line has
     /// their key) are left out, and the keys no row had are deleted.
     pub fn finish(self, superseded: &[(u32, u32)]) -> Result<Diff> {
         let fail = |e: String| Error::internal(Stage::Write, self.location, e);
+        if let Some(date) = &self.current.spilled {
+            let io = |e| Error::io(Stage::Write, self.location, "spilling the export's keys", e);
+            let probes = match self.probes {
+                Some(probes) => probes.finish().map_err(io)?,
+                None => Spilling::new().and_then(Spilling::finish).map_err(io)?,
+            };
+            let schema = self.keep_rows.then(|| self.schema.clone());
+            let compared = spilled::compare(&date.stored, &probes, superseded, schema, self.location, date.date)?;
+            return Ok(Diff {
+                deleted: compared.deleted_keys.len() as u64,
+                deleted_keys: compared.deleted_keys,
+                inserted: compared.inserted,
+                updated: compared.updated,
+                unchanged: compared.unchanged,
+                current_rows: self.current.rows,
+                pending: compared.pending,
+                changes: Vec::new(),
+            });
+        }
         let mut diff = Diff { current_rows: self.current.rows, unchanged: self.unchanged, ..Diff::default() };
         let mut dropped = 0u64;
         for Changed { names, inserts, rows } in self.changes {
@@ -202,19 +236,40 @@ impl Fingerprint {
     }
 }
 
-/// The key and value fingerprints of the rows the table holds for a day.
+/// The key and value fingerprints of the rows the table holds for a day:
+/// in memory, or on disk past the index's share of `--memory-limit`.
 pub struct CurrentPartition {
     index: HashTable<Held>,
+    /// The index's memory in the process's pool, given back with it.
+    claim: Option<Claim>,
+    spilled: Option<SpilledDate>,
     /// Rows the table holds for the day.
     pub rows: u64,
     /// Who wrote the day's files.
     pub provenance: DateProvenance,
 }
 
+/// The date's index, on disk.
+struct SpilledDate {
+    stored: Spilled<Stored>,
+    date: NaiveDate,
+}
+
 impl CurrentPartition {
     /// A date with no rows (or no table yet).
     pub fn empty() -> CurrentPartition {
-        CurrentPartition { index: HashTable::new(), rows: 0, provenance: DateProvenance::default() }
+        CurrentPartition {
+            index: HashTable::new(),
+            claim: None,
+            spilled: None,
+            rows: 0,
+            provenance: DateProvenance::default(),
+        }
+    }
+
+    /// Whether the date's index went to disk.
+    pub fn is_spilled(&self) -> bool {
+        self.spilled.is_some()
     }
 
     /// What each row of `batch` is to the table: `None` unchanged, else insert or update.
@@ -262,11 +317,11 @@ impl CurrentPartition {
             partition.provenance = provenance;
             return Ok(partition);
         }
-        // Sized once from the files' statistics: growing a table this
-        // large holds the old one and the new one at once.
-        if let Some(rows) = provenance.rows {
-            partition.index.reserve(rows as usize, |e| e.key.bucket());
-        }
+        // Sized once from the files' statistics (growing a table this
+        // large holds the old one and the new one at once), or on disk
+        // from the start if it would not fit its share of the memory.
+        let mut spill = DateSpill::for_table(table, def);
+        spill.room_for(&mut partition.index, provenance.rows.unwrap_or(0) as usize, location)?;
         partition.provenance = provenance;
         let row_hash = def.row_hash_column();
         let own = std::mem::take(&mut partition.provenance.own_files);
@@ -278,7 +333,7 @@ impl CurrentPartition {
                     row_hash::from_array(batch.column(1)).map_err(|e| Error::internal(Stage::Write, location, e))?;
                 // A missing stored fingerprint (an older load by another engine) is stale.
                 let stale: Vec<bool> = stored.iter().map(|h| *h == row_hash::UNKNOWN).collect();
-                partition.add(location, date, batch.column(0), stored, stale)?;
+                partition.add(location, date, batch.column(0), stored, stale, &mut spill)?;
             }
         }
         partition.provenance.own_files = own;
@@ -303,11 +358,16 @@ impl CurrentPartition {
                 };
                 let values = hasher.hash_rows(&batch).map_err(fail)?;
                 let stale: Vec<bool> = stored.iter().zip(&values).map(|(s, v)| s != v).collect();
-                partition.add(location, date, batch.column(0), values, stale)?;
+                partition.add(location, date, batch.column(0), values, stale, &mut spill)?;
             }
+        }
+        match spill.finish(date, location)? {
+            Ok(spilled) => partition.spilled = Some(spilled),
+            Err(claim) => partition.claim = Some(claim),
         }
         tracing::debug!(
             rows = partition.rows,
+            spilled = partition.spilled.is_some(),
             foreign_files = partition.provenance.foreign_files.len(),
             ms = started.elapsed().as_millis() as u64,
             "read the partition's keys and fingerprints"
@@ -323,9 +383,19 @@ impl CurrentPartition {
         ids: &ArrayRef,
         hashes: Vec<u128>,
         stale: Vec<bool>,
+        spill: &mut DateSpill,
     ) -> Result<()> {
         let ids = cast(ids, &DataType::Utf8).map_err(|e| Error::internal(Stage::Write, location, e))?;
         let ids = ids.as_string::<i32>();
+        self.rows += ids.len() as u64;
+        spill.room_for(&mut self.index, ids.len(), location)?;
+        if let Some(spilling) = &mut spill.spilling {
+            for (row, (hash, stale)) in hashes.into_iter().zip(stale).enumerate() {
+                let stored = Stored { key: key_fingerprint(ids.value(row)), hash, stale };
+                spilling.push(&stored).map_err(|e| spill_error(location, e))?;
+            }
+            return Ok(());
+        }
         for (row, (hash, stale)) in hashes.into_iter().zip(stale).enumerate() {
             let id = ids.value(row);
             let key = Fingerprint::from(key_fingerprint(id));
@@ -344,9 +414,71 @@ impl CurrentPartition {
                 }
             }
         }
-        self.rows += ids.len() as u64;
         Ok(())
     }
+}
+
+/// Whether, and where, the date's index goes to disk while it is read.
+struct DateSpill {
+    /// The index's memory, claimed from the process's pool.
+    claim: Claim,
+    /// Whether it may go to disk: not when the changed rows cannot be taken
+    /// from written files (a table to take over, without fingerprints, is
+    /// compared but not written as the rows go by).
+    may_spill: bool,
+    spilling: Option<Spilling<Stored>>,
+}
+
+impl DateSpill {
+    fn for_table(table: &DeltaTable, def: &TableDefinition) -> DateSpill {
+        let may_spill = crate::table::spec::has_column(table, def.row_hash_column());
+        DateSpill { claim: Claim::new("the date's key index"), may_spill, spilling: None }
+    }
+
+    /// Room for `more` keys in `index`, claimed from the pool, else on disk.
+    fn room_for(&mut self, index: &mut HashTable<Held>, more: usize, location: &Location) -> Result<()> {
+        let needed = index.len() + more;
+        if self.spilling.is_some() || needed <= index.capacity() {
+            return Ok(());
+        }
+        let bytes = spill::table_bytes(needed.max(index.capacity() + 1), std::mem::size_of::<Held>());
+        if !self.claim.grow_to(bytes) {
+            if self.may_spill {
+                return self.start(index, location);
+            }
+            self.claim.force_to(bytes);
+        }
+        index.reserve(more, |e| e.key.bucket());
+        Ok(())
+    }
+
+    /// Moves the index to disk: the entries so far, then every row's.
+    fn start(&mut self, index: &mut HashTable<Held>, location: &Location) -> Result<()> {
+        let mut spilling = Spilling::new().map_err(|e| spill_error(location, e))?;
+        for held in std::mem::take(index) {
+            let stored = Stored { key: held.key.into(), hash: held.hash.into(), stale: held.stale };
+            spilling.push(&stored).map_err(|e| spill_error(location, e))?;
+        }
+        self.claim.free();
+        tracing::info!(
+            table = %location,
+            "the date's key index is past its share of --memory-limit: spilled to disk"
+        );
+        self.spilling = Some(spilling);
+        Ok(())
+    }
+
+    /// The index written, if it went to disk; else the claim on the
+    /// memory it holds, to keep as long as the index.
+    fn finish(self, date: NaiveDate, location: &Location) -> Result<std::result::Result<SpilledDate, Claim>> {
+        let Some(spilling) = self.spilling else { return Ok(Err(self.claim)) };
+        let stored = spilling.finish().map_err(|e| spill_error(location, e))?;
+        Ok(Ok(SpilledDate { stored, date }))
+    }
+}
+
+fn spill_error(location: &Location, error: std::io::Error) -> Error {
+    Error::io(Stage::Write, location, "spilling the date's key index", error)
 }
 
 /// Streams `columns` of the date's rows in `files` (paths relative to the table).

@@ -133,6 +133,20 @@ impl FileLayout {
         DeltaWriter::new(self.store.clone(), self.config(self.file_schema.clone()))
     }
 
+    /// A data file's rows in the file's order (as written, batch after
+    /// batch), in the file's own columns ([`FileLayout::read_from_file`]
+    /// names them as the table does). Read straight from the store, not
+    /// through a scan that may split the file and interleave its parts.
+    pub async fn read_back(&self, add: &Add, location: &Location) -> Result<deltalake::datafile::BatchStream> {
+        use deltalake::datafile::DataFileReader;
+        let path = object_store::path::Path::from_url_path(&add.path)
+            .map_err(|e| Error::internal(Stage::Write, location, e))?;
+        deltalake::datafile::reader::ParquetFileReader::new(self.store.clone())
+            .read_file(path)
+            .await
+            .map_err(|e| Error::delta(Stage::Write, location, e))
+    }
+
     /// The schema of a change-data file: the table's, then `_change_type`.
     pub fn change_schema(&self) -> SchemaRef {
         let mut fields: Vec<Arc<Field>> = self.file_schema.fields().iter().cloned().collect();

@@ -24,8 +24,10 @@
 pub mod diff;
 mod files;
 pub mod identical;
+pub mod merge_source;
 pub mod provenance;
 mod rewrite;
+mod spilled;
 pub mod stream;
 
 use chrono::NaiveDate;

@@ -27,8 +27,9 @@ use deltalake::protocol::{DeltaOperation, MergePredicate};
 use deltalake::DeltaTable;
 use futures::StreamExt;
 
-use super::diff::{Diff, OP, OP_DELETE, OP_INSERT, OP_UPDATE};
+use super::diff::Diff;
 use super::files::{change_files, FileLayout};
+use super::merge_source::{OP, OP_DELETE, OP_INSERT, OP_UPDATE};
 use super::stream::NewFiles;
 use super::{Attempt, LoadOutcome, LoadRequest};
 use crate::error::{Error, Result, Stage};
@@ -90,7 +91,7 @@ pub(super) async fn rewrite_partition(
         }
     }
     let adds = match (copy, written) {
-        (Some(copy), _) => copy.finish(&table, location, date, &[]).await?,
+        (Some(copy), _) => copy.finish(location, date, &[]).await?,
         (None, Some(written)) => written,
         (None, None) => unreachable!("rows are copied when none were written"),
     };

@@ -8,22 +8,30 @@
 //! A row a later line supersedes (the same key further down the export) may
 //! already be in a file when that line comes: each file remembers which
 //! batches it holds, and the few files holding superseded rows are written
-//! again without them before the commit.
+//! again without them before the commit. When the comparison with the
+//! date's rows was made on disk (its key index past its share of
+//! `--memory-limit`), the changed rows are taken from the files the same
+//! way, rather than held as they went by.
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, Date32Array, RecordBatch};
+use chrono::NaiveDate;
+use datafusion::arrow::array::{Array, ArrayRef, BooleanArray, Date32Array, RecordBatch};
+use datafusion::arrow::compute::filter_record_batch;
+use datafusion::arrow::datatypes::{Field, Schema};
 use deltalake::datafile::writer::DeltaWriter;
 use deltalake::kernel::Add;
 use deltalake::DeltaTable;
+use futures::StreamExt;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::files::FileLayout;
+use super::merge_source::Pending;
 use crate::definition::TableDefinition;
 use crate::error::{Error, Result, Stage};
 use crate::storage::Location;
-use crate::validate::{without_rows, ValidBatch};
+use crate::validate::ValidBatch;
 
 /// The size a data file is closed at: readers (Spark's 128 MiB input
 /// splits, DataFusion's row groups) read files of this size in parallel,
@@ -91,13 +99,20 @@ impl NewFiles {
 
     /// Closes every file; the ones holding a superseded row are written
     /// again without them. Returns the files to commit.
-    pub async fn finish(
+    pub async fn finish(self, location: &Location, date: NaiveDate, superseded: &[(u32, u32)]) -> Result<Vec<Add>> {
+        Ok(self.finish_fetching(location, date, superseded, None).await?.0)
+    }
+
+    /// [`NewFiles::finish`], and the rows `fetch` names taken from the
+    /// files as they are read again: the changed rows a comparison on disk
+    /// found ([`Pending`]), with their `_op`, in the merge's schema.
+    pub async fn finish_fetching(
         self,
-        table: &DeltaTable,
         location: &Location,
-        date: chrono::NaiveDate,
+        date: NaiveDate,
         superseded: &[(u32, u32)],
-    ) -> Result<Vec<Add>> {
+        fetch: Option<&Pending>,
+    ) -> Result<(Vec<Add>, Vec<RecordBatch>)> {
         let mut files = Vec::new();
         let mut failed = None;
         for (tx, task) in self.writers {
@@ -111,15 +126,23 @@ impl NewFiles {
             return Err(error);
         }
         let mut adds = Vec::with_capacity(files.len());
+        let mut fetched = Vec::new();
+        let holds = |names: &[(u32, u32)], file: &WrittenFile| {
+            file.batches.iter().any(|(seq, _)| names.binary_search_by_key(seq, |(s, _)| *s).is_ok())
+        };
         for file in files {
-            let touched = file.batches.iter().any(|(seq, _)| superseded.binary_search_by_key(seq, |(s, _)| *s).is_ok());
-            if touched {
-                adds.extend(rewrite_without(table, &self.layout, location, date, file, superseded).await?);
-            } else {
+            let touched = holds(superseded, &file);
+            let wanted = fetch.filter(|pending| holds(&pending.names, &file));
+            if !touched && wanted.is_none() {
                 adds.push(file.add);
+                continue;
             }
+            let again = ReadAgain { layout: &self.layout, location, date, superseded, fetch: wanted };
+            let (add, rows) = again.read(file, touched).await?;
+            adds.extend(add);
+            fetched.extend(rows);
         }
-        Ok(adds)
+        Ok((adds, fetched))
     }
 }
 
@@ -167,60 +190,71 @@ async fn close(writer: DeltaWriter, batches: Vec<(u32, usize)>, location: &Locat
     }
 }
 
-/// A written file again, without its superseded rows (none, if all were).
-async fn rewrite_without(
-    table: &DeltaTable,
-    layout: &FileLayout,
-    location: &Location,
-    date: chrono::NaiveDate,
-    file: WrittenFile,
-    superseded: &[(u32, u32)],
-) -> Result<Option<Add>> {
-    let fail = |e: String| Error::internal(Stage::Write, location, e);
-    let ctx = crate::session::context();
-    table.update_datafusion_session(&ctx.state()).map_err(|e| Error::delta(Stage::Write, location, e))?;
-    let url = table.table_url().join(&file.add.path).map_err(|e| fail(e.to_string()))?;
-    let read = ctx
-        .read_parquet(url.to_string(), datafusion::prelude::ParquetReadOptions::default())
-        .await
-        .map_err(|e| Error::datafusion(Stage::Write, location, e))?
-        .collect()
-        .await
-        .map_err(|e| Error::datafusion(Stage::Write, location, e))?;
-    let Some(first) = read.first() else { return Err(fail("a written file reads back empty".into())) };
-    let rows = datafusion::arrow::compute::concat_batches(&first.schema(), &read).map_err(|e| fail(e.to_string()))?;
-    let rows = layout.read_from_file(&rows, location)?;
-    let mut writer = layout.data_writer();
-    let days = crate::read::days_since_epoch(date);
-    let mut written = 0;
-    // The file holds the batches one after the other; superseded rows go.
-    let mut offset = 0;
-    for (seq, count) in &file.batches {
-        let slice = rows.slice(offset, *count);
-        offset += count;
-        let kept = without_rows(slice, *seq, superseded).map_err(|e| fail(e.to_string()))?;
-        if kept.num_rows() == 0 {
-            continue;
+/// A written file read again, in order: written once more without its
+/// superseded rows (if it holds any), and the rows a fetch names taken.
+struct ReadAgain<'a> {
+    layout: &'a FileLayout,
+    location: &'a Location,
+    date: NaiveDate,
+    superseded: &'a [(u32, u32)],
+    fetch: Option<&'a Pending>,
+}
+
+impl ReadAgain<'_> {
+    /// The file to commit in its place (none, if every row was
+    /// superseded), and the fetched rows.
+    async fn read(&self, file: WrittenFile, touched: bool) -> Result<(Option<Add>, Vec<RecordBatch>)> {
+        let (layout, location) = (self.layout, self.location);
+        let fail = |e: String| Error::internal(Stage::Write, location, e);
+        // The file holds its batches one after the other: each row's name.
+        let mut names = file.batches.iter().flat_map(|(seq, rows)| (0..*rows as u32).map(move |row| (*seq, row)));
+        let mut writer = touched.then(|| layout.data_writer());
+        let mut written = 0;
+        let mut fetched = Vec::new();
+        let mut stream = layout.read_back(&file.add, location).await?;
+        while let Some(read) = stream.next().await {
+            let read = read.map_err(|e| Error::delta(Stage::Write, location, e))?;
+            let rows = self.with_date(layout.read_from_file(&read, location)?)?;
+            let in_batch: Vec<(u32, u32)> = names.by_ref().take(rows.num_rows()).collect();
+            if in_batch.len() != rows.num_rows() {
+                return Err(fail(format!("{} holds more rows than were written to it", file.add.path)));
+            }
+            if let Some(writer) = &mut writer {
+                let keep: BooleanArray =
+                    in_batch.iter().map(|name| Some(self.superseded.binary_search(name).is_err())).collect();
+                let kept = filter_record_batch(&rows, &keep).map_err(|e| fail(e.to_string()))?;
+                if kept.num_rows() > 0 {
+                    writer
+                        .write(&layout.to_file(&kept, location)?)
+                        .await
+                        .map_err(|e| Error::delta(Stage::Write, location, e))?;
+                    written += kept.num_rows();
+                }
+            }
+            if let Some(pending) = self.fetch {
+                fetched.extend(pending.take(&rows, &in_batch).map_err(fail)?);
+            }
         }
-        // The partition column is in the file's path, not in the file: put it back.
-        let mut columns: Vec<ArrayRef> = kept.columns().to_vec();
-        let mut fields: Vec<Arc<datafusion::arrow::datatypes::Field>> =
-            kept.schema().fields().iter().cloned().collect();
+        let Some(writer) = writer else { return Ok((Some(file.add), fetched)) };
+        if written == 0 {
+            writer.abort().await.map_err(|e| Error::delta(Stage::Write, location, e))?;
+            return Ok((None, fetched));
+        }
+        let adds = writer.close().await.map_err(|e| Error::delta(Stage::Write, location, e))?;
+        let add = adds.into_iter().next().ok_or_else(|| fail("a rewritten file came out empty".into()))?;
+        Ok((Some(add), fetched))
+    }
+
+    /// The partition column is in the file's path, not in the file: put back.
+    fn with_date(&self, rows: RecordBatch) -> Result<RecordBatch> {
+        let fail = |e: String| Error::internal(Stage::Write, self.location, e);
+        let layout = self.layout;
+        let days = crate::read::days_since_epoch(self.date);
+        let mut columns: Vec<ArrayRef> = rows.columns().to_vec();
+        let mut fields: Vec<Arc<Field>> = rows.schema().fields().iter().cloned().collect();
         let partition = layout.schema.field_with_name(&layout.partition_by).map_err(|e| fail(e.to_string()))?;
         fields.push(Arc::new(partition.clone()));
-        columns.push(Arc::new(Date32Array::from(vec![days; kept.num_rows()])));
-        let with_date = RecordBatch::try_new(Arc::new(datafusion::arrow::datatypes::Schema::new(fields)), columns)
-            .map_err(|e| fail(e.to_string()))?;
-        writer
-            .write(&layout.to_file(&with_date, location)?)
-            .await
-            .map_err(|e| Error::delta(Stage::Write, location, e))?;
-        written += kept.num_rows();
+        columns.push(Arc::new(Date32Array::from(vec![days; rows.num_rows()])));
+        RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).map_err(|e| fail(e.to_string()))
     }
-    if written == 0 {
-        writer.abort().await.map_err(|e| Error::delta(Stage::Write, location, e))?;
-        return Ok(None);
-    }
-    let adds = writer.close().await.map_err(|e| Error::delta(Stage::Write, location, e))?;
-    adds.into_iter().next().map(Some).ok_or_else(|| fail("a rewritten file came out empty".into()))
 }

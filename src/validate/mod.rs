@@ -3,7 +3,8 @@
 //! promises (non-nullable columns have values), fingerprints each row, and
 //! keeps, of rows sharing a key, the last one in file order, without
 //! holding the day's rows: only a 128-bit hash of each key, its line and
-//! where its row went.
+//! where its row went (`latest.rs`: on disk past its share of
+//! `--memory-limit`).
 //!
 //! Rows flow on as soon as a batch is done. A later line can supersede a
 //! row already handed on (the same key further down the file): such rows
@@ -17,7 +18,6 @@ use datafusion::arrow::compute::{filter_record_batch, is_null};
 use datafusion::arrow::datatypes::{Schema, SchemaRef, UInt64Type};
 use datafusion::execution::SendableRecordBatchStream;
 use futures::StreamExt;
-use hashbrown::HashTable;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -26,6 +26,9 @@ use crate::error::{Error, Result, Stage};
 use crate::features::rules::RowRules;
 use crate::read::{ExpectedLines, Reject, LINE, RAW, REJECT};
 use crate::row_hash::{self, ValueHasher};
+use latest::LatestByKey;
+
+mod latest;
 
 /// Valid rows of the table's schema (fingerprint included), numbered so a
 /// later stage can name a row: (`seq`, row within the batch).
@@ -52,6 +55,8 @@ pub struct Outcome {
     /// Rows handed on and then superseded by a later line with their key:
     /// (`seq`, row). The day's content leaves them out.
     pub superseded: Vec<(u32, u32)>,
+    /// The export's key index went to disk (past its share of `--memory-limit`).
+    pub key_index_spilled: bool,
 }
 
 /// Batches of valid rows in flight between validation and the next stage.
@@ -88,7 +93,8 @@ async fn run(
     let row_hash_at = table_schema.index_of(row_hash).expect("own column");
     let key = def.day_key();
     let mut outcome = Outcome::default();
-    let mut latest = LatestByKey::default();
+    let mut latest = LatestByKey::new();
+    let spill_error = |e| Error::io(Stage::Validate, source_uri, "spilling the export's key index", e);
     let mut fingerprinting = futures::stream::FuturesUnordered::new();
     let mut seq = 0u32;
     let mut emitted = 0u64;
@@ -105,9 +111,9 @@ async fn run(
         }
         if seq == 0 {
             // The reader estimated the export's lines before sending a batch.
-            latest.reserve(expected.get());
+            latest.reserve(expected.get()).map_err(spill_error)?;
         }
-        let keep = latest_of_each_key(&accepted, key, seq, &mut latest, &mut outcome.superseded);
+        let keep = latest.keep_latest(&accepted, key, seq, &mut outcome.superseded).map_err(spill_error)?;
         dropped += keep.iter().filter(|k| !**k).count() as u64;
         let rows = handed_on(&accepted, &schema, &keep, source_uri)?;
         emitted += rows.num_rows() as u64;
@@ -141,6 +147,8 @@ async fn run(
             break;
         }
     }
+    outcome.key_index_spilled = latest.is_spilled();
+    latest.finish(&mut outcome.superseded).map_err(spill_error)?;
     outcome.superseded.sort_unstable();
     outcome.rows_duplicate = dropped + outcome.superseded.len() as u64;
     outcome.rows_valid = emitted - outcome.superseded.len() as u64;
@@ -175,39 +183,6 @@ fn without_value_rejects(batch: &RecordBatch, rejects: &mut Vec<Reject>, source_
     }
     filter_record_batch(batch, &is_null(reasons).expect("is_null never fails"))
         .map_err(|e| Error::internal(Stage::Validate, source_uri, e))
-}
-
-/// Which rows of batch `seq` are, so far, the last line of their key: the
-/// last line of each key wins, among this batch and the ones before (an
-/// earlier batch's row it supersedes goes to `superseded`). Rows are then
-/// named by their place among the rows handed on.
-fn latest_of_each_key(
-    accepted: &RecordBatch,
-    key: &str,
-    seq: u32,
-    latest: &mut LatestByKey,
-    superseded: &mut Vec<(u32, u32)>,
-) -> Vec<bool> {
-    let ids = accepted.column_by_name(key).expect("checked").as_string::<i32>();
-    let lines = accepted.column_by_name(LINE).expect("checked").as_primitive::<UInt64Type>();
-    let keys: Vec<u128> = (0..ids.len()).map(|r| crate::row_hash::key_fingerprint(ids.value(r))).collect();
-    let mut keep = vec![true; accepted.num_rows()];
-    for (row, key_hash) in keys.iter().enumerate() {
-        match latest.offer(*key_hash, lines.value(row), seq, row as u32) {
-            Offer::New => {}
-            Offer::Older => keep[row] = false,
-            Offer::Newer { seq: old_seq, row: old_row } if old_seq == seq => keep[old_row as usize] = false,
-            Offer::Newer { seq: old_seq, row: old_row } => superseded.push((old_seq, old_row)),
-        }
-    }
-    let mut position = 0u32;
-    for (row, kept) in keep.iter().enumerate() {
-        if *kept {
-            latest.place(keys[row], seq, row as u32, position);
-            position += 1;
-        }
-    }
-    keep
 }
 
 /// The kept rows in the table's columns (the fingerprint aside).
@@ -292,64 +267,4 @@ fn check_not_null(def: &TableDefinition, batch: &RecordBatch, source_uri: &str) 
         }
     }
     Ok(())
-}
-
-/// The most keys reserved up front (16Mi, an index of 1 GiB at 32 bytes an
-/// entry once hashbrown rounds it up): past it the index grows as it fills.
-const MAX_RESERVED_KEYS: u64 = 1 << 24;
-
-/// Where the last line of each key is: (seq, row) of its batch.
-#[derive(Default)]
-struct LatestByKey {
-    table: HashTable<Latest>,
-}
-
-struct Latest {
-    key: u128,
-    line: u64,
-    seq: u32,
-    row: u32,
-}
-
-enum Offer {
-    /// The key's first line.
-    New,
-    /// An earlier line of a key already seen further down: this row goes.
-    Older,
-    /// A later line of a key: the row it was is superseded.
-    Newer { seq: u32, row: u32 },
-}
-
-impl LatestByKey {
-    /// Room for `lines` keys at once, up to [`MAX_RESERVED_KEYS`].
-    fn reserve(&mut self, lines: Option<u64>) {
-        if let Some(lines) = lines {
-            self.table.reserve(lines.min(MAX_RESERVED_KEYS) as usize, |e| e.key as u64);
-        }
-    }
-
-    fn offer(&mut self, key: u128, line: u64, seq: u32, row: u32) -> Offer {
-        let hash = key as u64;
-        match self.table.find_mut(hash, |e| e.key == key) {
-            Some(entry) if entry.line > line => Offer::Older,
-            Some(entry) => {
-                let before = Offer::Newer { seq: entry.seq, row: entry.row };
-                (entry.line, entry.seq, entry.row) = (line, seq, row);
-                before
-            }
-            None => {
-                self.table.insert_unique(hash, Latest { key, line, seq, row }, |e| e.key as u64);
-                Offer::New
-            }
-        }
-    }
-
-    /// The kept row `row` of batch `seq` is row `position` of what was handed on.
-    fn place(&mut self, key: u128, seq: u32, row: u32, position: u32) {
-        if let Some(entry) = self.table.find_mut(key as u64, |e| e.key == key) {
-            if entry.seq == seq && entry.row == row {
-                entry.row = position;
-            }
-        }
-    }
 }
