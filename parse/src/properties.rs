@@ -8,6 +8,7 @@
 use chrono::NaiveDate;
 
 use crate::arguments::{self, AsOf};
+use crate::header;
 use crate::location::Location;
 use crate::records::{Chunker, Fields, Framing, KEPT_OF_LONG_LINE};
 use crate::values;
@@ -314,4 +315,81 @@ pub fn parse_arguments(data: &[u8]) {
     if let Ok(point) = AsOf::parse(text) {
         assert_eq!(AsOf::parse(&point.to_string()), Ok(point), "{text:?}");
     }
+}
+
+/// Header matching, against its rule: a header is refused exactly when a
+/// column it lacks cannot be filled (not nullable, or `missing_columns` is
+/// not "null"), a field no column reads is not ignored, or a field repeats;
+/// otherwise each column comes from the field with its header text (or the
+/// file's date, or null when it is missing and may be), and every field is
+/// read by one column or ignored, never both. Names and header texts come
+/// from a small alphabet (of Shopify's spellings) so they collide.
+pub fn match_header(data: &[u8]) {
+    const TEXTS: [&str; 8] = ["id", "Variant SKU", "Handle", "id ", "Body (HTML)", "", "sku", "Handle"];
+    let Some((&first, rest)) = data.split_first() else { return };
+    let policies = header::Policies { ignore_unknown: first & 1 == 1, null_missing: first & 2 == 2 };
+    let wanted_count = usize::from(first >> 2) % 6;
+    let (described, fields) = rest.split_at(rest.len().min(wanted_count));
+    // The columns, as a definition that validates has them: header texts
+    // distinct among the columns read from the export.
+    let mut columns: Vec<header::Wanted<'_>> = Vec::new();
+    for (i, b) in described.iter().enumerate() {
+        let text = TEXTS[usize::from(b & 7)];
+        let named = ["c0", "c1", "c2", "c3", "c4", "c5"][i];
+        let column = match b >> 6 {
+            0 => header::Wanted::FileDate,
+            1 => header::Wanted::Field { name: text, header: text, nullable: b & 8 == 8 },
+            _ => header::Wanted::Field { name: named, header: text, nullable: b & 8 == 8 },
+        };
+        let taken = |c: &header::Wanted<'_>| matches!((c, column), (header::Wanted::Field { header: a, .. }, header::Wanted::Field { header: b, .. }) if *a == b);
+        if !columns.iter().any(taken) {
+            columns.push(column);
+        }
+    }
+    let header: Vec<String> = fields.iter().map(|b| TEXTS[usize::from(b & 7)].to_string()).collect();
+    let result = header::match_header(&columns, &header, policies);
+
+    let read =
+        |text: &str| columns.iter().any(|c| matches!(c, header::Wanted::Field { header, .. } if *header == text));
+    let unfillable = columns.iter().any(|c| match c {
+        header::Wanted::Field { header: text, nullable, .. } => {
+            let fillable = policies.null_missing && *nullable;
+            !fillable && !header.iter().any(|h| h == text)
+        }
+        header::Wanted::FileDate => false,
+    });
+    let unknown = !policies.ignore_unknown && header.iter().any(|h| !read(h));
+    let repeated = header.iter().enumerate().any(|(i, h)| header[..i].contains(h));
+    let layout = match result {
+        Err(problems) => {
+            assert!(unfillable || unknown || repeated, "{header:?} against {columns:?} refused: {problems:?}");
+            let expected = usize::from(unfillable) + usize::from(unknown) + usize::from(repeated);
+            assert_eq!(problems.len(), expected, "each problem said once: {problems:?}");
+            return;
+        }
+        Ok(layout) => layout,
+    };
+    assert!(!(unfillable || unknown || repeated), "{header:?} against {columns:?} taken: {layout:?}");
+    assert_eq!(layout.field_count, header.len());
+    assert_eq!(layout.sources.len(), columns.len(), "one source a column");
+    let mut fields_read = vec![false; header.len()];
+    let mut missing = Vec::new();
+    for (column, source) in columns.iter().zip(&layout.sources) {
+        match (column, source) {
+            (header::Wanted::FileDate, header::ValueSource::FileDate) => {}
+            (header::Wanted::Field { header: text, .. }, header::ValueSource::Field(p)) => {
+                assert_eq!(header[*p], *text, "a column reads the field with its header text");
+                assert!(!fields_read[*p], "a field read by two columns");
+                fields_read[*p] = true;
+            }
+            (header::Wanted::Field { name, header: text, nullable }, header::ValueSource::Missing) => {
+                assert!(policies.null_missing && *nullable && !header.iter().any(|h| h == text));
+                missing.push(name.to_string());
+            }
+            (column, source) => panic!("{column:?} from {source:?}"),
+        }
+    }
+    assert_eq!(layout.missing, missing, "the missing columns, in order");
+    let ignored: Vec<String> = header.iter().zip(&fields_read).filter(|(_, r)| !**r).map(|(h, _)| h.clone()).collect();
+    assert_eq!(layout.ignored, ignored, "every field read or ignored, never both");
 }

@@ -48,3 +48,8 @@ fn parse_values() {
 fn parse_arguments() {
     replay("parse_arguments", properties::parse_arguments);
 }
+
+#[test]
+fn match_header() {
+    replay("match_header", properties::match_header);
+}

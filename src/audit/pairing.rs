@@ -60,7 +60,7 @@ pub fn as_of(log: &[HistoryEntry], version: i64) -> Pairings {
         if let Some(target) = restore_target(entry) {
             // A version older than the log reaches is unknown: no pairing.
             current = kept.get(&target).cloned().unwrap_or_default();
-        } else if let Some(date) = entry.text("export_date").and_then(|d| d.parse::<NaiveDate>().ok()) {
+        } else if let Some(date) = entry.text("export_date").and_then(|d| shoplake_parse::values::ymd(&d)) {
             let pairing = entry.count("rejects_version", &[]).map_or(Pairing::Unpaired, Pairing::Version);
             current.insert(date, pairing);
         }
@@ -202,5 +202,84 @@ mod tests {
         let mut with_spark = log.clone();
         with_spark.push(spark_restore);
         assert_eq!(as_of(&with_spark, 7), as_of(&log, 3), "another engine's RESTORE too");
+    }
+
+    /// One commit of a generated log, as it may come from any engine.
+    #[derive(Debug, Clone)]
+    enum Commit {
+        /// shoplake's load of 2019-04-0`day`, with its rejects version (as
+        /// a number or as text, or none: before pairings were recorded).
+        Load { day: u32, rejects: Option<i64>, as_text: bool },
+        /// shoplake's RESTORE to `target`, or another engine's (its parameters).
+        Restore { target: i64, ours: bool },
+        /// A commit with no date: OPTIMIZE, another engine's WRITE.
+        Other,
+        /// An `export_date` that is not a date as shoplake writes one.
+        NotADate(&'static str),
+    }
+
+    fn commit() -> impl proptest::strategy::Strategy<Value = Commit> {
+        use proptest::prelude::*;
+        prop_oneof![
+            4 => (1u32..4, proptest::option::of(0i64..20), any::<bool>())
+                .prop_map(|(day, rejects, as_text)| Commit::Load { day, rejects, as_text }),
+            2 => (0i64..14, any::<bool>()).prop_map(|(target, ours)| Commit::Restore { target, ours }),
+            1 => Just(Commit::Other),
+            1 => proptest::sample::select(vec!["2019-4-1", "x", "", "02019-04-01", "2019-04-01T00:00:00"])
+                .prop_map(Commit::NotADate),
+        ]
+    }
+
+    fn as_entry(version: i64, commit: &Commit) -> HistoryEntry {
+        match commit {
+            Commit::Load { day, rejects, as_text } => {
+                let mut info = json!({"export_date": format!("2019-04-{day:02}")});
+                if let Some(r) = rejects {
+                    info["rejects_version"] = if *as_text { json!(r.to_string()) } else { json!(r) };
+                }
+                entry(version, "MERGE", info)
+            }
+            Commit::Restore { target, ours: true } => entry(version, "RESTORE", json!({"restored_version": target})),
+            Commit::Restore { target, ours: false } => {
+                let mut restore = entry(version, "RESTORE", Value::Null);
+                restore.parameters.insert("version".into(), json!(target));
+                restore
+            }
+            Commit::Other => entry(version, "OPTIMIZE", Value::Null),
+            Commit::NotADate(text) => entry(version, "WRITE", json!({"export_date": text, "rejects_version": 1})),
+        }
+    }
+
+    proptest::proptest! {
+        /// Any log, starting at any version (older ones cleaned up), against
+        /// the rule replayed naively (every version's pairings kept): a load
+        /// pairs its date; a restore takes the pairings of the version it
+        /// restored, or none if the log does not reach it; nothing else moves
+        /// them. And asking past the log's end is asking for its end.
+        #[test]
+        fn pairings_follow_loads_and_restores_whatever_the_log(
+            start in 0i64..3,
+            commits in proptest::collection::vec(commit(), 0..14),
+        ) {
+            let log: Vec<HistoryEntry> =
+                commits.iter().enumerate().map(|(i, c)| as_entry(start + i as i64, c)).collect();
+            let mut states: HashMap<i64, Pairings> = HashMap::new();
+            let mut current = Pairings::new();
+            for (i, c) in commits.iter().enumerate() {
+                let version = start + i as i64;
+                match c {
+                    Commit::Load { day: d, rejects, .. } => {
+                        current.insert(day(*d), rejects.map_or(Pairing::Unpaired, Pairing::Version));
+                    }
+                    Commit::Restore { target, .. } => {
+                        current = match *target < version { true => states.get(target).cloned().unwrap_or_default(), false => Pairings::new() };
+                    }
+                    Commit::Other | Commit::NotADate(_) => {}
+                }
+                states.insert(version, current.clone());
+                proptest::prop_assert_eq!(as_of(&log, version), current.clone(), "as of version {}", version);
+            }
+            proptest::prop_assert_eq!(as_of(&log, start + commits.len() as i64 + 5), current);
+        }
     }
 }

@@ -170,7 +170,7 @@ fn read_export(
         .map(|i| std::str::from_utf8(fields.get(header_bytes, i)).map(|s| s.trim().to_string()))
         .collect::<std::result::Result<Vec<_>, _>>()
         .map_err(|_| Error::rejected(Stage::Read, source_uri, "header line is not valid UTF-8"))?;
-    let layout = HeaderLayout::match_definition(def, &header_names)
+    let layout = header::match_definition(def, &header_names)
         .map_err(|message| Error::rejected(Stage::Read, source_uri, message))?;
     if !layout.ignored.is_empty() {
         tracing::warn!(source = source_uri, columns = %layout.ignored.join(", "), "the export has columns the definition does not declare: not loaded (unknown_columns = \"ignore\")");

@@ -17,6 +17,7 @@ mod foreign;
 mod framing;
 mod hardening;
 mod lake;
+mod loader;
 mod memory;
 mod operations;
 mod property;
