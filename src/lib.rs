@@ -14,6 +14,7 @@ pub mod catalog;
 pub mod check;
 pub mod cli;
 pub mod definition;
+pub mod erasure;
 pub mod error;
 pub mod features;
 pub mod generate;

@@ -32,7 +32,7 @@ pub struct RunMetrics {
     /// The table's URI.
     pub table: String,
     pub exit_code: u8,
-    pub rows: [(&'static str, u64); 5],
+    pub rows: [(&'static str, u64); 6],
     pub changes: [(&'static str, u64); 4],
     pub duration: Duration,
     pub table_version: Option<i64>,
@@ -58,6 +58,7 @@ impl RunMetrics {
                 ("filtered", sum(|r| r.rows_filtered)),
                 ("rejected", sum(|r| r.rows_rejected)),
                 ("duplicate", sum(|r| r.rows_duplicate)),
+                ("suppressed", sum(|r| r.rows_suppressed)),
             ],
             changes: [
                 ("inserted", sum(|r| r.rows_inserted)),

@@ -39,6 +39,9 @@ pub struct RunReport {
     pub rows_filtered: u64,
     pub rows_rejected: u64,
     pub rows_duplicate: u64,
+    /// Rows (and rejected lines) holding a value erased from the table
+    /// (`shoplake erase`): kept out of the table and its rejects.
+    pub rows_suppressed: u64,
     pub rows_valid: u64,
     pub rows_inserted: u64,
     pub rows_updated: u64,
@@ -86,6 +89,7 @@ impl RunReport {
             rows_filtered: 0,
             rows_rejected: 0,
             rows_duplicate: 0,
+            rows_suppressed: 0,
             rows_valid: 0,
             rows_inserted: 0,
             rows_updated: 0,
@@ -128,8 +132,16 @@ impl RunReport {
         }
         let _ = writeln!(
             out,
-            "  rows     {} read = {} valid + {} filtered + {} rejected + {} duplicate",
-            self.rows_read, self.rows_valid, self.rows_filtered, self.rows_rejected, self.rows_duplicate
+            "  rows     {} read = {} valid + {} filtered + {} rejected + {} duplicate{}",
+            self.rows_read,
+            self.rows_valid,
+            self.rows_filtered,
+            self.rows_rejected,
+            self.rows_duplicate,
+            match self.rows_suppressed {
+                0 => String::new(),
+                n => format!(" + {n} suppressed (erased)"),
+            }
         );
         if self.lines_read != self.rows_read {
             let _ = writeln!(out, "  lines    {} (quoted fields span lines)", self.lines_read);
@@ -229,6 +241,7 @@ mod tests {
             "rows_filtered",
             "rows_rejected",
             "rows_duplicate",
+            "rows_suppressed",
             "rows_valid",
             "rows_inserted",
             "rows_updated",

@@ -3,6 +3,7 @@
 //! without losing the history audits rely on.
 
 pub mod changes;
+pub mod erase;
 pub mod history;
 pub mod maintain;
 pub mod pairing;

@@ -63,6 +63,13 @@ pub fn as_of(log: &[HistoryEntry], version: i64) -> Pairings {
         } else if let Some(date) = entry.text("export_date").and_then(|d| shoplake_parse::values::ymd(&d)) {
             let pairing = entry.count("rejects_version", &[]).map_or(Pairing::Unpaired, Pairing::Version);
             current.insert(date, pairing);
+        } else if let Some(versions) = entry.shoplake.get("rejects_versions").and_then(Value::as_object) {
+            // An erasure wrote these dates' rejects again.
+            for (day, version) in versions {
+                if let (Some(date), Some(version)) = (shoplake_parse::values::ymd(day), as_i64(version)) {
+                    current.insert(date, Pairing::Version(version));
+                }
+            }
         }
         if targets.contains(&entry.version) {
             kept.insert(entry.version, current.clone());

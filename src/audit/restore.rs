@@ -56,6 +56,26 @@ pub async fn run(storage: &Storage, target: &TableTarget, version: i64, run_id: 
     }
 
     let log = pairing::table_log(&table).await?;
+    // A version before an erasure holds the erased values: restoring it
+    // would bring them back (and drop the record that keeps them out).
+    let erased_since: Vec<String> = log
+        .iter()
+        .filter(|entry| entry.version > version)
+        .filter_map(|entry| {
+            Some(format!("{} (version {})", entry.shoplake.get("erasure")?.get("id")?.as_str()?, entry.version))
+        })
+        .collect();
+    if !erased_since.is_empty() {
+        return Err(Error::usage(
+            Stage::Write,
+            location,
+            format!(
+                "version {version} is older than erasure {}: restoring it would bring erased values back, so it \
+                 is refused; restore a version after the erasure",
+                erased_since.join(", ")
+            ),
+        ));
+    }
     let (now, then) = (pairing::as_of(&log, latest), pairing::as_of(&log, version));
     // Dates whose rejects differ between now and then; dates loaded since
     // have none then. Unpaired dates are unknown then: left as they are.

@@ -66,6 +66,8 @@ pub enum Command {
     Restore(RestoreArgs),
     /// Compact files, write a checkpoint, vacuum old files.
     Maintain(MaintainArgs),
+    /// Erase a key or an erasable column's value from every date, and keep it out of later loads.
+    Erase(EraseArgs),
     /// Write sample exports of a table (deterministic for a seed).
     Generate(GenerateArgs),
     /// Check every table definition without touching data (exit 2 on any problem).
@@ -255,6 +257,30 @@ pub struct RestoreArgs {
     /// The version whose content the table gets back.
     #[arg(long)]
     pub version: i64,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("erased").required(true).args(["key", "where_"])))]
+pub struct EraseArgs {
+    #[command(flatten)]
+    pub table: TableArgs,
+    /// Every defined table, each in its own commit (not with --table or --rejects-table).
+    #[arg(long)]
+    pub all_tables: bool,
+    /// The value of the definition's key column to erase.
+    #[arg(long, value_name = "VALUE")]
+    pub key: Option<String>,
+    /// COLUMN=VALUE: erase the rows whose erasable COLUMN holds VALUE (e.g. shop_domain=x.myshopify.com).
+    #[arg(long = "where", value_name = "COLUMN=VALUE")]
+    pub where_: Option<String>,
+    /// Why (recorded in the commit; never the value).
+    #[arg(long, value_name = "TEXT")]
+    pub reason: String,
+    /// Count the rows, rejected lines and files per date; write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+    pub format: ReportFormat,
 }
 
 #[derive(Debug, Args)]

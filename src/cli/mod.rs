@@ -22,7 +22,7 @@ use crate::report::RunReport;
 use crate::storage::Storage;
 pub use args::DEFAULT_TABLE_NAME;
 use args::{
-    BackfillArgs, Cli, Command, HistoryFormat, IngestArgs, LoadArgs, LogFormat, ReportFormat, RestoreArgs,
+    BackfillArgs, Cli, Command, EraseArgs, HistoryFormat, IngestArgs, LoadArgs, LogFormat, ReportFormat, RestoreArgs,
     SchemaCommand,
 };
 
@@ -102,6 +102,7 @@ async fn dispatch(command: Command, storage: Storage) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Restore(args) => restore_command(args, &storage).await,
+        Command::Erase(args) => erase_command(args, &storage).await,
         Command::Maintain(args) => {
             let target = resolve::target(resolve::catalog(&args.table.definitions).await?, &args.table)?;
             let config = maintain::MaintainConfig {
@@ -388,4 +389,52 @@ fn init_logging(format: LogFormat) {
         LogFormat::Text => builder.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init(),
         LogFormat::Json => builder.json().init(),
     }
+}
+
+/// `shoplake erase`: one line (or JSON object) per table.
+async fn erase_command(args: EraseArgs, storage: &Storage) -> Result<ExitCode> {
+    use crate::audit::erase::{self, By, EraseConfig};
+    let catalog = resolve::catalog(&args.table.definitions).await?;
+    let targets = match args.all_tables {
+        true => resolve::all_targets(catalog, &args.table)?.into_iter().collect::<Result<Vec<_>>>()?,
+        false => vec![resolve::target(catalog, &args.table)?],
+    };
+    let by = match (args.key, args.where_) {
+        (Some(key), _) => By::Key(key),
+        (None, Some(clause)) => match clause.split_once('=') {
+            Some((column, value)) if !column.trim().is_empty() => {
+                By::Column { column: column.trim().to_string(), value: value.to_string() }
+            }
+            _ => return Err(Error::usage(Stage::CommandLine, "--where", format!("{clause:?} is not COLUMN=VALUE"))),
+        },
+        (None, None) => unreachable!("clap requires --key or --where"),
+    };
+    let config = EraseConfig { targets, by, reason: args.reason, dry_run: args.dry_run };
+    for erased in erase::run(storage, &config).await? {
+        match args.format {
+            ReportFormat::Json => say!("{}", serde_json::to_string(&erased).expect("serializes")),
+            ReportFormat::Text => {
+                let what = if erased.dry_run { "would erase" } else { "erased" };
+                say!(
+                    "{}: {what} {} rows over {} dates and {} rejected lines ({}){}",
+                    erased.table_name,
+                    erased.rows_erased,
+                    erased.dates.len(),
+                    erased.rejects_erased,
+                    erased.column,
+                    match (&erased.erasure_id, erased.table_version) {
+                        (Some(id), Some(version)) => format!("; erasure {id} recorded at version {version}"),
+                        _ => String::new(),
+                    }
+                );
+                for date in &erased.dates {
+                    say!("  {}  {} rows in {} files", date.date, date.rows, date.files);
+                }
+                if let Some(note) = &erased.note {
+                    say!("  {note}");
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -69,6 +69,10 @@ struct ColumnFile {
     #[serde(default)]
     false_values: Vec<String>,
     timestamp_format: Option<String>,
+    /// `shoplake erase --where <column>=<value>` may erase by this column
+    /// (a shop's domain, an email): docs/privacy.md.
+    #[serde(default)]
+    erasable: bool,
 }
 
 fn default_true() -> bool {
@@ -293,6 +297,9 @@ fn resolve_column(i: usize, c: &ColumnFile, in_key: bool, problems: &mut Problem
             format!("{header:?}: header texts are trimmed when read, so cannot be empty or start or end with spaces"),
         );
     }
+    if c.erasable && !matches!(c.kind, Kind::Text) {
+        problems.add(at("erasable"), "only a text column can be erasable (the key is erasable by --key)");
+    }
     let on = conventions::On { name: &c.name, kind: c.kind, in_export, has_time_zone: c.time_zone.is_some() };
     let (conventions, found) = conventions::resolve(c.conventions(), on);
     for (key, message) in found {
@@ -309,6 +316,7 @@ fn resolve_column(i: usize, c: &ColumnFile, in_key: bool, problems: &mut Problem
         time_zone,
         sample: c.sample.clone(),
         conventions,
+        erasable: c.erasable,
     })
 }
 
@@ -379,6 +387,7 @@ fn with_row_hash(columns: &mut Vec<Column>, problems: &mut Problems) {
             time_zone: None,
             sample: Sample::default(),
             conventions: Default::default(),
+            erasable: false,
         }),
         0 => problems.add(
             "columns",

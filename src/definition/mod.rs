@@ -110,6 +110,8 @@ pub struct Column {
     /// (`strip_prefix`, `null_values`, `true_values`/`false_values`,
     /// `timestamp_format`).
     pub conventions: shoplake_parse::values::Conventions,
+    /// Rows may be erased by this column's value (`shoplake erase --where`).
+    pub erasable: bool,
 }
 
 impl Column {

@@ -6,6 +6,7 @@ use chrono::NaiveDate;
 use serde_json::json;
 
 use crate::definition::TableDefinition;
+use crate::erasure::Suppression;
 use crate::error::{Error, Result, Stage};
 use crate::read::{ReadSummary, Reject};
 use crate::report::{RunReport, Status};
@@ -13,25 +14,39 @@ use crate::{source, validate, write};
 
 /// The day's counts into the report, every line in exactly one bucket (or
 /// the load fails); then the reject ratio. Returns the day's rejected
-/// lines, by line.
+/// lines, by line: a rejected line holding an erased value is not one of
+/// them (it is counted suppressed, and its text never reaches the rejects
+/// table).
 pub(super) fn account(
     report: &mut RunReport,
     summary: &ReadSummary,
     validated: &validate::Outcome,
     max_reject_ratio: f64,
+    suppression: Option<&Suppression>,
 ) -> Result<Vec<Reject>> {
     let uri = report.source.clone();
     let line_rejects = summary.line_rejects.len() as u64;
+    let mut all_rejects: Vec<Reject> = summary.line_rejects.clone();
+    all_rejects.extend(validated.value_rejects.iter().cloned());
+    let rejects_read = all_rejects.len() as u64;
+    if let Some(suppression) = suppression {
+        all_rejects.retain(|reject| !suppression.in_raw_line(&reject.raw));
+    }
     report.rows_read = summary.rows_read;
     report.lines_read = summary.lines_read;
     report.rows_filtered = summary.rows_read - line_rejects - validated.rows_transformed;
-    report.rows_rejected = line_rejects + validated.value_rejects.len() as u64;
+    report.rows_rejected = all_rejects.len() as u64;
     report.rows_duplicate = validated.rows_duplicate;
+    report.rows_suppressed = validated.rows_suppressed + (rejects_read - report.rows_rejected);
     report.rows_valid = validated.rows_valid;
     report.ignored_columns = summary.ignored_columns.clone();
     report.header = summary.header.clone();
     report.missing_columns = summary.missing_columns.clone();
-    let accounted = report.rows_filtered + report.rows_rejected + report.rows_duplicate + report.rows_valid;
+    let accounted = report.rows_filtered
+        + report.rows_rejected
+        + report.rows_duplicate
+        + report.rows_suppressed
+        + report.rows_valid;
     if accounted != report.rows_read {
         return Err(Error::internal(
             Stage::Validate,
@@ -39,8 +54,6 @@ pub(super) fn account(
             format!("{} lines read but {accounted} accounted for", report.rows_read),
         ));
     }
-    let mut all_rejects: Vec<Reject> = summary.line_rejects.clone();
-    all_rejects.extend(validated.value_rejects.iter().cloned());
     all_rejects.sort();
     tracing::info!(
         rows_read = report.rows_read,
@@ -50,6 +63,7 @@ pub(super) fn account(
         blank_lines = summary.blank_lines,
         rows_rejected = report.rows_rejected,
         rows_duplicate = report.rows_duplicate,
+        rows_suppressed = report.rows_suppressed,
         "export validated"
     );
     check_reject_ratio(&uri, report.rows_read, &all_rejects, max_reject_ratio)?;
@@ -75,6 +89,7 @@ pub(super) fn commit_info(
         "rows_filtered": report.rows_filtered,
         "rows_rejected": report.rows_rejected,
         "rows_duplicate": report.rows_duplicate,
+        "rows_suppressed": report.rows_suppressed,
         "rows_valid": report.rows_valid,
         "checks": report.checks,
         "header_policy": { "unknown_columns": def.unknown_columns, "missing_columns": def.missing_columns },
@@ -127,6 +142,7 @@ pub(super) fn repeated(report: &mut RunReport, last: &write::provenance::LastLoa
     report.rows_filtered = count("rows_filtered");
     report.rows_rejected = count("rows_rejected");
     report.rows_duplicate = count("rows_duplicate");
+    report.rows_suppressed = count("rows_suppressed");
     report.rows_valid = count("rows_valid");
     report.rows_unchanged = report.rows_valid;
     report.checks = last.info.get("checks").and_then(|c| serde_json::from_value(c.clone()).ok()).unwrap_or_default();

@@ -109,7 +109,9 @@ async fn run_stages(
     };
     let streamed = stream::stream(storage, config, def, opened, &file, &current, has_rows).await?;
     stages.done("read, transform, validate, compare or write");
-    let rejects = account::account(report, &streamed.summary, &streamed.validated, config.max_reject_ratio)?;
+    let suppression = streamed.suppression.as_deref();
+    let rejects =
+        account::account(report, &streamed.summary, &streamed.validated, config.max_reject_ratio, suppression)?;
     report.checks = streamed.checks.clone();
     check::verdict(&report.checks, &report.source)?;
     stages.done("checks");

@@ -8,6 +8,7 @@ use deltalake::DeltaTable;
 
 use super::config::IngestConfig;
 use crate::definition::TableDefinition;
+use crate::erasure::{Erasure, Suppression};
 use crate::error::{Error, Result, Stage};
 use crate::read;
 use crate::storage::{Location, Storage};
@@ -34,6 +35,8 @@ pub(super) struct Opened {
     /// What the outcome depends on besides the export: recorded with the
     /// load, compared by an identical re-run.
     pub(super) load_fingerprint: String,
+    /// The values erased from the table, kept out of this load.
+    pub(super) suppression: Option<std::sync::Arc<Suppression>>,
 }
 
 /// Opens the table; its schema is compared with the definition before the
@@ -55,7 +58,16 @@ pub(super) async fn open(storage: &Storage, config: &IngestConfig, def: &'static
     };
     let load_fingerprint =
         write::identical::load_fingerprint(def, config.max_reject_ratio, config.guards, &config.target.rejects);
-    Ok(Opened { table, hasher: plan.hasher(def), rules, append_only, load_fingerprint })
+    let suppression = match &table {
+        Some(table) => {
+            let snapshot = table.snapshot().map_err(|e| Error::delta(Stage::Write, location, e))?;
+            let erasures = Erasure::recorded(snapshot.metadata().configuration());
+            Suppression::of(&erasures).map_err(|why| Error::usage(Stage::Write, location, why))?
+        }
+        None => None,
+    };
+    let suppression = suppression.map(std::sync::Arc::new);
+    Ok(Opened { table, hasher: plan.hasher(def), rules, append_only, load_fingerprint, suppression })
 }
 
 /// What went by once the export was read, transformed, validated and
@@ -75,6 +87,7 @@ pub(super) struct Streamed<'c> {
     /// Rows of the date may not change (`delta.appendOnly`).
     pub(super) frozen: bool,
     pub(super) load_fingerprint: String,
+    pub(super) suppression: Option<std::sync::Arc<Suppression>>,
 }
 
 /// The export flows: read → transform → validate, each stage a task, and
@@ -95,7 +108,15 @@ pub(super) async fn stream<'c>(
     let expected = read::ExpectedLines::of_size((!file.gzipped).then_some(file.size));
     let (batches, reader) = read::start_sized(def, date, uri.clone(), input, expected.clone());
     let (mut valid, validation) = match transform::run(def, batches, &uri).await {
-        Ok(rows) => validate::start(def, &opened.hasher, opened.rules.clone(), rows, uri.clone(), expected),
+        Ok(rows) => validate::start(
+            def,
+            &opened.hasher,
+            opened.rules.clone(),
+            opened.suppression.clone(),
+            rows,
+            uri.clone(),
+            expected,
+        ),
         Err(error) => return Err(first_error(reader, error, &uri).await.into()),
     };
     let table = opened.table;
@@ -138,8 +159,19 @@ pub(super) async fn stream<'c>(
     consumed?;
     source::check_unchanged(storage, file).await?;
     let checks = checks.finish(validated.rows_valid, previous).await?;
-    let (digest, load_fingerprint) = (digest.get(), opened.load_fingerprint);
-    Ok(Streamed { summary, validated, sink, compared_table, checks, digest, adopt, frozen, load_fingerprint })
+    let (digest, load_fingerprint, suppression) = (digest.get(), opened.load_fingerprint, opened.suppression);
+    Ok(Streamed {
+        summary,
+        validated,
+        sink,
+        compared_table,
+        checks,
+        digest,
+        adopt,
+        frozen,
+        load_fingerprint,
+        suppression,
+    })
 }
 
 /// The sink's files finished (superseded rows left out): the table to

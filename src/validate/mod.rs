@@ -22,6 +22,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::definition::{Kind, TableDefinition};
+use crate::erasure::Suppression;
 use crate::error::{Error, Result, Stage};
 use crate::features::rules::RowRules;
 use crate::read::{ExpectedLines, Reject, LINE, RAW, REJECT};
@@ -49,6 +50,8 @@ pub struct Outcome {
     pub rows_duplicate: u64,
     /// Rows kept: the day's content.
     pub rows_valid: u64,
+    /// Rows holding an erased value, kept out ([`crate::erasure`]).
+    pub rows_suppressed: u64,
     /// Rows that broke one of the table's own rules (CHECK constraints and
     /// the like), by rule: the load is refused if any did.
     pub broken: std::collections::BTreeMap<String, crate::features::rules::Broken>,
@@ -68,20 +71,24 @@ pub fn start(
     def: &'static TableDefinition,
     hasher: &ValueHasher,
     rules: RowRules,
+    suppression: Option<Arc<Suppression>>,
     transformed: SendableRecordBatchStream,
     source_uri: String,
     expected: ExpectedLines,
 ) -> (mpsc::Receiver<ValidBatch>, JoinHandle<Result<Outcome>>) {
     let (tx, rx) = mpsc::channel(IN_FLIGHT);
     let hasher = Arc::new(hasher.clone());
-    let handle = tokio::spawn(async move { run(def, hasher, rules, transformed, &source_uri, tx, expected).await });
+    let handle =
+        tokio::spawn(async move { run(def, hasher, rules, suppression, transformed, &source_uri, tx, expected).await });
     (rx, handle)
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn run(
     def: &'static TableDefinition,
     hasher: Arc<ValueHasher>,
     rules: RowRules,
+    suppression: Option<Arc<Suppression>>,
     mut transformed: SendableRecordBatchStream,
     source_uri: &str,
     tx: mpsc::Sender<ValidBatch>,
@@ -105,6 +112,10 @@ async fn run(
         outcome.rows_transformed += batch.num_rows() as u64;
         check_transform_output(def, &batch)?;
         let accepted = without_value_rejects(&batch, &mut outcome.value_rejects, source_uri)?;
+        let accepted = match &suppression {
+            Some(suppression) => without_erased(&accepted, suppression, &mut outcome.rows_suppressed, source_uri)?,
+            None => accepted,
+        };
         check_not_null(def, &accepted, source_uri)?;
         if accepted.num_rows() == 0 {
             continue;
@@ -185,6 +196,31 @@ fn without_value_rejects(batch: &RecordBatch, rejects: &mut Vec<Reject>, source_
         .map_err(|e| Error::internal(Stage::Validate, source_uri, e))
 }
 
+/// The batch without the rows holding an erased value, counted.
+fn without_erased(
+    batch: &RecordBatch,
+    suppression: &Suppression,
+    suppressed: &mut u64,
+    source_uri: &str,
+) -> Result<RecordBatch> {
+    let mut keep = vec![true; batch.num_rows()];
+    for column in suppression.columns() {
+        // A column the definition no longer has keeps nothing out.
+        let Some(values) = batch.column_by_name(column).and_then(|c| c.as_string_opt::<i32>()) else { continue };
+        for (row, kept) in keep.iter_mut().enumerate() {
+            if *kept && values.is_valid(row) && suppression.erased(column, values.value(row)) {
+                *kept = false;
+            }
+        }
+    }
+    let gone = keep.iter().filter(|k| !**k).count() as u64;
+    if gone == 0 {
+        return Ok(batch.clone());
+    }
+    *suppressed += gone;
+    filter_record_batch(batch, &BooleanArray::from(keep)).map_err(|e| Error::internal(Stage::Validate, source_uri, e))
+}
+
 /// The kept rows in the table's columns (the fingerprint aside).
 fn handed_on(accepted: &RecordBatch, schema: &SchemaRef, keep: &[bool], source_uri: &str) -> Result<RecordBatch> {
     let columns: Vec<ArrayRef> =
@@ -218,7 +254,7 @@ pub async fn collect(
     source_uri: &str,
 ) -> Result<(Vec<RecordBatch>, Outcome)> {
     let (mut rx, handle) =
-        start(def, hasher, RowRules::none(), transformed, source_uri.to_string(), ExpectedLines::default());
+        start(def, hasher, RowRules::none(), None, transformed, source_uri.to_string(), ExpectedLines::default());
     let mut batches = Vec::new();
     while let Some(batch) = rx.recv().await {
         batches.push(batch);

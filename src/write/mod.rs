@@ -22,6 +22,7 @@
 //! such: the ingest starts over, a bounded number of times.
 
 pub mod diff;
+pub mod erase;
 mod files;
 pub mod identical;
 pub mod merge_source;

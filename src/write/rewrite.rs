@@ -41,7 +41,7 @@ use crate::validate::ValidBatch;
 const INSERT: &str = "insert";
 const UPDATE_PREIMAGE: &str = "update_preimage";
 const UPDATE_POSTIMAGE: &str = "update_postimage";
-const DELETE: &str = "delete";
+pub(super) const DELETE: &str = "delete";
 
 /// The partition has rows and some differ: rewrite it, in one commit.
 /// `written` are the day's rows, if they were written while they were
@@ -249,7 +249,7 @@ fn leaving_rows(diff: &Diff, key: &str, location: &Location) -> Result<HashMap<u
 }
 
 /// The `remove` actions of every file the table holds for the date.
-fn partition_files(
+pub(super) fn partition_files(
     table: &DeltaTable,
     location: &Location,
     partition_by: &str,
@@ -268,16 +268,16 @@ fn partition_files(
 
 /// The change-data files of the commit (none when the table does not
 /// record changes).
-struct ChangeFiles {
+pub(super) struct ChangeFiles {
     writer: Option<deltalake::datafile::writer::DeltaWriter>,
 }
 
 impl ChangeFiles {
-    fn new(layout: &FileLayout) -> Self {
+    pub(super) fn new(layout: &FileLayout) -> Self {
         ChangeFiles { writer: layout.change_data_feed.then(|| layout.change_writer()) }
     }
 
-    async fn write(
+    pub(super) async fn write(
         &mut self,
         layout: &FileLayout,
         rows: &RecordBatch,
@@ -289,7 +289,7 @@ impl ChangeFiles {
         writer.write(&changes).await.map_err(|e| Error::delta(Stage::Write, location, e))
     }
 
-    async fn finish(self, location: &Location) -> Result<Vec<deltalake::kernel::AddCDCFile>> {
+    pub(super) async fn finish(self, location: &Location) -> Result<Vec<deltalake::kernel::AddCDCFile>> {
         match self.writer {
             Some(writer) => {
                 Ok(change_files(writer.close().await.map_err(|e| Error::delta(Stage::Write, location, e))?))

@@ -11,6 +11,7 @@ mod audit;
 mod cli;
 mod common;
 mod conventions;
+mod erase;
 mod evolution;
 mod features;
 mod foreign;

@@ -1,0 +1,174 @@
+//! Erasures (issue #27): a value erased from a table, recorded with the
+//! table so no later load brings it back, without ever holding the value.
+//!
+//! A value is known by its keyed hash, HMAC-SHA256 with the key in
+//! `SHOPLAKE_ERASURE_KEY` (never an unsalted hash: a shop's domain or an
+//! email is easy to guess, so a plain hash would give it away). Each
+//! erasure is a table property, `shoplake.erased.<id>` = `<column>:<hash>`,
+//! set by the erasure's own commit: it travels with the table's metadata,
+//! so every load sees it in the snapshot it opens, with no extra read, and
+//! a schema change keeps it (a load only sets the properties its definition
+//! declares). The hash does not depend on the column, so a rejected line's
+//! fields can be checked against it whatever the line's shape.
+
+use std::collections::{HashMap, HashSet};
+
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::Sha256;
+
+/// The environment variable holding the erasure key.
+pub const KEY_VARIABLE: &str = "SHOPLAKE_ERASURE_KEY";
+/// The table properties recording erasures start with this.
+pub const PROPERTY_PREFIX: &str = "shoplake.erased.";
+/// The shortest key accepted: a key is a secret, not a password.
+const MIN_KEY_BYTES: usize = 16;
+
+/// The key values are hashed with.
+#[derive(Clone)]
+pub struct ErasureKey(Hmac<Sha256>);
+
+impl ErasureKey {
+    /// The key from `SHOPLAKE_ERASURE_KEY`; why not, when it is unset or short.
+    pub fn from_env() -> Result<ErasureKey, String> {
+        match std::env::var(KEY_VARIABLE) {
+            Ok(key) => ErasureKey::new(key.as_bytes()),
+            Err(_) => Err(format!(
+                "{KEY_VARIABLE} is not set: erased values are known by their keyed hash, never stored, so \
+                 erasing or loading a table with erasures needs the key (at least {MIN_KEY_BYTES} bytes, kept \
+                 secret, the same for every run)"
+            )),
+        }
+    }
+
+    pub fn new(key: &[u8]) -> Result<ErasureKey, String> {
+        if key.len() < MIN_KEY_BYTES {
+            return Err(format!("{KEY_VARIABLE} is {} bytes: it must have at least {MIN_KEY_BYTES}", key.len()));
+        }
+        Ok(ErasureKey(Hmac::new_from_slice(key).map_err(|e| e.to_string())?))
+    }
+
+    /// The keyed hash of `value`, in hex.
+    pub fn hash(&self, value: &str) -> String {
+        let mut mac = self.0.clone();
+        mac.update(value.as_bytes());
+        mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+/// One erasure, as the table records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Erasure {
+    pub id: String,
+    /// The column the value was erased from (the key, or an erasable one).
+    pub column: String,
+    /// The value's keyed hash.
+    pub hash: String,
+}
+
+impl Erasure {
+    /// The table property recording it.
+    pub fn property(&self) -> (String, String) {
+        (format!("{PROPERTY_PREFIX}{}", self.id), format!("{}:{}", self.column, self.hash))
+    }
+
+    /// The erasures a table's properties record, by id.
+    pub fn recorded<'a>(properties: impl IntoIterator<Item = (&'a String, &'a String)>) -> Vec<Erasure> {
+        let mut erasures: Vec<Erasure> = properties
+            .into_iter()
+            .filter_map(|(name, value)| {
+                let id = name.strip_prefix(PROPERTY_PREFIX)?;
+                let (column, hash) = value.rsplit_once(':')?;
+                Some(Erasure { id: id.to_string(), column: column.to_string(), hash: hash.to_string() })
+            })
+            .collect();
+        erasures.sort_by(|a, b| a.id.cmp(&b.id));
+        erasures
+    }
+}
+
+/// What a load keeps out: the erased values of each column, by hash.
+#[derive(Clone)]
+pub struct Suppression {
+    key: ErasureKey,
+    by_column: HashMap<String, HashSet<String>>,
+    hashes: HashSet<String>,
+}
+
+impl Suppression {
+    /// The suppression of a table's erasures: `None` when it has none; an
+    /// error (saying why) when it has some and the key is not set.
+    pub fn of(erasures: &[Erasure]) -> Result<Option<Suppression>, String> {
+        if erasures.is_empty() {
+            return Ok(None);
+        }
+        let key = ErasureKey::from_env()?;
+        let mut by_column: HashMap<String, HashSet<String>> = HashMap::new();
+        for erasure in erasures {
+            by_column.entry(erasure.column.clone()).or_default().insert(erasure.hash.clone());
+        }
+        let hashes = erasures.iter().map(|e| e.hash.clone()).collect();
+        Ok(Some(Suppression { key, by_column, hashes }))
+    }
+
+    /// The columns it looks at.
+    pub fn columns(&self) -> impl Iterator<Item = &str> {
+        self.by_column.keys().map(String::as_str)
+    }
+
+    /// Whether `value` of `column` was erased.
+    pub fn erased(&self, column: &str, value: &str) -> bool {
+        self.by_column.get(column).is_some_and(|hashes| hashes.contains(&self.key.hash(value)))
+    }
+
+    /// Whether any of `fields` (a rejected line's) is an erased value, in
+    /// whatever column.
+    pub fn holds_erased<'a>(&self, fields: impl IntoIterator<Item = &'a str>) -> bool {
+        fields.into_iter().any(|field| self.hashes.contains(&self.key.hash(field)))
+    }
+
+    /// Whether a rejected line holds an erased value ([`raw_fields`]).
+    pub fn in_raw_line(&self, raw: &str) -> bool {
+        self.holds_erased(raw_fields(raw).iter().map(String::as_str))
+    }
+}
+
+/// The texts of a rejected line a value is looked for in: its fields as
+/// RFC 4180 splits them (trimmed, as values are read), or, for a line that
+/// does not split, its comma-separated parts (unquoted) and the line itself.
+pub fn raw_fields(raw: &str) -> Vec<String> {
+    let mut fields = shoplake_parse::records::Fields::default();
+    if fields.split(raw.as_bytes()).is_ok() {
+        return (0..fields.len())
+            .map(|i| String::from_utf8_lossy(fields.get(raw.as_bytes(), i)).trim().to_string())
+            .collect();
+    }
+    let parts = raw.split(',').map(|part| part.trim_matches(|c: char| c == '"' || c.is_whitespace()).to_string());
+    parts.chain([raw.to_string()]).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_value_is_known_by_its_keyed_hash_only() {
+        let key = ErasureKey::new(b"0123456789abcdef").unwrap();
+        let other = ErasureKey::new(b"fedcba9876543210").unwrap();
+        let hash = key.hash("shop.myshopify.com");
+        assert_eq!(hash.len(), 64);
+        assert_eq!(hash, key.hash("shop.myshopify.com"), "the same key, the same hash");
+        assert_ne!(hash, other.hash("shop.myshopify.com"), "another key, another hash");
+        assert_ne!(hash, key.hash("shop.myshopify.co"));
+        assert!(!hash.contains("shop"));
+        assert!(ErasureKey::new(b"short").is_err());
+    }
+
+    #[test]
+    fn erasures_are_read_back_from_the_properties_that_record_them() {
+        let erasure = Erasure { id: "e1".into(), column: "shop_domain".into(), hash: "ab".repeat(32) };
+        let (name, value) = erasure.property();
+        let properties: HashMap<String, String> =
+            [(name, value), ("delta.appendOnly".to_string(), "false".to_string())].into_iter().collect();
+        assert_eq!(Erasure::recorded(&properties), vec![erasure]);
+    }
+}

@@ -1,0 +1,153 @@
+//! Erasing a shop (issue #27, items 1 and 2): `shoplake erase` removes
+//! every row holding the value from every date and every rejected line
+//! holding it, records the erasure by the value's keyed hash, and no later
+//! load, re-load or back-fill brings it back (counted `suppressed`).
+
+use std::process::{Command, Output};
+
+use crate::common::*;
+
+const D1: &str = "2026-05-01";
+const D2: &str = "2026-05-02";
+const KEY: &str = "0123456789abcdef-test-key";
+
+fn shop(id: &str, count: &str, date: &str) -> String {
+    line(id, "APP", "True", count, "[0]", "shopify_", date)
+}
+
+/// Shops s1..s5 and s30 on both dates; on D2, s3's line and s30's are
+/// rejected (a count that is not one). s30 holds "s3" inside its values
+/// but never as a whole field: it is not erased with s3.
+fn exports(ws: &Workspace) {
+    for date in [D1, D2] {
+        let mut lines: Vec<String> = ["s1", "s2", "s4", "s5"].iter().map(|id| shop(id, "1", date)).collect();
+        let bad = if date == D2 { "x" } else { "2" };
+        lines.push(shop("s3", bad, date));
+        lines.push(shop("s30", bad, date));
+        ws.write_export(date, export(&lines));
+    }
+}
+
+fn shoplake(ws: &Workspace, key: Option<&str>, args: &[&str]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_shoplake"));
+    command
+        .args(args)
+        .env("SHOPLAKE_SOURCE", ws.raw())
+        .env("SHOPLAKE_TABLE", ws.table())
+        .env_remove("SHOPLAKE_REJECTS_TABLE")
+        .env_remove("SHOPLAKE_ERASURE_KEY")
+        .env("RUST_LOG", "warn");
+    if let Some(key) = key {
+        command.env("SHOPLAKE_ERASURE_KEY", key);
+    }
+    command.output().expect("run shoplake")
+}
+
+fn ingest(ws: &Workspace, date: &str) -> serde_json::Value {
+    // Two of six lines rejected on D2: past the default reject ratio.
+    let out = shoplake(ws, Some(KEY), &["ingest", "--date", date, "--format", "json", "--max-reject-ratio", "1"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("a report")
+}
+
+fn ids(ws: &Workspace, date: &str) -> Vec<String> {
+    ws.snapshot().rows.get(date).map(|rows| rows.keys().cloned().collect()).unwrap_or_default()
+}
+
+fn rejected_ids(ws: &Workspace) -> Vec<String> {
+    let mut ids: Vec<String> = rejects_of(&ws.rejects_table())
+        .into_iter()
+        .map(|(_, raw, _)| raw.split(',').next().unwrap().to_string())
+        .collect();
+    ids.sort();
+    ids
+}
+
+#[test]
+fn an_erased_key_leaves_every_date_and_its_rejects_and_does_not_come_back() {
+    let ws = Workspace::new();
+    exports(&ws);
+    ingest(&ws, D1);
+    ingest(&ws, D2);
+    assert_eq!(ids(&ws, D1), ["s1", "s2", "s3", "s30", "s4", "s5"]);
+    assert_eq!(rejected_ids(&ws), ["s3", "s30"]);
+    let before = ws.snapshot().version.unwrap();
+
+    // A dry run counts, writes nothing, and needs no key.
+    let dry =
+        shoplake(&ws, None, &["erase", "--key", "s3", "--reason", "shop/redact", "--dry-run", "--format", "json"]);
+    assert!(dry.status.success(), "{}", String::from_utf8_lossy(&dry.stderr));
+    let counted = &json_lines(&dry.stdout)[0];
+    assert_eq!((counted["rows_erased"].as_u64(), counted["rejects_erased"].as_u64()), (Some(1), Some(1)));
+    assert_eq!(ws.snapshot().version, Some(before));
+    // Without the key, nothing is erased (exit 2).
+    let keyless = shoplake(&ws, None, &["erase", "--key", "s3", "--reason", "shop/redact"]);
+    assert_eq!(keyless.status.code(), Some(2), "{}", String::from_utf8_lossy(&keyless.stderr));
+    assert_eq!(ws.snapshot().version, Some(before));
+
+    let out = shoplake(&ws, Some(KEY), &["erase", "--key", "s3", "--reason", "shop/redact", "--format", "json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let erased = &json_lines(&out.stdout)[0];
+    assert_eq!((erased["rows_erased"].as_u64(), erased["rejects_erased"].as_u64()), (Some(1), Some(1)));
+    assert_eq!(ws.snapshot().version, Some(before + 1), "one version on the table");
+    assert_eq!(ids(&ws, D1), ["s1", "s2", "s30", "s4", "s5"]);
+    assert_eq!(ids(&ws, D2), ["s1", "s2", "s4", "s5"]);
+    assert_eq!(rejected_ids(&ws), ["s30"], "s3's rejected line goes, s30's stays");
+    // The commit says which erasure and the keyed hash, never the value.
+    let log = std::fs::read_to_string(ws.table().join(format!("_delta_log/{:020}.json", before + 1))).unwrap();
+    assert!(
+        log.contains(erased["erasure_id"].as_str().unwrap()) && log.contains(erased["value_hash"].as_str().unwrap())
+    );
+    assert!(!log.contains("\"s3\"") && !log.contains("s3,"), "the value is not in the commit: {log}");
+    assert!(ws.history().iter().any(|v| v["operation"] == "DELETE"));
+
+    // Re-loads of both dates: s3 is kept out, counted suppressed, every line in one bucket.
+    for (date, rejected) in [(D1, 0), (D2, 1)] {
+        let report = ingest(&ws, date);
+        assert_eq!(report["rows_suppressed"], 1, "{date}: {report}");
+        assert_eq!(report["rows_rejected"], rejected, "{date}: {report}");
+        let buckets: u64 = ["rows_filtered", "rows_rejected", "rows_duplicate", "rows_suppressed", "rows_valid"]
+            .iter()
+            .map(|b| report[b].as_u64().unwrap())
+            .sum();
+        assert_eq!(buckets, report["rows_read"].as_u64().unwrap());
+    }
+    let backfill = shoplake(&ws, Some(KEY), &["backfill", "--from", D1, "--to", D2, "--max-reject-ratio", "1"]);
+    assert!(backfill.status.success(), "{}", String::from_utf8_lossy(&backfill.stderr));
+    assert!(!ids(&ws, D1).contains(&"s3".to_string()) && !ids(&ws, D2).contains(&"s3".to_string()));
+    assert_eq!(rejected_ids(&ws), ["s30"]);
+
+    // A load without the key cannot keep s3 out: refused (exit 2), nothing written.
+    let version = ws.snapshot().version;
+    let keyless = shoplake(&ws, None, &["ingest", "--date", D1, "--max-reject-ratio", "1"]);
+    assert_eq!(keyless.status.code(), Some(2), "{}", String::from_utf8_lossy(&keyless.stderr));
+    assert_eq!(ws.snapshot().version, version);
+    // Restoring a version before the erasure would bring s3 back: refused;
+    // the version after it restores.
+    let back = shoplake(&ws, Some(KEY), &["restore", "--version", &before.to_string()]);
+    assert_eq!(back.status.code(), Some(2), "{}", String::from_utf8_lossy(&back.stderr));
+    assert!(String::from_utf8_lossy(&back.stderr).contains(erased["erasure_id"].as_str().unwrap()));
+    let after = shoplake(&ws, Some(KEY), &["restore", "--version", &(before + 1).to_string()]);
+    assert!(after.status.success(), "{}", String::from_utf8_lossy(&after.stderr));
+    assert!(!ids(&ws, D1).contains(&"s3".to_string()));
+}
+
+#[test]
+fn an_erasable_column_is_erased_by_value_and_other_columns_are_refused() {
+    let ws = Workspace::new();
+    exports(&ws);
+    ingest(&ws, D1);
+    // A column not marked erasable: refused, naming the erasable ones.
+    let refused = shoplake(&ws, Some(KEY), &["erase", "--where", "application_id=APP", "--reason", "test"]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("erasable: shop_domain"));
+    let out = shoplake(&ws, Some(KEY), &["erase", "--where", "shop_domain=s2.myshopify.com", "--reason", "test"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(ids(&ws, D1), ["s1", "s3", "s30", "s4", "s5"]);
+    // A shop erased before it is ever loaded stays out of its first load.
+    let out = shoplake(&ws, Some(KEY), &["erase", "--key", "s5", "--reason", "test"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report = ingest(&ws, D2);
+    assert_eq!(report["rows_suppressed"], 2, "s2 by its domain, s5 by its key: {report}");
+    assert_eq!(ids(&ws, D2), ["s1", "s4"]);
+}
