@@ -15,6 +15,7 @@
 //! table (the local path is covered by the CLI tests).
 
 pub mod chaos;
+pub mod erasure;
 pub mod hardening;
 pub mod overlap;
 pub mod place;

@@ -326,6 +326,9 @@ macro_rules! scenario_tests {
             an_identical_rerun_downloads_nothing,
             a_changing_reload_lists_the_log_at_open_and_commit
         );
+        $crate::scenario_tests!(@each $backend; erasure;
+            an_erased_shop_leaves_the_table_and_does_not_come_back
+        );
         $crate::race_tests!(Some($backend));
         $crate::kill_tests!(Some($backend));
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -135,11 +135,30 @@ async fn erase_table(
         rejects_version: None,
         note: None,
     };
-    let Some(table) = storage.open_table(location).await? else {
-        erased.note = Some("no table here yet: nothing erased, nothing recorded".to_string());
-        return Ok(erased);
+    let table = match storage.open_table(location).await? {
+        Some(table) => table,
+        None if config.dry_run => {
+            erased.note = Some("no table here yet: the erasure would create it, to record the erasure".to_string());
+            return Ok(erased);
+        }
+        // No table yet: created (as a first load would) so the erasure is
+        // recorded with it, and its first load keeps the value out.
+        None => {
+            crate::schema::open::open_or_create(storage, location, &crate::table::spec::TableSpec::of(def)?).await?
+        }
     };
     crate::features::check_writable(&table, location, crate::features::Command::Load)?;
+    // Files are written again in the table's schema: one the definition
+    // has not reached yet would get columns the table does not have.
+    let plan = crate::schema::plan(def, Some(&table), location)?;
+    if !plan.added.is_empty() || !plan.refused.is_empty() {
+        return Err(Error::usage(
+            Stage::Write,
+            location,
+            "the table is behind its definition (`shoplake schema diff`): load a date or run `shoplake schema \
+             apply` first, then erase",
+        ));
+    }
     let counts = rows_by_date(&table, location, &def.partition_by, column, value).await?;
     for (date, rows) in &counts {
         let files = crate::table::files_for_partition(&table, location, &def.partition_by, *date).await?.len() as u64;

@@ -39,14 +39,21 @@ impl Workspace {
 
     /// Runs `shoplake <args>` with this workspace's source and table.
     pub fn shoplake(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_shoplake"))
+        self.command(args).output().expect("run shoplake")
+    }
+
+    /// `shoplake <args>` with this workspace's source and table, to run
+    /// once the caller has set more of its environment.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_shoplake"));
+        command
             .args(args)
             .env("SHOPLAKE_SOURCE", self.raw())
             .env("SHOPLAKE_TABLE", self.table())
             .env_remove("SHOPLAKE_REJECTS_TABLE")
-            .env("RUST_LOG", "warn")
-            .output()
-            .expect("run shoplake")
+            .env_remove("SHOPLAKE_ERASURE_KEY")
+            .env("RUST_LOG", "warn");
+        command
     }
 
     /// `shoplake ingest --date D --format json`, returning the exit code and report.

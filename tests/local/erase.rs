@@ -3,7 +3,7 @@
 //! holding it, records the erasure by the value's keyed hash, and no later
 //! load, re-load or back-fill brings it back (counted `suppressed`).
 
-use std::process::{Command, Output};
+use std::process::Output;
 
 use crate::common::*;
 
@@ -29,14 +29,7 @@ fn exports(ws: &Workspace) {
 }
 
 fn shoplake(ws: &Workspace, key: Option<&str>, args: &[&str]) -> Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_shoplake"));
-    command
-        .args(args)
-        .env("SHOPLAKE_SOURCE", ws.raw())
-        .env("SHOPLAKE_TABLE", ws.table())
-        .env_remove("SHOPLAKE_REJECTS_TABLE")
-        .env_remove("SHOPLAKE_ERASURE_KEY")
-        .env("RUST_LOG", "warn");
+    let mut command = ws.command(args);
     if let Some(key) = key {
         command.env("SHOPLAKE_ERASURE_KEY", key);
     }

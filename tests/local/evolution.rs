@@ -358,8 +358,11 @@ fn a_table_that_never_held_a_row_takes_a_changed_definition() {
     // A definition being written: a text column declared as a count rejects
     // every line (a count cannot be erasable: that line goes too).
     lake.edit(T, |t| {
-        t.replacen("name = \"shop_domain\"\nkind = \"text\"", "name = \"shop_domain\"\nkind = \"count\"", 1)
-            .replacen("erasable = true\n", "", 1)
+        t.replacen("name = \"shop_domain\"\nkind = \"text\"", "name = \"shop_domain\"\nkind = \"count\"", 1).replacen(
+            "erasable = true\n",
+            "",
+            1,
+        )
     });
     let out = lake.run(&["ingest", "--date", DATES[0]]);
     assert_eq!(out.status.code(), Some(4), "{}", String::from_utf8_lossy(&out.stderr));

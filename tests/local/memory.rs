@@ -2,7 +2,7 @@
 //! too large for them at the smallest limit loads and re-loads on disk, and
 //! ends exactly as the same loads in memory: rows, counts and change feed.
 
-use std::process::{Command, Output};
+use std::process::Output;
 
 use crate::common::*;
 
@@ -17,18 +17,11 @@ fn shop(i: usize, count: &str) -> String {
 
 /// `shoplake <args>` in `ws` with the key indexes' log lines kept.
 fn run(ws: &Workspace, limit: Option<&str>, args: &[&str]) -> Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_shoplake"));
-    if let Some(limit) = limit {
-        command.args(["--memory-limit", limit]);
-    }
-    command
-        .args(args)
-        .env("SHOPLAKE_SOURCE", ws.raw())
-        .env("SHOPLAKE_TABLE", ws.table())
-        .env_remove("SHOPLAKE_REJECTS_TABLE")
-        .env("RUST_LOG", "warn,shoplake=info")
-        .output()
-        .expect("run shoplake")
+    let limited: Vec<&str> = match limit {
+        Some(limit) => ["--memory-limit", limit].into_iter().chain(args.iter().copied()).collect(),
+        None => args.to_vec(),
+    };
+    ws.command(&limited).env("RUST_LOG", "warn,shoplake=info").output().expect("run shoplake")
 }
 
 fn ingest(ws: &Workspace, limit: Option<&str>) -> (serde_json::Value, String) {

@@ -6,7 +6,9 @@
 //! again adds no version. At a random point of the sequence (or never) the
 //! definition gains a nullable column (`loyalty_tier`, issue #16): the loads
 //! after it carry the column, rows loaded before read null, and a row
-//! whose new value is null is unchanged.
+//! whose new value is null is unchanged. At another random point (or
+//! never) a shop is erased (issue #27): it leaves every date, and every
+//! later load keeps it out, counted suppressed.
 
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
@@ -110,10 +112,17 @@ fn render(date: &str, rows: &[Row], with_tier: bool) -> String {
     text
 }
 
-/// The model: what the table must hold for a date after loading `rows`.
-fn expected_day(date: &str, rows: &[Row], with_tier: bool) -> BTreeMap<String, Vec<String>> {
+/// The erasure key of this test process (loads of a table with erasures need it).
+fn erasure_key() {
+    static SET: OnceLock<()> = OnceLock::new();
+    SET.get_or_init(|| std::env::set_var(shoplake::erasure::KEY_VARIABLE, "property-test-erasure-key"));
+}
+
+/// The model: what the table must hold for a date after loading `rows`
+/// (a shop erased before is kept out).
+fn expected_day(date: &str, rows: &[Row], with_tier: bool, erased: Option<u8>) -> BTreeMap<String, Vec<String>> {
     let mut day = BTreeMap::new();
-    for r in rows.iter().filter(|r| r.has_application) {
+    for r in rows.iter().filter(|r| r.has_application && Some(r.id) != erased) {
         let opt = |v: Option<String>| v.unwrap_or_else(|| "<null>".to_string());
         let prefix = r.default_prefix.map(|d| if d { "shopify_" } else { "mine_" }.to_string());
         let mut values = vec![
@@ -161,15 +170,43 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
 
     #[test]
-    fn the_table_equals_the_last_load_of_each_date(loads in loads(), evolve_at in 0usize..9) {
+    fn the_table_equals_the_last_load_of_each_date(
+        loads in loads(),
+        evolve_at in 0usize..9,
+        erase_at in 0usize..9,
+        erased_id in 0u8..6,
+    ) {
+        erasure_key();
         let ws = crate::common::Workspace::new();
         let runtime = tokio::runtime::Runtime::new().unwrap();
         let storage = Storage::new();
         let mut model: BTreeMap<String, BTreeMap<String, Vec<String>>> = BTreeMap::new();
         let mut evolution_committed = false;
+        let mut erased = None;
         for (at, (date_index, rows)) in loads.iter().enumerate() {
             let date = DATES[*date_index];
             let evolved = at >= evolve_at;
+            if at == erase_at {
+                // Erase shop k<erased_id> before this load: it leaves every date.
+                // The definition the table follows (it gains the column with a committed load).
+                let def = if evolution_committed { with_loyalty_tier() } else { shoplake::catalog::built_in("shopify_configuration") };
+                let target = TableTarget::resolve(def, &Location::Local(ws.dir.path().join("lake")), None, None).unwrap();
+                let config = shoplake::audit::erase::EraseConfig {
+                    targets: vec![target],
+                    by: shoplake::audit::erase::By::Key(format!("k{erased_id}")),
+                    reason: "property".into(),
+                    dry_run: false,
+                };
+                let done = runtime.block_on(shoplake::audit::erase::run(&storage, &config));
+                prop_assert!(done.is_ok(), "{:?}", done);
+                let holding = model.values().filter(|day| day.contains_key(&format!("k{erased_id}"))).count();
+                prop_assert_eq!(done.unwrap()[0].rows_erased, holding as u64);
+                for day in model.values_mut() {
+                    day.remove(&format!("k{erased_id}"));
+                }
+                model.retain(|_, day| !day.is_empty());
+                erased = Some(erased_id);
+            }
             if at == evolve_at {
                 // Every row the table holds reads null in the new column.
                 for row in model.values_mut().flat_map(|day| day.values_mut()) {
@@ -189,10 +226,16 @@ proptest! {
                 dry_run: false,
             };
             let before = model.get(date).cloned().unwrap_or_default();
-            let day = expected_day(date, rows, evolved);
+            let day = expected_day(date, rows, evolved, erased);
+            let suppressed = rows.iter().filter(|r| r.has_application && Some(r.id) == erased).count() as u64;
             let (report, result) = runtime.block_on(ingest::run(&storage, &config, "property"));
-            let accounted = report.rows_filtered + report.rows_rejected + report.rows_duplicate + report.rows_valid;
+            let accounted = report.rows_filtered
+                + report.rows_rejected
+                + report.rows_duplicate
+                + report.rows_suppressed
+                + report.rows_valid;
             prop_assert_eq!(accounted, report.rows_read);
+            prop_assert_eq!(report.rows_suppressed, suppressed);
             prop_assert_eq!(report.rows_read, rows.len() as u64);
             if day.is_empty() && !before.is_empty() {
                 // Emptying a loaded date needs --allow-empty: refused, nothing written.
