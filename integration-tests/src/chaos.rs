@@ -136,7 +136,7 @@ pub async fn killed_at_random_moments(backend: Option<Backend>, killed: Killed) 
     prepare(&calibration, killed).await;
     let started = std::time::Instant::now();
     calibration.ok(&calibration.args(killed).iter().map(String::as_str).collect::<Vec<_>>());
-    let window = (started.elapsed().as_millis() as u64).max(50);
+    let mut window = (started.elapsed().as_millis() as u64).max(50);
     let mut broken = Vec::new();
     let mut killed_mid_run = 0;
     for trial in 0..trials() {
@@ -159,6 +159,14 @@ pub async fn killed_at_random_moments(backend: Option<Backend>, killed: Killed) 
         let _ = child.kill();
         let _ = child.wait();
         killed_mid_run += still_running as usize;
+        if !still_running {
+            // The command finished before this delay: it runs faster than the
+            // calibration run did (a busier machine then, warmer caches now),
+            // so the next kills are drawn below it. Without this, every kill
+            // could come after the command, as all five of a restore's did in
+            // a .ci/run on 2026-12-06.
+            window = (delay.as_millis() as u64).max(20);
+        }
         let context = format!("{killed:?}, trial {trial} (seed {seed:#x}, killed after {delay:?})");
         if let Err(problem) = check_killed(&t, &old, &new).await {
             broken.push(format!("{context}: after the kill, {problem}"));

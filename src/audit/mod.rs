@@ -9,6 +9,7 @@ pub mod maintain;
 pub mod pairing;
 pub mod query;
 pub mod restore;
+pub mod verify;
 
 use deltalake::DeltaTable;
 

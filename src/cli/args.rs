@@ -274,11 +274,14 @@ pub struct EraseArgs {
     #[arg(long = "where", value_name = "COLUMN=VALUE")]
     pub where_: Option<String>,
     /// Why (recorded in the commit; never the value).
-    #[arg(long, value_name = "TEXT")]
-    pub reason: String,
+    #[arg(long, value_name = "TEXT", required_unless_present = "verify")]
+    pub reason: Option<String>,
     /// Count the rows, rejected lines and files per date; write nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Erase nothing: read every object of the table and its rejects table and name each still holding the value (exit 4 if any).
+    #[arg(long, conflicts_with = "dry_run")]
+    pub verify: bool,
     #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
     pub format: ReportFormat,
 }

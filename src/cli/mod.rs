@@ -409,7 +409,11 @@ async fn erase_command(args: EraseArgs, storage: &Storage) -> Result<ExitCode> {
         },
         (None, None) => unreachable!("clap requires --key or --where"),
     };
-    let config = EraseConfig { targets, by, reason: args.reason, dry_run: args.dry_run };
+    if args.verify {
+        return verify_erasure(storage, &targets, &by, args.format).await;
+    }
+    let reason = args.reason.unwrap_or_default();
+    let config = EraseConfig { targets, by, reason, dry_run: args.dry_run };
     for erased in erase::run(storage, &config).await? {
         match args.format {
             ReportFormat::Json => say!("{}", serde_json::to_string(&erased).expect("serializes")),
@@ -435,6 +439,56 @@ async fn erase_command(args: EraseArgs, storage: &Storage) -> Result<ExitCode> {
                 }
             }
         }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `shoplake erase --verify`: the evidence, table by table; exit 4 when
+/// any object still holds the value.
+async fn verify_erasure(
+    storage: &Storage,
+    targets: &[crate::target::TableTarget],
+    by: &crate::audit::erase::By,
+    format: ReportFormat,
+) -> Result<ExitCode> {
+    use crate::audit::erase::By;
+    let value = match by {
+        By::Key(value) | By::Column { value, .. } => value.as_str(),
+    };
+    let value_hash = crate::erasure::ErasureKey::from_env().ok().map(|key| key.hash(value));
+    let mut held = 0;
+    for target in targets {
+        for location in [&target.table, &target.rejects] {
+            let evidence = crate::audit::verify::verify(storage, location, value).await?;
+            held += evidence.holding.len();
+            match format {
+                ReportFormat::Json => {
+                    let mut report = serde_json::to_value(&evidence).expect("serializes");
+                    report["table_name"] = target.def.name.clone().into();
+                    report["value_hash"] = value_hash.clone().into();
+                    report["result"] = if evidence.holding.is_empty() { "absent" } else { "present" }.into();
+                    say!("{report}");
+                }
+                ReportFormat::Text => {
+                    say!(
+                        "{}: {} objects read, {} holding the value",
+                        evidence.table,
+                        evidence.objects_checked,
+                        evidence.holding.len()
+                    );
+                    for object in &evidence.holding {
+                        say!("  {}  {}", object.kind, object.path);
+                    }
+                }
+            }
+        }
+    }
+    if held > 0 {
+        return Err(Error::rejected(
+            Stage::Query,
+            "erase --verify",
+            format!("{held} objects still hold the value (older versions keep it until purged: docs/privacy.md)"),
+        ));
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -144,3 +144,42 @@ fn an_erasable_column_is_erased_by_value_and_other_columns_are_refused() {
     assert_eq!(report["rows_suppressed"], 2, "s2 by its domain, s5 by its key: {report}");
     assert_eq!(ids(&ws, D2), ["s1", "s4"]);
 }
+
+/// `erase --verify` reads every object of the table and its rejects table:
+/// a value never loaded is absent (exit 0); a loaded one is named where it
+/// is (exit 4); after the erasure no file of the current version holds it,
+/// and the older versions' objects that still do are named.
+#[test]
+fn verify_names_every_object_still_holding_a_value() {
+    let ws = Workspace::new();
+    exports(&ws);
+    ingest(&ws, D1);
+    ingest(&ws, D2);
+    let verify = |id: &str| {
+        let out = shoplake(&ws, None, &["erase", "--verify", "--key", id, "--format", "json"]);
+        let evidence = json_lines(&out.stdout);
+        assert_eq!(evidence.len(), 2, "the table and its rejects table: {}", String::from_utf8_lossy(&out.stderr));
+        (out.status.code(), evidence)
+    };
+    let (code, absent) = verify("s999");
+    assert_eq!(code, Some(0));
+    assert!(absent.iter().all(|e| e["result"] == "absent" && e["objects_checked"].as_u64() > Some(0)));
+
+    let (code, present) = verify("s3");
+    assert_eq!(code, Some(4), "{present:?}");
+    let kinds = |e: &serde_json::Value| -> Vec<String> {
+        e["holding"].as_array().unwrap().iter().map(|h| h["kind"].as_str().unwrap().to_string()).collect()
+    };
+    assert!(kinds(&present[0]).contains(&"data".to_string()), "the table's data files: {present:?}");
+    assert!(kinds(&present[1]).contains(&"data".to_string()), "the rejects table's: {present:?}");
+
+    let out = shoplake(&ws, Some(KEY), &["erase", "--key", "s3", "--reason", "test"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (code, after) = verify("s3");
+    assert_eq!(code, Some(4), "older versions still hold it until purged: {after:?}");
+    let current: Vec<String> = ws.snapshot().files.values().flatten().cloned().collect();
+    for held in after[0]["holding"].as_array().unwrap() {
+        let path = held["path"].as_str().unwrap();
+        assert!(!current.iter().any(|file| file.ends_with(path)), "{path} is a current file holding s3");
+    }
+}
