@@ -76,7 +76,8 @@ impl Lake {
         catalog.get(name).unwrap()
     }
 
-    /// Runs `shoplake <args>` against this lake.
+    /// Runs `shoplake <args>` against this lake (with an erasure key: a
+    /// table with erasures needs it to load).
     pub fn run(&self, args: &[&str]) -> Output {
         Command::new(env!("CARGO_BIN_EXE_shoplake"))
             .args(args)
@@ -86,6 +87,7 @@ impl Lake {
             .env_remove("SHOPLAKE_TABLE")
             .env_remove("SHOPLAKE_REJECTS_TABLE")
             .env_remove("SHOPLAKE_TABLE_NAME")
+            .env("SHOPLAKE_ERASURE_KEY", "lake-test-erasure-key-0123")
             .env("RUST_LOG", "warn")
             .output()
             .expect("run shoplake")
