@@ -18,6 +18,7 @@ use std::io::{self, BufWriter, Write};
 use std::os::unix::fs::FileExt;
 
 use datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
+use hashbrown::HashTable;
 
 /// Partition files per spilled index: at 50M rows, about 200K records
 /// (under 10 MB) a partition.
@@ -49,19 +50,33 @@ impl Claim {
         Claim { reservation, most: crate::session::memory_limit() / 8 * SHARE_EIGHTHS }
     }
 
-    /// Claims `bytes` in all: `false` when they are past the index's share
-    /// or the pool cannot give them (the index then goes to disk).
-    pub fn grow_to(&mut self, bytes: usize) -> bool {
+    /// Makes room in `table` for `more` entries, its memory claimed first:
+    /// `false` (the table left as it is, for the caller to go to disk) when
+    /// the memory is past the index's share or the pool cannot give it,
+    /// unless `forced` (an index that cannot go to disk claims it anyway).
+    pub fn make_room<T>(
+        &mut self,
+        table: &mut HashTable<T>,
+        more: usize,
+        hasher: impl Fn(&T) -> u64,
+        forced: bool,
+    ) -> bool {
+        let needed = table.len() + more;
+        if needed <= table.capacity() {
+            return true;
+        }
+        // hashbrown grows to the next power of two of buckets at least.
+        let bytes = table_bytes(needed.max(table.capacity() + 1), std::mem::size_of::<T>());
         let held = self.reservation.size();
-        bytes <= held || (bytes <= self.most && self.reservation.try_grow(bytes - held).is_ok())
-    }
-
-    /// Claims `bytes` in all, whatever the share (an index that cannot go to disk).
-    pub fn force_to(&mut self, bytes: usize) {
-        let held = self.reservation.size();
-        if bytes > held {
+        let claimed = bytes <= held || (bytes <= self.most && self.reservation.try_grow(bytes - held).is_ok());
+        if !claimed {
+            if !forced {
+                return false;
+            }
             self.reservation.grow(bytes - held);
         }
+        table.reserve(more, hasher);
+        true
     }
 
     /// Gives everything back (the index went to disk).

@@ -73,21 +73,10 @@ impl LatestByKey {
 
     /// Room for `more` keys, claimed from the pool, else on disk.
     fn room_for(&mut self, more: usize) -> io::Result<()> {
-        let needed = self.table.len() + more;
-        if self.spilled.is_some() || needed <= self.table.capacity() {
-            return Ok(());
-        }
-        let entries = needed.max(self.table.capacity() + 1);
-        if self.claim.grow_to(spill::table_bytes(entries, std::mem::size_of::<Latest>())) {
-            self.table.reserve(more, |e| e.key as u64);
+        if self.spilled.is_some() || self.claim.make_room(&mut self.table, more, |e| e.key as u64, false) {
             return Ok(());
         }
         self.spill()
-    }
-
-    /// Whether the index went to disk.
-    pub(super) fn is_spilled(&self) -> bool {
-        self.spilled.is_some()
     }
 
     /// Moves the index to disk: the entries so far, then every row's.

@@ -58,8 +58,6 @@ pub struct Outcome {
     /// Rows handed on and then superseded by a later line with their key:
     /// (`seq`, row). The day's content leaves them out.
     pub superseded: Vec<(u32, u32)>,
-    /// The export's key index went to disk (past its share of `--memory-limit`).
-    pub key_index_spilled: bool,
 }
 
 /// Batches of valid rows in flight between validation and the next stage.
@@ -158,7 +156,6 @@ async fn run(
             break;
         }
     }
-    outcome.key_index_spilled = latest.is_spilled();
     latest.finish(&mut outcome.superseded).map_err(spill_error)?;
     outcome.superseded.sort_unstable();
     outcome.rows_duplicate = dropped + outcome.superseded.len() as u64;

@@ -24,7 +24,7 @@ use crate::definition::TableDefinition;
 use crate::error::{Error, Result, Stage};
 use crate::read::days_since_epoch;
 use crate::row_hash::{self, key_fingerprint, ValueHasher};
-use crate::spill::{self, Claim, Spilled, Spilling};
+use crate::spill::{Claim, Spilled, Spilling};
 use crate::storage::Location;
 use crate::validate::ValidBatch;
 
@@ -267,11 +267,6 @@ impl CurrentPartition {
         }
     }
 
-    /// Whether the date's index went to disk.
-    pub fn is_spilled(&self) -> bool {
-        self.spilled.is_some()
-    }
-
     /// What each row of `batch` is to the table: `None` unchanged, else insert or update.
     fn classify(&self, batch: &RecordBatch, hashes: &[u128], key: &str) -> Vec<Option<&'static str>> {
         let ids = batch.column_by_name(key).expect("validated batch has the key").as_string::<i32>();
@@ -437,19 +432,10 @@ impl DateSpill {
 
     /// Room for `more` keys in `index`, claimed from the pool, else on disk.
     fn room_for(&mut self, index: &mut HashTable<Held>, more: usize, location: &Location) -> Result<()> {
-        let needed = index.len() + more;
-        if self.spilling.is_some() || needed <= index.capacity() {
+        if self.spilling.is_some() || self.claim.make_room(index, more, |e| e.key.bucket(), !self.may_spill) {
             return Ok(());
         }
-        let bytes = spill::table_bytes(needed.max(index.capacity() + 1), std::mem::size_of::<Held>());
-        if !self.claim.grow_to(bytes) {
-            if self.may_spill {
-                return self.start(index, location);
-            }
-            self.claim.force_to(bytes);
-        }
-        index.reserve(more, |e| e.key.bucket());
-        Ok(())
+        self.start(index, location)
     }
 
     /// Moves the index to disk: the entries so far, then every row's.
