@@ -29,7 +29,6 @@ use crate::erasure::{raw_fields, Erasure, ErasureKey};
 use crate::error::{Error, Result, Stage};
 use crate::storage::{Location, Storage};
 use crate::target::TableTarget;
-use crate::write::Attempt;
 
 /// What is erased: a key, or a value of an erasable column.
 #[derive(Debug, Clone)]
@@ -186,17 +185,13 @@ async fn erase_table(
         "shoplake_version": env!("CARGO_PKG_VERSION"),
     });
     // The rejects first: the table's commit names the version without them.
-    let mut rejects_versions = serde_json::Map::new();
+    let mut paired: Vec<(NaiveDate, i64)> = Vec::new();
     if let (Some(rejects), false) = (rejects, rejects_dates.is_empty()) {
         let dates: Vec<NaiveDate> = rejects_dates.keys().copied().collect();
         let properties = CommitProperties::default().with_metadata([("shoplake".to_string(), info.clone())]);
-        let written = crate::rejects::write_days(rejects, &target.rejects, &dates, kept_rejects, properties)
-            .await
-            .map_err(attempt_error)?;
+        let written = crate::rejects::write_days(rejects, &target.rejects, &dates, kept_rejects, properties).await?;
         let version = crate::storage::version_of(&written);
-        for date in dates {
-            rejects_versions.insert(date.to_string(), version.into());
-        }
+        paired = dates.into_iter().map(|date| (date, version)).collect();
         erased.rejects_version = Some(version);
     }
     let dates: Vec<NaiveDate> = counts.keys().copied().collect();
@@ -211,32 +206,20 @@ async fn erase_table(
     let mut actions = vec![Action::Metadata(metadata)];
     actions.extend(plan.actions);
     let mut info = info;
-    let paired: Vec<(String, i64)> =
-        rejects_versions.iter().filter_map(|(day, v)| Some((day.clone(), v.as_i64()?))).collect();
-    info["rejects_versions"] = rejects_versions.into();
+    info["rejects_versions"] = paired.iter().map(|(date, version)| (date.to_string(), json!(version))).collect();
     let mut properties = CommitProperties::default().with_metadata([("shoplake".to_string(), info)]);
     // As a load records it: each date's rejects version, as the date's transaction.
-    for (day, version) in paired {
-        let date = shoplake_parse::values::ymd(&day).expect("written as a date");
+    for (date, version) in paired {
         let app_id = crate::rejects::pairing::app_id(date);
         properties = properties.with_application_transaction(deltalake::kernel::Transaction::new(app_id, version));
     }
     let operation = DeltaOperation::Delete { predicate: Some(format!("{column} = <erased value {}>", erasure.id)) };
-    let version =
-        crate::table::commit::commit(&table, location, properties, actions, operation).await.map_err(attempt_error)?;
+    let version = crate::table::commit::commit(&table, location, properties, actions, operation).await?;
     tracing::info!(table = %location, erasure = %erasure.id, rows = erased.rows_erased, version, "erased");
     erased.table_version = Some(version);
     erased.erasure_id = Some(erasure.id);
     erased.value_hash = Some(erasure.hash);
     Ok(erased)
-}
-
-/// A commit that could not be made: a conflict is for a retry (exit 5).
-fn attempt_error(attempt: Attempt) -> Error {
-    match attempt {
-        Attempt::Failed(error) => error,
-        Attempt::Conflict(why) => Error::unavailable(Stage::Write, "erase", format!("{why}; run the erase again")),
-    }
 }
 
 /// Rows holding the value, by date.
