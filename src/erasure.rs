@@ -47,12 +47,38 @@ impl ErasureKey {
         Ok(ErasureKey(Hmac::new_from_slice(key).map_err(|e| e.to_string())?))
     }
 
-    /// The keyed hash of `value`, in hex.
+    /// The keyed hash of `value`, in hex (as the table records it).
     pub fn hash(&self, value: &str) -> String {
+        use std::fmt::Write;
+        self.digest(value).iter().fold(String::with_capacity(64), |mut hex, b| {
+            let _ = write!(hex, "{b:02x}");
+            hex
+        })
+    }
+
+    /// The keyed hash of `value`, as bytes: what a load compares each value
+    /// by, with nothing allocated.
+    fn digest(&self, value: &str) -> Digest {
         let mut mac = self.0.clone();
         mac.update(value.as_bytes());
-        mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect()
+        mac.finalize().into_bytes().into()
     }
+}
+
+/// A keyed hash.
+type Digest = [u8; 32];
+
+/// A recorded hash back as bytes; `None` when it is not 64 hex digits.
+fn from_hex(hex: &str) -> Option<Digest> {
+    let bytes = hex.as_bytes();
+    if bytes.len() != 64 {
+        return None;
+    }
+    let mut digest = [0u8; 32];
+    for (i, pair) in bytes.chunks_exact(2).enumerate() {
+        digest[i] = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;
+    }
+    Some(digest)
 }
 
 /// One erasure, as the table records it.
@@ -90,8 +116,8 @@ impl Erasure {
 #[derive(Clone)]
 pub struct Suppression {
     key: ErasureKey,
-    by_column: HashMap<String, HashSet<String>>,
-    hashes: HashSet<String>,
+    by_column: HashMap<String, HashSet<Digest>>,
+    hashes: HashSet<Digest>,
 }
 
 impl Suppression {
@@ -102,11 +128,17 @@ impl Suppression {
             return Ok(None);
         }
         let key = ErasureKey::from_env()?;
-        let mut by_column: HashMap<String, HashSet<String>> = HashMap::new();
+        let mut by_column: HashMap<String, HashSet<Digest>> = HashMap::new();
         for erasure in erasures {
-            by_column.entry(erasure.column.clone()).or_default().insert(erasure.hash.clone());
+            let digest = from_hex(&erasure.hash).ok_or_else(|| {
+                format!(
+                    "erasure {} records {:?}, not a keyed hash: the table's properties were changed",
+                    erasure.id, erasure.hash
+                )
+            })?;
+            by_column.entry(erasure.column.clone()).or_default().insert(digest);
         }
-        let hashes = erasures.iter().map(|e| e.hash.clone()).collect();
+        let hashes = by_column.values().flatten().copied().collect();
         Ok(Some(Suppression { key, by_column, hashes }))
     }
 
@@ -117,13 +149,13 @@ impl Suppression {
 
     /// Whether `value` of `column` was erased.
     pub fn erased(&self, column: &str, value: &str) -> bool {
-        self.by_column.get(column).is_some_and(|hashes| hashes.contains(&self.key.hash(value)))
+        self.by_column.get(column).is_some_and(|hashes| hashes.contains(&self.key.digest(value)))
     }
 
     /// Whether any of `fields` (a rejected line's) is an erased value, in
     /// whatever column.
     pub fn holds_erased<'a>(&self, fields: impl IntoIterator<Item = &'a str>) -> bool {
-        fields.into_iter().any(|field| self.hashes.contains(&self.key.hash(field)))
+        fields.into_iter().any(|field| self.hashes.contains(&self.key.digest(field)))
     }
 
     /// Whether a rejected line holds an erased value ([`raw_fields`]).
@@ -161,6 +193,8 @@ mod tests {
         assert_ne!(hash, key.hash("shop.myshopify.co"));
         assert!(!hash.contains("shop"));
         assert!(ErasureKey::new(b"short").is_err());
+        assert_eq!(from_hex(&hash), Some(key.digest("shop.myshopify.com")), "the recorded hash reads back");
+        assert_eq!(from_hex(&hash[1..]), None);
     }
 
     #[test]
