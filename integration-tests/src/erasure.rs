@@ -48,3 +48,79 @@ pub async fn an_erased_shop_leaves_the_table_and_does_not_come_back(backend: Bac
     let keyless = case.shoplake(&["ingest", "--date", DAYS[1]]);
     assert_eq!(keyless.status.code(), Some(2), "{}", String::from_utf8_lossy(&keyless.stderr));
 }
+
+/// `erase --purge` on a bucket with versioning on (issue #27, item 3): a
+/// file of an older version holding the shop, deleted beforehand as a
+/// vacuum would (so only a noncurrent version holds it), is found by
+/// verify with its version id; after the purge no version of any object
+/// holds the shop (verify exit 0, and the bucket's version listing has no
+/// version of a purged file), the table reads and re-loads, and a purged
+/// file put back by hand makes verify fail.
+pub async fn a_purge_leaves_no_object_version_holding_the_shop(backend: Backend) {
+    use object_store::ObjectStoreExt;
+    let case = Case::new(backend, "purge").await;
+    let table = format!("s3://lake-versioned/{}/shopify_configuration", case.prefix);
+    let run = |args: &[&str]| {
+        let mut command = case.command(args);
+        command.env("SHOPLAKE_TABLE", &table).env("SHOPLAKE_ERASURE_KEY", KEY);
+        command.output().unwrap()
+    };
+    case.generate(DAYS[0], DAYS[1], 300, &[]);
+    for day in DAYS {
+        let out = run(&["ingest", "--date", day]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let verify = |value: &str| {
+        let out = run(&["erase", "--verify", "--key", value, "--format", "json"]);
+        let evidence: Vec<serde_json::Value> =
+            String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        (out.status.code(), evidence)
+    };
+    let location = shoplake::storage::Location::parse(&table).unwrap();
+    let (store, root) = case.storage.object_store(&location).await.unwrap();
+    let def = shoplake::catalog::built_in("shopify_configuration");
+    let before = shoplake::testing::snapshot(&case.storage, def, &location, None).await.unwrap();
+    let id = before.rows[DAYS[0]].keys().find(|id| before.rows[DAYS[1]].contains_key(*id)).unwrap().clone();
+
+    // Erase without purging: the older versions' files hold it. One of them
+    // is deleted by hand (as a vacuum would): a noncurrent version holds it.
+    let out = run(&["erase", "--key", &id, "--reason", "shop/redact"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (code, evidence) = verify(&id);
+    assert_eq!(code, Some(4));
+    let held = evidence[0]["holding"].as_array().unwrap().iter().find(|h| h["kind"] == "data").unwrap().clone();
+    let path = object_store::path::Path::from(format!("{root}/{}", held["path"].as_str().unwrap()));
+    let bytes = store.get(&path).await.unwrap().bytes().await.unwrap();
+    store.delete(&path).await.unwrap();
+    let (code, evidence) = verify(&id);
+    assert_eq!(code, Some(4));
+    let noncurrent = evidence[0]["holding"].as_array().unwrap().iter().find(|h| h["path"] == held["path"]).cloned();
+    assert!(noncurrent.is_some_and(|h| h["version_id"].is_string()), "the noncurrent version is named: {evidence:?}");
+    assert!(evidence[0]["noncurrent_checked"].as_u64() > Some(0));
+
+    // The purge: nothing holds it, in any version of any object.
+    let out = run(&["erase", "--key", &id, "--reason", "shop/redact", "--purge", "--format", "json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let erased: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(erased["note"].as_str().is_some_and(|n| n.contains("already erased")), "{erased}");
+    assert!(erased["purged"][0]["object_versions_deleted"].as_u64() > Some(0), "{erased}");
+    let (code, evidence) = verify(&id);
+    assert_eq!(code, Some(0), "{evidence:?}");
+    let versions = case.storage.object_versions(&location).await.unwrap().expect("S3");
+    let listed = versions.list(&format!("{root}/")).await.unwrap();
+    assert!(!listed.iter().any(|v| v.key.ends_with(held["path"].as_str().unwrap())), "no version of {held} is left");
+    // The table reads and re-loads; the shop stays out.
+    let after = shoplake::testing::snapshot(&case.storage, def, &location, None).await.unwrap();
+    assert!(after.rows.values().all(|rows| !rows.contains_key(&id)));
+    assert_eq!(
+        after.rows.values().map(|r| r.len()).sum::<usize>(),
+        before.rows.values().map(|r| r.len()).sum::<usize>() - 2
+    );
+    let out = run(&["ingest", "--date", DAYS[0], "--format", "json"]);
+    let (code, report) = report_of(out);
+    assert_eq!((code, report["rows_suppressed"].as_u64()), (0, Some(1)), "{report}");
+
+    // A purged file put back by hand: verify fails.
+    store.put(&path, bytes.into()).await.unwrap();
+    assert_eq!(verify(&id).0, Some(4));
+}

@@ -116,7 +116,7 @@ impl Service {
                     .await
                     .expect("start minio/minio");
                 let make_buckets = format!(
-                    "mc alias set local http://127.0.0.1:9000 {access_key} {secret_key} && mc mb --ignore-existing local/raw local/lake"
+                    "mc alias set local http://127.0.0.1:9000 {access_key} {secret_key} && mc mb --ignore-existing local/raw local/lake local/lake-versioned && mc version enable local/lake-versioned"
                 );
                 let mut made = container.exec(ExecCommand::new(["sh", "-c", &make_buckets])).await.expect("run mc");
                 let code = made.exit_code().await.expect("mc's exit code");

@@ -327,7 +327,8 @@ macro_rules! scenario_tests {
             a_changing_reload_lists_the_log_at_open_and_commit
         );
         $crate::scenario_tests!(@each $backend; erasure;
-            an_erased_shop_leaves_the_table_and_does_not_come_back
+            an_erased_shop_leaves_the_table_and_does_not_come_back,
+            a_purge_leaves_no_object_version_holding_the_shop
         );
         $crate::race_tests!(Some($backend));
         $crate::kill_tests!(Some($backend));

@@ -7,8 +7,10 @@
 //! the value) and, when rejected lines held it, one on the rejects table
 //! before it, whose version the table's commit records for those dates.
 //!
-//! Older versions still hold the value (time travel): purging them is
-//! issue #27's item 3, not done here (docs/privacy.md).
+//! Older versions still hold the value (time travel) until `--purge` takes
+//! it out of them too ([`super::purge`]). Erasing a value already erased,
+//! with nothing left of it, records nothing new: the earlier erasure is
+//! the one (a retried request stacks no erasures).
 
 use std::collections::BTreeMap;
 
@@ -44,6 +46,8 @@ pub struct EraseConfig {
     pub reason: String,
     /// Count what would go, write nothing.
     pub dry_run: bool,
+    /// Then purge the value from the table's past ([`super::purge`]).
+    pub purge: bool,
 }
 
 /// What erasing did (or would do) to one table.
@@ -65,6 +69,8 @@ pub struct Erased {
     pub rejects_version: Option<i64>,
     /// Said when there was nothing to erase from or to record in.
     pub note: Option<String>,
+    /// What purging did, to the table and to its rejects table (with `--purge`).
+    pub purged: Vec<super::purge::Purged>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -80,6 +86,18 @@ pub async fn run(storage: &Storage, config: &EraseConfig) -> Result<Vec<Erased>>
         true => None,
         false => Some(ErasureKey::from_env().map_err(|why| Error::usage(Stage::CommandLine, "erase", why))?),
     };
+    let value = match &config.by {
+        By::Key(value) | By::Column { value, .. } => value,
+    };
+    if config.reason.contains(value.as_str()) {
+        // The log keeps every commit's reason, past any purge.
+        return Err(Error::usage(
+            Stage::CommandLine,
+            "erase --reason",
+            "the reason holds the value being erased: the table's log keeps every commit's reason, so say why \
+             without it (a request id, the webhook's id)",
+        ));
+    }
     let mut erased = Vec::new();
     for target in &config.targets {
         erased.push(erase_table(storage, config, target, key.as_ref()).await?);
@@ -133,6 +151,7 @@ async fn erase_table(
         table_version: None,
         rejects_version: None,
         note: None,
+        purged: Vec::new(),
     };
     let table = match storage.open_table(location).await? {
         Some(table) => table,
@@ -172,7 +191,18 @@ async fn erase_table(
     erased.rejects_erased = rejects_dates.values().sum();
     let Some(key) = key else { return Ok(erased) };
 
-    let erasure = Erasure { id: uuid::Uuid::new_v4().to_string(), column: column.to_string(), hash: key.hash(value) };
+    let hash = key.hash(value);
+    let recorded = crate::erasure::Erasure::recorded(
+        table.snapshot().map_err(|e| Error::delta(Stage::Write, location, e))?.metadata().configuration(),
+    );
+    let earlier = recorded.into_iter().find(|e| e.column == column && e.hash == hash);
+    if let (Some(earlier), 0, 0) = (&earlier, erased.rows_erased, erased.rejects_erased) {
+        erased.note = Some(format!("already erased by erasure {}: nothing new recorded", earlier.id));
+        erased.erasure_id = Some(earlier.id.clone());
+        erased.value_hash = Some(hash);
+        return purge_after(storage, config, target, value, erased).await;
+    }
+    let erasure = Erasure { id: uuid::Uuid::new_v4().to_string(), column: column.to_string(), hash };
     let info = json!({
         "erasure": {
             "id": erasure.id,
@@ -219,6 +249,22 @@ async fn erase_table(
     erased.table_version = Some(version);
     erased.erasure_id = Some(erasure.id);
     erased.value_hash = Some(erasure.hash);
+    purge_after(storage, config, target, value, erased).await
+}
+
+/// With `--purge`, the value out of the table's and the rejects table's past.
+async fn purge_after(
+    storage: &Storage,
+    config: &EraseConfig,
+    target: &TableTarget,
+    value: &str,
+    mut erased: Erased,
+) -> Result<Erased> {
+    if let (true, Some(id)) = (config.purge, erased.erasure_id.clone()) {
+        for location in [&target.table, &target.rejects] {
+            erased.purged.push(super::purge::purge(storage, location, value, &id).await?);
+        }
+    }
     Ok(erased)
 }
 

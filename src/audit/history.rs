@@ -28,6 +28,8 @@ pub struct HistoryEntry {
     pub metrics: serde_json::Map<String, Value>,
     /// Delta's operation parameters (a RESTORE's version, a WRITE's predicate, ...).
     pub parameters: serde_json::Map<String, Value>,
+    /// What a purge took from this version (`crate::audit::purge`): said by [`mark_purged`].
+    pub purged: Option<String>,
 }
 
 impl HistoryEntry {
@@ -172,7 +174,22 @@ fn entry(version: i64, timestamp: DateTime<Utc>, commit: &[u8]) -> HistoryEntry 
         shoplake: object("shoplake"),
         metrics: object("operationMetrics"),
         parameters: object("operationParameters"),
+        purged: None,
     }
+}
+
+/// Marks the versions a purge made unreadable, or whose change data it took.
+pub fn mark_purged(entries: &mut [HistoryEntry], table: &DeltaTable) -> Result<()> {
+    let snapshot = table.snapshot().map_err(|e| Error::delta(Stage::Query, table.table_url(), e))?;
+    let purges = crate::audit::purge::Purge::recorded(snapshot.metadata().configuration());
+    for entry in entries.iter_mut() {
+        let of = |what: &str, held: &dyn Fn(&crate::audit::purge::Purge) -> bool| {
+            purges.iter().find(|p| held(p)).map(|p| format!("{what} (erasure {})", p.erasure_id))
+        };
+        entry.purged = of("unreadable", &|p| p.versions.contains(&entry.version))
+            .or_else(|| of("changes unreadable", &|p| p.changes.contains(&entry.version)));
+    }
+    Ok(())
 }
 
 /// History as a batch, for the table/CSV/JSON renderers.
@@ -205,6 +222,7 @@ pub fn to_batch(entries: &[HistoryEntry]) -> RecordBatch {
         ("checks", text(&|e| e.checks_summary())),
         ("columns", text(&|e| e.columns_summary())),
         ("restored_version", count("restored_version", &[])),
+        ("purged", text(&|e| e.purged.clone())),
     ];
     let schema = Schema::new(
         columns.iter().map(|(name, array)| Field::new(*name, array.data_type().clone(), true)).collect::<Vec<_>>(),

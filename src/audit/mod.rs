@@ -7,6 +7,7 @@ pub mod erase;
 pub mod history;
 pub mod maintain;
 pub mod pairing;
+pub mod purge;
 pub mod query;
 pub mod restore;
 pub mod verify;
@@ -33,6 +34,12 @@ pub fn not_loaded(location: &Location) -> Error {
 pub async fn table_as_of(storage: &Storage, location: &Location, as_of: &AsOf) -> Result<DeltaTable> {
     let mut table = existing_table(storage, location).await?;
     let latest = crate::storage::version_of(&table);
+    let snapshot = table.snapshot().map_err(|e| Error::delta(Stage::Query, location, e))?;
+    let purges = purge::Purge::recorded(snapshot.metadata().configuration());
+    let refuse_purged = |version: i64| match purge::Purge::of_version(&purges, version) {
+        Some(purge) => Err(purged_error(location, version, purge)),
+        None => Ok(()),
+    };
     match as_of {
         AsOf::Version(v) if *v < 0 || *v > latest => {
             return Err(Error::usage(
@@ -42,7 +49,10 @@ pub async fn table_as_of(storage: &Storage, location: &Location, as_of: &AsOf) -
             ))
         }
         AsOf::Version(v) if *v == latest => {}
-        AsOf::Version(v) => table.load_version(*v as u64).await.map_err(|e| version_error(location, e))?,
+        AsOf::Version(v) => {
+            refuse_purged(*v)?;
+            table.load_version(*v as u64).await.map_err(|e| version_error(location, e))?
+        }
         AsOf::Time(time) => {
             // The latest version committed at or before the time, by the log
             // listing's times (millisecond precision on S3, where a HEAD's
@@ -53,7 +63,10 @@ pub async fn table_as_of(storage: &Storage, location: &Location, as_of: &AsOf) -
             let chosen = log.iter().filter(|e| e.timestamp.timestamp_millis() <= millis).map(|e| e.version).max();
             match chosen {
                 Some(v) if v == latest => {}
-                Some(v) => table.load_version(v as u64).await.map_err(|e| version_error(location, e))?,
+                Some(v) => {
+                    refuse_purged(v)?;
+                    table.load_version(v as u64).await.map_err(|e| version_error(location, e))?
+                }
                 None => {
                     let first = log.iter().min_by_key(|e| e.version).map(|e| e.timestamp.to_rfc3339());
                     return Err(Error::usage(
@@ -66,6 +79,19 @@ pub async fn table_as_of(storage: &Storage, location: &Location, as_of: &AsOf) -
         }
     }
     Ok(table)
+}
+
+/// A version a purge made unreadable: the user's to choose another (exit 2).
+pub fn purged_error(location: &Location, version: i64, purge: &purge::Purge) -> Error {
+    Error::usage(
+        Stage::Query,
+        location,
+        format!(
+            "version {version} can no longer be read: erasure {} purged files it read (`shoplake history` shows \
+             which versions; docs/privacy.md)",
+            purge.erasure_id
+        ),
+    )
 }
 
 fn version_error(location: &Location, e: deltalake::DeltaTableError) -> Error {

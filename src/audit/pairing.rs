@@ -124,7 +124,13 @@ pub async fn rejects_for(
         }
     }
     let mut batches = crate::rejects::read_days(&latest, location, &from_latest).await?;
+    let purges = super::purge::Purge::recorded(
+        latest.snapshot().map_err(|e| Error::delta(Stage::Rejects, location, e))?.metadata().configuration(),
+    );
     for (version, dates) in older {
+        if let Some(purge) = super::purge::Purge::of_version(&purges, version) {
+            return Err(super::purged_error(location, version, purge));
+        }
         let mut then = storage.open_table(location).await?.expect("opened above");
         then.load_version(version as u64).await.map_err(|e| Error::delta(Stage::Rejects, location, e))?;
         batches.extend(crate::rejects::read_days(&then, location, &dates).await?);
@@ -178,6 +184,7 @@ mod tests {
             shoplake: shoplake.as_object().cloned().unwrap_or_default(),
             metrics: Default::default(),
             parameters: Default::default(),
+            purged: None,
         }
     }
 

@@ -279,6 +279,10 @@ pub struct EraseArgs {
     /// Count the rows, rejected lines and files per date; write nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Then delete every file of an older version holding the value, on S3 every object version too,
+    /// and expire the log files whose statistics hold it (the versions they made readable go: docs/privacy.md).
+    #[arg(long, conflicts_with_all = ["dry_run", "verify"])]
+    pub purge: bool,
     /// Erase nothing: read every object of the table and its rejects table and name each still holding the value (exit 4 if any).
     #[arg(long, conflicts_with = "dry_run")]
     pub verify: bool,

@@ -73,7 +73,8 @@ async fn dispatch(command: Command, storage: Storage) -> Result<ExitCode> {
         Command::History(args) => {
             let target = resolve::target(resolve::catalog(&args.table.definitions).await?, &args.table)?;
             let table = crate::audit::existing_table(&storage, &target.table).await?;
-            let entries = history::entries(&table, args.limit).await?;
+            let mut entries = history::entries(&table, args.limit).await?;
+            history::mark_purged(&mut entries, &table)?;
             let format = match args.format {
                 HistoryFormat::Table => Format::Table,
                 HistoryFormat::Json => Format::Json,
@@ -413,7 +414,8 @@ async fn erase_command(args: EraseArgs, storage: &Storage) -> Result<ExitCode> {
         return verify_erasure(storage, &targets, &by, args.format).await;
     }
     let reason = args.reason.unwrap_or_default();
-    let config = EraseConfig { targets, by, reason, dry_run: args.dry_run };
+    let config = EraseConfig { targets, by, reason, dry_run: args.dry_run, purge: args.purge };
+    let mut still_holding = 0;
     for erased in erase::run(storage, &config).await? {
         match args.format {
             ReportFormat::Json => say!("{}", serde_json::to_string(&erased).expect("serializes")),
@@ -437,8 +439,35 @@ async fn erase_command(args: EraseArgs, storage: &Storage) -> Result<ExitCode> {
                 if let Some(note) = &erased.note {
                     say!("  {note}");
                 }
+                for purged in &erased.purged {
+                    say!(
+                        "  purged {}: {} files deleted{}{}{}",
+                        purged.table,
+                        purged.files_deleted.len(),
+                        match purged.object_versions_deleted {
+                            0 => String::new(),
+                            n => format!(", {n} S3 object versions"),
+                        },
+                        match purged.versions_unreadable.is_empty() {
+                            true => String::new(),
+                            false => format!("; versions {} can no longer be read", purged.versions_unreadable),
+                        },
+                        match purged.log_expired_through {
+                            Some(v) => format!("; log expired through version {v}"),
+                            None => String::new(),
+                        },
+                    );
+                }
             }
         }
+        still_holding += erased.purged.iter().map(|p| p.still_holding.len()).sum::<usize>();
+    }
+    if still_holding > 0 {
+        return Err(Error::rejected(
+            Stage::Write,
+            "erase --purge",
+            format!("{still_holding} objects still hold the value after the purge (`erase --verify` names them)"),
+        ));
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -487,7 +516,7 @@ async fn verify_erasure(
         return Err(Error::rejected(
             Stage::Query,
             "erase --verify",
-            format!("{held} objects still hold the value (older versions keep it until purged: docs/privacy.md)"),
+            format!("{held} objects still hold the value (older versions keep it until purged, `erase --purge`: docs/privacy.md)"),
         ));
     }
     Ok(ExitCode::SUCCESS)

@@ -9,6 +9,7 @@
 //! ([`Storage::check_commits_are_safe`]).
 
 pub mod s3;
+pub mod versions;
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;

@@ -172,7 +172,7 @@ fn refusal(status: u16, code: Option<&str>) -> Option<&'static str> {
 }
 
 /// The text of the first `<name>…</name>` element of an S3 error document.
-fn xml_element(body: &[u8], name: &str) -> Option<String> {
+pub(crate) fn xml_element(body: &[u8], name: &str) -> Option<String> {
     let text = std::str::from_utf8(body).ok()?;
     let open = format!("<{name}>");
     let start = text.find(&open)? + open.len();

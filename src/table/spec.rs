@@ -49,7 +49,9 @@ pub const ADOPTED_PROPERTY: &str = "shoplake.adopted";
 const STATS_COLUMNS: &str = "delta.dataSkippingStatsColumns";
 
 /// The columns Delta can skip files on: numbers, decimals, text, dates and
-/// timestamps, but the partition (its value is in the path). Delta Spark
+/// timestamps, but the partition (its value is in the path) and `erasable`
+/// columns (their values in the log's statistics would outlive an erasure:
+/// docs/privacy.md). Delta Spark
 /// refuses to change any property of a table that lists another type here
 /// (booleans, lists, the binary row fingerprint): `ALTER TABLE SET
 /// TBLPROPERTIES` failed with DELTA_COLUMN_DATA_SKIPPING_NOT_SUPPORTED_TYPE.
@@ -68,7 +70,7 @@ pub(crate) fn stats_columns(def: &TableDefinition) -> String {
     let names: Vec<&str> = def
         .columns
         .iter()
-        .filter(|c| c.name != def.partition_by && skippable(&c.data_type))
+        .filter(|c| c.name != def.partition_by && !c.erasable && skippable(&c.data_type))
         .map(|c| c.name.as_str())
         .collect();
     names.join(",")

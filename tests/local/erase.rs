@@ -7,18 +7,18 @@ use std::process::Output;
 
 use crate::common::*;
 
-const D1: &str = "2026-05-01";
-const D2: &str = "2026-05-02";
-const KEY: &str = "0123456789abcdef-test-key";
+pub(crate) const D1: &str = "2026-05-01";
+pub(crate) const D2: &str = "2026-05-02";
+pub(crate) const KEY: &str = "0123456789abcdef-test-key";
 
-fn shop(id: &str, count: &str, date: &str) -> String {
+pub(crate) fn shop(id: &str, count: &str, date: &str) -> String {
     line(id, "APP", "True", count, "[0]", "shopify_", date)
 }
 
 /// Shops s1..s5 and s30 on both dates; on D2, s3's line and s30's are
 /// rejected (a count that is not one). s30 holds "s3" inside its values
 /// but never as a whole field: it is not erased with s3.
-fn exports(ws: &Workspace) {
+pub(crate) fn exports(ws: &Workspace) {
     for date in [D1, D2] {
         let mut lines: Vec<String> = ["s1", "s2", "s4", "s5"].iter().map(|id| shop(id, "1", date)).collect();
         let bad = if date == D2 { "x" } else { "2" };
@@ -28,7 +28,7 @@ fn exports(ws: &Workspace) {
     }
 }
 
-fn shoplake(ws: &Workspace, key: Option<&str>, args: &[&str]) -> Output {
+pub(crate) fn shoplake(ws: &Workspace, key: Option<&str>, args: &[&str]) -> Output {
     let mut command = ws.command(args);
     if let Some(key) = key {
         command.env("SHOPLAKE_ERASURE_KEY", key);
@@ -36,18 +36,18 @@ fn shoplake(ws: &Workspace, key: Option<&str>, args: &[&str]) -> Output {
     command.output().expect("run shoplake")
 }
 
-fn ingest(ws: &Workspace, date: &str) -> serde_json::Value {
+pub(crate) fn ingest(ws: &Workspace, date: &str) -> serde_json::Value {
     // Two of six lines rejected on D2: past the default reject ratio.
     let out = shoplake(ws, Some(KEY), &["ingest", "--date", date, "--format", "json", "--max-reject-ratio", "1"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout).expect("a report")
 }
 
-fn ids(ws: &Workspace, date: &str) -> Vec<String> {
+pub(crate) fn ids(ws: &Workspace, date: &str) -> Vec<String> {
     ws.snapshot().rows.get(date).map(|rows| rows.keys().cloned().collect()).unwrap_or_default()
 }
 
-fn rejected_ids(ws: &Workspace) -> Vec<String> {
+pub(crate) fn rejected_ids(ws: &Workspace) -> Vec<String> {
     let mut ids: Vec<String> = rejects_of(&ws.rejects_table())
         .into_iter()
         .map(|(_, raw, _)| raw.split(',').next().unwrap().to_string())

@@ -22,5 +22,6 @@ mod loader;
 mod memory;
 mod operations;
 mod property;
+mod purge;
 mod rerun;
 mod tables;

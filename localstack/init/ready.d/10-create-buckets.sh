@@ -5,13 +5,14 @@
 # (uses a python that has boto3: $SHOPLAKE_PYTHON, else python3).
 # Idempotent: a bucket that already exists is left alone.
 # Env: AWS_ENDPOINT_URL (default http://127.0.0.1:4566), AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY
-# (default test/test), AWS_DEFAULT_REGION (default us-east-1), SHOPLAKE_BUCKETS (default "raw lake").
+# (default test/test), AWS_DEFAULT_REGION (default us-east-1), SHOPLAKE_BUCKETS (default "raw lake lake-versioned").
+# A bucket whose name ends in -versioned gets versioning on (erase --purge must reach noncurrent versions).
 set -euo pipefail
 
 export AWS_ACCESS_KEY_ID=${AWS_ACCESS_KEY_ID:-test}
 export AWS_SECRET_ACCESS_KEY=${AWS_SECRET_ACCESS_KEY:-test}
 export AWS_DEFAULT_REGION=${AWS_DEFAULT_REGION:-us-east-1}
-read -ra BUCKETS <<<"${SHOPLAKE_BUCKETS:-raw lake}"
+read -ra BUCKETS <<<"${SHOPLAKE_BUCKETS:-raw lake lake-versioned}"
 
 has_boto3() { [ -n "$1" ] && command -v "$1" >/dev/null 2>&1 && "$1" -c 'import boto3' 2>/dev/null; }
 
@@ -33,16 +34,16 @@ for bucket in sys.argv[1:]:
     try:
         s3.head_bucket(Bucket=bucket)
         print(f"bucket {bucket} already exists")
-        continue
     except ClientError:
-        pass
-    try:
-        s3.create_bucket(Bucket=bucket)
-        print(f"created bucket {bucket}")
-    except ClientError as e:
-        if e.response["Error"]["Code"] not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
-            raise
-        print(f"bucket {bucket} already exists")
+        try:
+            s3.create_bucket(Bucket=bucket)
+            print(f"created bucket {bucket}")
+        except ClientError as e:
+            if e.response["Error"]["Code"] not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+                raise
+            print(f"bucket {bucket} already exists")
+    if bucket.endswith("-versioned"):
+        s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
 EOF
 elif command -v awslocal >/dev/null 2>&1; then
   # Inside the LocalStack container. awslocal ignores AWS_ENDPOINT_URL; use plain aws for an override.
@@ -57,6 +58,9 @@ elif command -v awslocal >/dev/null 2>&1; then
     else
       "${cli[@]}" s3api create-bucket --bucket "$b" >/dev/null && echo "created bucket $b"
     fi
+    case $b in *-versioned)
+      "${cli[@]}" s3api put-bucket-versioning --bucket "$b" --versioning-configuration Status=Enabled ;;
+    esac
   done
 else
   echo "10-create-buckets.sh: need awslocal, or a python with boto3 (set SHOPLAKE_PYTHON)" >&2
