@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Tests deploy/airflow/dags (one ingestion DAG per table definition, the tables as Airflow Assets,
-# the example downstream DAGs, the OpenLineage parent) for real with Airflow 3.3.2 and the built
+# the example downstream DAGs, the OpenLineage parent, the shopify_redact DAG) for real with Airflow 3.3.2 and the built
 # shoplake binary: `airflow dags test` runs the DAGs in-process against a temporary sqlite metadata
 # DB, temporary exports and a temporary lake; a real scheduler + api-server run the downstream DAGs.
 #
@@ -28,9 +28,14 @@
 #   (f) `airflow backfill create --dry-run`                 -> the runs load the intended exports
 # and once: (e) conf {"date": "2019-4-1"} -> refused by the Param schema; (h) a scheduler and an
 # api-server turn the queued asset events into downstream runs, which read the loaded version with
-# `shoplake query --as-of`; (g) a load with --lineage-file and Airflow's OpenLineage file transport
-# on: shoplake's events name the Airflow task run (and DAG run) as parent. Exits non-zero on the
-# first failed check; (g) fails until the binary emits OpenLineage events (it is last).
+# `shoplake query --as-of`; (i) shopify_redact with conf {"shop_id": <a shop in every table>}: an
+# empty id refused; with {"purge": false} the rows go but verify fails at once (exit 4) naming the
+# older versions' objects; by default (--purge) the shop is nowhere and verify succeeds; evidence in
+# XCom, neither the shop id nor the erasure key in the logs or the erasures' commits, and a re-load
+# (which needs the key, from the same Variable) keeps the shops out; (g) a load with --lineage-file
+# and Airflow's OpenLineage file transport on: shoplake's events name the Airflow task run (and DAG
+# run) as parent. Exits non-zero on the first failed check; (i) fails until the binary has
+# `erase --purge`, (g) until it emits OpenLineage events (it is last).
 set -Eeuo pipefail
 # Any unexpected failing command ends the test loudly, not silently through set -e.
 trap 'echo "[airflow-test] FAIL: line $LINENO: $BASH_COMMAND exited $?" >&2' ERR
@@ -130,7 +135,7 @@ export RUST_LOG=${RUST_LOG:-warn}
 # The Variable and the DAG files' own settings must be what is used, nothing inherited.
 unset SHOPLAKE_SOURCE SHOPLAKE_TABLE SHOPLAKE_TABLE_NAME SHOPLAKE_REJECTS_TABLE SHOPLAKE_TABLES \
   AWS_ENDPOINT_URL OPENLINEAGE_URL OPENLINEAGE_NAMESPACE OPENLINEAGE_PARENT_ID \
-  OPENLINEAGE_ROOT_PARENT_ID SHOPLAKE_LINEAGE_FILE
+  OPENLINEAGE_ROOT_PARENT_ID SHOPLAKE_LINEAGE_FILE SHOPLAKE_ERASURE_KEY AIRFLOW_VAR_SHOPLAKE_ERASURE_SECRET
 export SHOPLAKE_LAKE=$LAKE # parse time: each table's Asset URI is file://$LAKE/<table_path>
 
 # --- the tables, as shoplake lists them -------------------------------------------------------
@@ -217,11 +222,11 @@ grep -E '^(test_|Ran |OK)' "$TMP/unit.log" | sed 's/^/    /'
 # import errors it recorded. New DAGs are paused (dags_are_paused_at_creation).
 timed "dags reserialize" "$TMP/reserialize.log" "$AIRFLOW" dags reserialize || fail "airflow dags reserialize"
 "$AIRFLOW" dags list-import-errors -o plain >"$TMP/import-errors.log" 2>&1 || true
-if grep -q "ingestion_tables.py\|example_downstream.py" "$TMP/import-errors.log"; then
+if grep -q "ingestion_tables.py\|example_downstream.py\|shopify_redact.py" "$TMP/import-errors.log"; then
   cat "$TMP/import-errors.log"
   fail "airflow dags list-import-errors reports a DAG file"
 fi
-ok "no import errors; DAGs: $(printf 'ingestion_%s ' "${TABLES[@]}")$(printf 'example_downstream_%s ' "${TABLES[@]}")"
+ok "no import errors; DAGs: $(printf 'ingestion_%s ' "${TABLES[@]}")$(printf 'example_downstream_%s ' "${TABLES[@]}")shopify_redact"
 # The downstream DAGs must be unpaused before a load for its asset event to queue them.
 for t in "${TABLES[@]}"; do "$AIRFLOW" dags unpause "example_downstream_$t" >/dev/null 2>&1 || fail "unpause example_downstream_$t"; done
 
@@ -486,6 +491,96 @@ for t in "${TABLES[@]}"; do
   [ "$(jfield "$line" rows)" = "$(jfield "$extra" rows_valid)" ] || fail "(h) $t: downstream read $line"
   ok "(h) $t: example_downstream_$t ran (asset_triggered, success): shoplake query --as-of $(jfield "$line" table_version) read $(jfield "$line" rows) rows of $(jfield "$line" date)"
 done
+
+# --- (i) shopify_redact: erase a shop from every table, purge, verify ---------------------------
+# Every table holds 2019-04-01 (loaded in (a)); the shops are the first two ids held by the key
+# column of every table. The erasure key is the Variable shoplake_erasure_secret, as in production:
+# the loads read it there too, and once a table has erasures every load needs it (the re-load
+# below, (g)). Fails (does not skip) while the binary has no `erase --purge`.
+I_BAD=2019-04-19T00:00:00+00:00 I_KEEP=2019-04-20T00:00:00+00:00 I=2019-04-22T00:00:00+00:00
+I_RELOAD=2019-04-21T03:00:00+00:00
+key_column() { "$PY" -c 'import json,sys; t={t["name"]: t for t in json.load(open(sys.argv[1]))["tables"]}; print(t[sys.argv[2]]["key"][0])' "$TMP/tables.json" "$1"; }
+count_key() { # count_key TABLE VALUE: rows of the table whose key column holds VALUE
+  "$BIN" query --tables "$TABLES_DIR" --table-name "$1" --table "$(location "$1")" --format json \
+    --sql "SELECT count(*) AS n FROM $1 WHERE $(key_column "$1") = '$2'" |
+    "$PY" -c 'import json,sys; d=json.loads(sys.stdin.read()); r=d[0] if isinstance(d,list) else d; print(r["n"])'
+}
+all_history() { for t in "${TABLES[@]}"; do history "$t"; done; }
+"$BIN" erase --help >"$TMP/erase-help.txt" 2>&1 || fail "(i) shoplake erase --help"
+grep -q -- '--purge' "$TMP/erase-help.txt" || fail "(i) this binary has no 'erase --purge' (issue #27): shopify_redact purges by default"
+shop_sql="SELECT k FROM ($(for t in "${TABLES[@]}"; do printf 'SELECT CAST(%s AS VARCHAR) AS k FROM %s INTERSECT ' "$(key_column "$t")" "$t"; done | sed 's/ INTERSECT $//')) ORDER BY k LIMIT 2"
+"$BIN" query --tables "$TABLES_DIR" --lake "$LAKE" --format json --sql "$shop_sql" >"$TMP/i-shops.json" || fail "(i) $shop_sql"
+mapfile -t SHOPS < <("$PY" -c 'import json,sys; [print(json.loads(l)["k"]) for l in open(sys.argv[1]) if l.strip()]' "$TMP/i-shops.json")
+[ "${#SHOPS[@]}" = 2 ] || fail "(i) fewer than 2 shops have rows in every table: ${SHOPS[*]}"
+SHOP_KEPT=${SHOPS[0]} SHOP=${SHOPS[1]} # erased without purge (older versions keep it), with purge
+for s in "${SHOPS[@]}"; do
+  for t in "${TABLES[@]}"; do [ "$(count_key "$t" "$s")" -ge 1 ] || fail "(i) the shop $s has no rows in $t"; done
+done
+ERASURE_SECRET=$("$PY" -c 'import secrets; print(secrets.token_hex(24))') # 48 bytes (>= 16)
+"$AIRFLOW" variables set shoplake_erasure_secret "$ERASURE_SECRET" >"$TMP/i-variable.log" 2>&1 ||
+  fail "airflow variables set shoplake_erasure_secret"
+# redact_run NAME LOGICAL_DATE SHOP PURGE: run the DAG, check the shop's rows are gone from every
+# table and the run's tasks, XCom and erasure commits (tests/check_redact.py), print its summary
+redact_run() {
+  local name=$1 when=$2 shop=$3 purge=$4 t
+  log "(i) airflow dags test shopify_redact $when --conf '{\"shop_id\": \"<a shop in every table>\", \"purge\": $purge}'"
+  dag_test "$name" shopify_redact "$when" "{\"shop_id\": \"$shop\", \"reason\": \"airflow-test\", \"purge\": $purge}"
+  show_log "$name" 12
+  for t in "${TABLES[@]}"; do
+    [ "$(count_key "$t" "$shop")" = 0 ] || fail "(i) $t still has rows of the shop after the erase task"
+  done
+  "$PY" "$HERE/tests/ti_state.py" shopify_redact "$when" >"$TMP/$name-state.json" 2>/dev/null || fail "(i) tests/ti_state.py"
+  "$PY" "$HERE/tests/check_redact.py" "$TMP/$name-state.json" "$purge" "$shop" "${TABLES[@]}" >"$TMP/$name-check.log" 2>&1 ||
+    {
+      cat "$TMP/$name-check.log"
+      fail "(i) shopify_redact ($name): tasks, XCom or erasure commits"
+    }
+}
+
+# A shop_id that breaks the Param schema is refused before anything runs.
+HIST_BEFORE=$(all_history)
+dag_test i-bad shopify_redact "$I_BAD" '{"shop_id": ""}'
+[ "$DAG_RC" != 0 ] || fail "(i) an empty shop_id was accepted"
+grep -q "Invalid input for param shop_id" "$TMP/i-bad.log" || {
+  tail -5 "$TMP/i-bad.log"
+  fail "(i) no param validation error for an empty shop_id"
+}
+[ "$(all_history)" = "$HIST_BEFORE" ] || fail "(i) a refused run changed a table"
+ok "(i) conf {\"shop_id\": \"\"} refused by the Param schema, no table changed"
+
+# Without purge the older versions still hold the value: verify exits 4, fails at once, names them.
+redact_run i-keep "$I_KEEP" "$SHOP_KEPT" false
+[ "$DAG_RC" != 0 ] || fail "(i) without --purge the run succeeded, but older versions still hold the value"
+grep -q "SHOPLAKE ALERT dag=shopify_redact task=verify .*exit_code=4" "$TMP/i-keep.log" || fail "(i) no alert for verify's exit 4"
+for t in "${TABLES[@]}"; do
+  grep -q "SHOPLAKE STILL HOLDS THE VALUE table=$(location "$t") " "$TMP/i-keep.log" || fail "(i) the verify log names no object of $t"
+done
+ok "(i) conf {\"purge\": false}: the shop's rows gone; verify failed at once (exit 4, alert) naming the older versions' objects; $(cat "$TMP/i-keep-check.log")"
+
+# The default (purge): the shop is nowhere, verify succeeds, its evidence is in XCom.
+redact_run i "$I" "$SHOP" true
+[ "$DAG_RC" = 0 ] || fail "(i) dags test shopify_redact exited $DAG_RC"
+grep -q "SHOPLAKE REDACTED" "$TMP/i.log" || fail "(i) no SHOPLAKE REDACTED line"
+ok "(i) shopify_redact (purge): the shop's rows gone from ${TABLES[*]}; verify succeeded; $(cat "$TMP/i-check.log")"
+# Neither shop id nor the erasure key in the runs' logs (masked, never written).
+if grep -rqF -e "$SHOP" -e "$SHOP_KEPT" -e "$ERASURE_SECRET" "$TMP/i.log" "$TMP/i-keep.log" \
+  "$AIRFLOW_HOME/logs/dag_id=shopify_redact" 2>/dev/null; then
+  fail "(i) a shop id or the erasure key is in a log of the runs"
+fi
+ok "(i) neither the shop ids nor the erasure key is in the runs' logs or the erasures' commits"
+
+# A re-load of the erased date keeps both shops out; it needs the key, which reaches it from the Variable.
+dag_test i-reload ingestion_shopify_configuration "$I_RELOAD" '{"date": "2019-04-01"}'
+[ "$DAG_RC" = 0 ] || {
+  show_log i-reload 20
+  fail "(i) the re-load after the erasure failed (the erasure key must reach the load)"
+}
+report_i=$(report i-reload)
+[ "$(jfield "$report_i" rows_suppressed)" = 2 ] || fail "(i) the re-load did not suppress the 2 erased shops: $(summary "$report_i")"
+for s in "${SHOPS[@]}"; do
+  [ "$(count_key shopify_configuration "$s")" = 0 ] || fail "(i) the re-load brought an erased shop back"
+done
+ok "(i) re-load of 2019-04-01 after the erasures: $(jfield "$report_i" status), rows_suppressed 2, both shops still absent"
 
 # --- (g) lineage: shoplake's OpenLineage events name the Airflow task run as parent -------------
 # One table's override adds --lineage-file; Airflow's own provider writes its events to a file

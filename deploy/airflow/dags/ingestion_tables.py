@@ -43,7 +43,10 @@ ingest flags (max_delete_ratio, max_reject_ratio, metrics_file, pushgateway_url,
 lineage_url, lineage_file, lineage_namespace (default "shoplake"), lineage_api_key_secret (pods:
 {"name", "key"} of the Secret holding OPENLINEAGE_API_KEY); and `table_overrides`: {<table name>:
 {any key above}} for one table. No secret lives here: AWS credentials come from the worker's
-environment / instance profile / IRSA, or the pod's service account.
+environment / instance profile / IRSA, or the pod's service account; the erasure key
+(SHOPLAKE_ERASURE_KEY, which loads need once a table has erasures: shopify_redact.py) from the
+Variable `shoplake_erasure_secret` or the worker's environment (subprocess), or the Kubernetes
+Secret named by `erasure_key_secret` ({"name", "key"}, pods).
 
 shoplake exit codes -> Airflow: 0 success; 3, 5 retried after retry_delay; 1, 2, 4 and anything
 else fail at once and alert (shoplake_airflow/ingest.py).

@@ -3,7 +3,8 @@
     python ti_state.py DAG_ID LOGICAL_DATE
 
 {"run_state": ..., "tasks": {task_id: {"state", "try_number"}},
- "history": {task_id: [{"try_number", "state"}, ...]}}   (earlier tries, task_instance_history)
+ "history": {task_id: [{"try_number", "state"}, ...]},   (earlier tries, task_instance_history)
+ "xcom": {task_id: {key: value}}}                         (what the tasks pushed, e.g. evidence)
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import sys
 from airflow.models.dagrun import DagRun
 from airflow.models.taskinstance import TaskInstance
 from airflow.models.taskinstancehistory import TaskInstanceHistory
+from airflow.models.xcom import XComModel
 from airflow.sdk import timezone
 from airflow.utils.session import create_session
 from sqlalchemy import select
@@ -50,6 +52,16 @@ def main(dag_id: str, logical_date: str) -> None:
         for h in history:
             out["history"].setdefault(h.task_id, []).append(
                 {"try_number": h.try_number, "state": str(h.state)}
+            )
+        xcoms = session.scalars(
+            select(XComModel).where(
+                XComModel.dag_id == dag_id, XComModel.run_id == run.run_id
+            )
+        ).all()
+        out["xcom"] = {}
+        for x in xcoms:
+            out["xcom"].setdefault(x.task_id, {})[x.key] = XComModel.deserialize_value(
+                x
             )
     print(json.dumps(out, sort_keys=True))
 

@@ -9,6 +9,10 @@ shoplake exit codes -> Airflow:
   1 internal, 2 configuration, 4 data refused, anything else -> AirflowFailException: failed at
     once, no retry, on_failure_callback alerts
 A failed task emits no asset event (Airflow records outlet events only for a successful task).
+
+The erasure key (SHOPLAKE_ERASURE_KEY, needed by every load of a table with erasures, see
+shopify_redact.py): from the Variable `shoplake_erasure_secret` (subprocess; else the worker's
+own environment) or the Kubernetes Secret named by `erasure_key_secret` (pods).
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from airflow.sdk.exceptions import (
     AirflowFailException,
     AirflowSkipException,
 )
+from airflow.sdk.log import mask_secret
 from kubernetes.client import models as k8s
 
 from shoplake_airflow.lineage import DEFAULT_LINEAGE_NAMESPACE, lineage_env
@@ -39,6 +44,10 @@ from shoplake_airflow.table_definitions import normalize_location
 log = logging.getLogger(__name__)
 
 CONFIG_VARIABLE = "shoplake_ingestion"
+# The secret erasures are hashed with (docs/privacy.md): a Variable of its own, whose name Airflow
+# masks ("secret"), and the environment variable shoplake reads it from.
+ERASURE_KEY_VARIABLE = "shoplake_erasure_secret"
+ERASURE_KEY_ENV = "SHOPLAKE_ERASURE_KEY"
 DATE_PATTERN = r"^\d{4}-\d{2}-\d{2}$"
 # The table whose location the Variable's top-level `table` key (and SHOPLAKE_TABLE) may name:
 # the only table there was before table definitions.
@@ -191,6 +200,19 @@ def aws_env(cfg: dict[str, Any]) -> dict[str, str]:
     return env
 
 
+def erasure_key_env() -> dict[str, str]:
+    """SHOPLAKE_ERASURE_KEY from the Airflow Variable `shoplake_erasure_secret` (any secrets
+    backend: metadata DB, AIRFLOW_VAR_SHOPLAKE_ERASURE_SECRET, Vault, AWS Secrets Manager...),
+    masked in every log; {} when it is not set (the worker's own SHOPLAKE_ERASURE_KEY, if any, is
+    inherited). A load of a table with erasures needs the key (docs/privacy.md): the loads and the
+    shopify_redact DAG read it from the same place. Never in the `shoplake_ingestion` Variable."""
+    value = Variable.get(ERASURE_KEY_VARIABLE, default=None)
+    if value is None or not str(value):
+        return {}
+    mask_secret(str(value))
+    return {ERASURE_KEY_ENV: str(value)}
+
+
 def asset_event_extra(
     report: dict[str, Any] | None, export_date: str, target: IngestTarget
 ) -> dict[str, Any]:
@@ -225,14 +247,21 @@ class ShoplakeFatalError(AirflowFailException):
         self.export_date = export_date
 
 
-def check_exit_code(exit_code: int | None, export_date: str, detail: str = "") -> None:
-    """Return on success; raise the exception that gives Airflow the right retry behaviour."""
+def check_exit_code(
+    exit_code: int | None,
+    export_date: str | None,
+    detail: str = "",
+    command: str | None = None,
+) -> None:
+    """Return on success; raise the exception that gives Airflow the right retry behaviour.
+    `command` names the run in the message (default "ingest <export date>")."""
     if exit_code == EXIT_OK:
         return
     suffix = f": {detail}" if detail else ""
+    command = command or f"ingest {export_date}"
     if exit_code in RETRYABLE_EXIT_CODES:
         raise ShoplakeRunError(
-            f"shoplake ingest {export_date} exited {exit_code} ({RETRYABLE_EXIT_CODES[exit_code]}), "
+            f"shoplake {command} exited {exit_code} ({RETRYABLE_EXIT_CODES[exit_code]}), "
             f"will retry{suffix}",
             exit_code,
             export_date,
@@ -243,7 +272,7 @@ def check_exit_code(exit_code: int | None, export_date: str, detail: str = "") -
         else "no exit code"
     )
     raise ShoplakeFatalError(
-        f"shoplake ingest {export_date} exited {exit_code} ({meaning}), not retried{suffix}",
+        f"shoplake {command} exited {exit_code} ({meaning}), not retried{suffix}",
         exit_code,
         export_date,
     )
@@ -369,6 +398,41 @@ def emit_asset_event(context: Any, asset: Asset, extra: dict[str, Any]) -> None:
     context["outlet_events"][asset].extra = extra
 
 
+def run_shoplake(
+    operator: Any, argv: list[str], env: dict[str, str], export_date: str | None = None
+) -> tuple[int, str, str]:
+    """Run shoplake, its stderr (logs) streamed into the task log as `[shoplake] ...` lines:
+    (exit code, stdout, last stderr line: the error message on failure). `operator._proc` is the
+    running process, for its on_kill. A binary that cannot start is configuration: no retry."""
+    try:
+        proc = subprocess.Popen(
+            argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+        )
+    except OSError as err:  # binary missing or not executable: configuration
+        raise ShoplakeFatalError(
+            f"cannot run {argv[0]}: {err}", None, export_date
+        ) from err
+    stdout_chunks: list[str] = []
+    last_stderr = ""
+    reader = threading.Thread(target=lambda: stdout_chunks.append(proc.stdout.read()))
+    reader.start()
+    operator._proc = proc
+    try:
+        for line in proc.stderr:
+            if line.strip():
+                last_stderr = line.strip()
+                operator.log.info("[shoplake] %s", last_stderr)
+        exit_code = proc.wait()
+    except BaseException:
+        # execution_timeout, SIGTERM: do not leave shoplake running
+        operator.on_kill()
+        raise
+    finally:
+        reader.join(timeout=10)
+        operator._proc = None
+    return exit_code, "".join(stdout_chunks), last_stderr
+
+
 # --------------------------------------------------------------------------- operators
 
 
@@ -395,37 +459,10 @@ class ShoplakeIngestOperator(BaseOperator):
         argv = [str(cfg["binary"]), *args]
         env = {k: v for k, v in os.environ.items() if k not in PER_TABLE_ENV}
         env.update(aws_env(cfg))
+        env.update(erasure_key_env())
         env.update(lineage_env(context, cfg))
         self.log.info("export date %s: running %s", export_date, shlex.join(argv))
-        try:
-            proc = subprocess.Popen(
-                argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
-            )
-        except OSError as err:  # binary missing or not executable: configuration
-            raise ShoplakeFatalError(
-                f"cannot run {argv[0]}: {err}", None, export_date
-            ) from err
-        stdout_chunks: list[str] = []
-        last_stderr = ""  # shoplake's last log line: the error message on failure
-        reader = threading.Thread(
-            target=lambda: stdout_chunks.append(proc.stdout.read())
-        )
-        reader.start()
-        self._proc = proc
-        try:
-            for line in proc.stderr:  # shoplake's logs, streamed into the task log
-                if line.strip():
-                    last_stderr = line.strip()
-                    self.log.info("[shoplake] %s", last_stderr)
-            exit_code = proc.wait()
-        except BaseException:
-            # execution_timeout, SIGTERM: do not leave shoplake running
-            self.on_kill()
-            raise
-        finally:
-            reader.join(timeout=10)
-            self._proc = None
-        stdout = "".join(stdout_chunks)
+        exit_code, stdout, last_stderr = run_shoplake(self, argv, env, export_date)
         report = parse_report(stdout)
         if report is not None:
             self.log.info("shoplake report: %s", json.dumps(report, sort_keys=True))
@@ -490,20 +527,23 @@ class ShoplakePodOperator(KubernetesPodOperator):
             self.service_account_name = str(cfg["service_account"])
         env = {**aws_env(cfg), **lineage_env(context, cfg)}
         self.env_vars = [k8s.V1EnvVar(name=k, value=v) for k, v in env.items()]
-        secret = cfg.get(
-            "lineage_api_key_secret"
-        )  # {"name": ..., "key": ...}: a Kubernetes Secret
-        if secret:
-            self.env_vars.append(
-                k8s.V1EnvVar(
-                    name="OPENLINEAGE_API_KEY",
-                    value_from=k8s.V1EnvVarSource(
-                        secret_key_ref=k8s.V1SecretKeySelector(
-                            name=secret["name"], key=secret["key"]
-                        )
-                    ),
+        # {"name": ..., "key": ...}: Kubernetes Secrets, never a value in the Variable
+        for env_name, cfg_key in (
+            ("OPENLINEAGE_API_KEY", "lineage_api_key_secret"),
+            (ERASURE_KEY_ENV, "erasure_key_secret"),
+        ):
+            secret = cfg.get(cfg_key)
+            if secret:
+                self.env_vars.append(
+                    k8s.V1EnvVar(
+                        name=env_name,
+                        value_from=k8s.V1EnvVarSource(
+                            secret_key_ref=k8s.V1SecretKeySelector(
+                                name=secret["name"], key=secret["key"]
+                            )
+                        ),
+                    )
                 )
-            )
         self.log.info(
             "export date %s: pod %s %s",
             self.shoplake_export_date,
