@@ -22,6 +22,7 @@ pub mod ingest;
 pub mod lineage;
 pub mod metrics;
 pub mod output;
+pub mod pii;
 pub mod read;
 pub mod rejects;
 pub mod report;

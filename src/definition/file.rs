@@ -73,6 +73,8 @@ struct ColumnFile {
     /// (a shop's domain, an email): docs/privacy.md.
     #[serde(default)]
     erasable: bool,
+    /// Personal data: hashed, masked or dropped before anything is written (`crate::pii`).
+    pii: Option<super::Pii>,
 }
 
 fn default_true() -> bool {
@@ -300,6 +302,20 @@ fn resolve_column(i: usize, c: &ColumnFile, in_key: bool, problems: &mut Problem
     if c.erasable && !matches!(c.kind, Kind::Text) {
         problems.add(at("erasable"), "only a text column can be erasable (the key is erasable by --key)");
     }
+    if let Some(pii) = c.pii {
+        if !matches!(c.kind, Kind::Text) {
+            problems.add(at("pii"), "only a text column can be pii");
+        } else if in_key {
+            problems.add(
+                at("pii"),
+                "a key or partition column cannot be pii: it names the row (to remove a person, erase by --key)",
+            );
+        } else if c.erasable {
+            problems.add(at("pii"), "a pii column is not erasable: the table never holds its values to match");
+        } else if pii == super::Pii::Drop && c.nullable == Some(false) {
+            problems.add(at("pii"), "pii = \"drop\" writes null: the column must be nullable");
+        }
+    }
     let on = conventions::On { name: &c.name, kind: c.kind, in_export, has_time_zone: c.time_zone.is_some() };
     let (conventions, found) = conventions::resolve(c.conventions(), on);
     for (key, message) in found {
@@ -317,6 +333,7 @@ fn resolve_column(i: usize, c: &ColumnFile, in_key: bool, problems: &mut Problem
         sample: c.sample.clone(),
         conventions,
         erasable: c.erasable,
+        pii: c.pii,
     })
 }
 
@@ -388,6 +405,7 @@ fn with_row_hash(columns: &mut Vec<Column>, problems: &mut Problems) {
             sample: Sample::default(),
             conventions: Default::default(),
             erasable: false,
+            pii: None,
         }),
         0 => problems.add(
             "columns",

@@ -112,6 +112,20 @@ pub struct Column {
     pub conventions: shoplake_parse::values::Conventions,
     /// Rows may be erased by this column's value (`shoplake erase --where`).
     pub erasable: bool,
+    /// Personal data never written as read (`crate::pii`).
+    pub pii: Option<Pii>,
+}
+
+/// What a load writes for a column's personal data (`pii` in table.toml).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Pii {
+    /// HMAC-SHA256 with `SHOPLAKE_PII_KEY`, in hex.
+    Hash,
+    /// All but the last four characters as `*`.
+    Mask,
+    /// Null.
+    Drop,
 }
 
 impl Column {

@@ -16,13 +16,14 @@ use crate::{source, validate, write};
 /// the load fails); then the reject ratio. Returns the day's rejected
 /// lines, by line: a rejected line holding an erased value is not one of
 /// them (it is counted suppressed, and its text never reaches the rejects
-/// table).
+/// table); a PII column's field in a rejected line is replaced (`crate::pii`).
 pub(super) fn account(
     report: &mut RunReport,
     summary: &ReadSummary,
     validated: &validate::Outcome,
     max_reject_ratio: f64,
     suppression: Option<&Suppression>,
+    pii: Option<&crate::pii::PiiRules>,
 ) -> Result<Vec<Reject>> {
     let uri = report.source.clone();
     let line_rejects = summary.line_rejects.len() as u64;
@@ -31,6 +32,11 @@ pub(super) fn account(
     let rejects_read = all_rejects.len() as u64;
     if let Some(suppression) = suppression {
         all_rejects.retain(|reject| !suppression.in_raw_line(&reject.raw));
+    }
+    if let Some(pii) = pii {
+        for reject in &mut all_rejects {
+            reject.raw = pii.raw_line(&reject.raw, &summary.header);
+        }
     }
     report.rows_read = summary.rows_read;
     report.lines_read = summary.lines_read;

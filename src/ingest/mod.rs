@@ -110,8 +110,9 @@ async fn run_stages(
     let streamed = stream::stream(storage, config, def, opened, &file, &current, has_rows).await?;
     stages.done("read, transform, validate, compare or write");
     let suppression = streamed.suppression.as_deref();
+    let pii = streamed.pii.as_deref();
     let rejects =
-        account::account(report, &streamed.summary, &streamed.validated, config.max_reject_ratio, suppression)?;
+        account::account(report, &streamed.summary, &streamed.validated, config.max_reject_ratio, suppression, pii)?;
     report.checks = streamed.checks.clone();
     check::verdict(&report.checks, &report.source)?;
     stages.done("checks");

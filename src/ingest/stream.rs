@@ -37,6 +37,8 @@ pub(super) struct Opened {
     pub(super) load_fingerprint: String,
     /// The values erased from the table, kept out of this load.
     pub(super) suppression: Option<std::sync::Arc<Suppression>>,
+    /// The definition's PII columns, never written as read.
+    pub(super) pii: Option<std::sync::Arc<crate::pii::PiiRules>>,
 }
 
 /// Opens the table; its schema is compared with the definition before the
@@ -56,8 +58,16 @@ pub(super) async fn open(storage: &Storage, config: &IngestConfig, def: &'static
         }
         None => (features::rules::RowRules::none(), false),
     };
-    let load_fingerprint =
-        write::identical::load_fingerprint(def, config.max_reject_ratio, config.guards, &config.target.rejects);
+    // Known before a byte is read: a hashed column without its key is the user's to fix (exit 2).
+    let pii = crate::pii::PiiRules::of(def).map_err(|why| Error::usage(Stage::Validate, location, why))?;
+    let pii_key = pii.as_ref().and_then(crate::pii::PiiRules::key_id);
+    let load_fingerprint = write::identical::load_fingerprint(
+        def,
+        config.max_reject_ratio,
+        config.guards,
+        &config.target.rejects,
+        pii_key,
+    );
     let suppression = match &table {
         Some(table) => {
             let snapshot = table.snapshot().map_err(|e| Error::delta(Stage::Write, location, e))?;
@@ -67,7 +77,8 @@ pub(super) async fn open(storage: &Storage, config: &IngestConfig, def: &'static
         None => None,
     };
     let suppression = suppression.map(std::sync::Arc::new);
-    Ok(Opened { table, hasher: plan.hasher(def), rules, append_only, load_fingerprint, suppression })
+    let pii = pii.map(std::sync::Arc::new);
+    Ok(Opened { table, hasher: plan.hasher(def), rules, append_only, load_fingerprint, suppression, pii })
 }
 
 /// What went by once the export was read, transformed, validated and
@@ -88,6 +99,7 @@ pub(super) struct Streamed<'c> {
     pub(super) frozen: bool,
     pub(super) load_fingerprint: String,
     pub(super) suppression: Option<std::sync::Arc<Suppression>>,
+    pub(super) pii: Option<std::sync::Arc<crate::pii::PiiRules>>,
 }
 
 /// The export flows: read → transform → validate, each stage a task, and
@@ -112,7 +124,7 @@ pub(super) async fn stream<'c>(
             def,
             &opened.hasher,
             opened.rules.clone(),
-            opened.suppression.clone(),
+            validate::Privacy { suppression: opened.suppression.clone(), pii: opened.pii.clone() },
             rows,
             uri.clone(),
             expected,
@@ -159,7 +171,8 @@ pub(super) async fn stream<'c>(
     consumed?;
     source::check_unchanged(storage, file).await?;
     let checks = checks.finish(validated.rows_valid, previous).await?;
-    let (digest, load_fingerprint, suppression) = (digest.get(), opened.load_fingerprint, opened.suppression);
+    let (digest, load_fingerprint, suppression, pii) =
+        (digest.get(), opened.load_fingerprint, opened.suppression, opened.pii);
     Ok(Streamed {
         summary,
         validated,
@@ -171,6 +184,7 @@ pub(super) async fn stream<'c>(
         frozen,
         load_fingerprint,
         suppression,
+        pii,
     })
 }
 

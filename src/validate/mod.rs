@@ -65,11 +65,17 @@ const IN_FLIGHT: usize = 2;
 
 /// Starts validating `transformed`; valid rows arrive on the receiver (in
 /// no particular order), the outcome once the receiver is drained.
+/// What a load keeps out (erased values) and never writes as read (PII).
+pub struct Privacy {
+    pub suppression: Option<Arc<Suppression>>,
+    pub pii: Option<Arc<crate::pii::PiiRules>>,
+}
+
 pub fn start(
     def: &'static TableDefinition,
     hasher: &ValueHasher,
     rules: RowRules,
-    suppression: Option<Arc<Suppression>>,
+    privacy: Privacy,
     transformed: SendableRecordBatchStream,
     source_uri: String,
     expected: ExpectedLines,
@@ -77,7 +83,7 @@ pub fn start(
     let (tx, rx) = mpsc::channel(IN_FLIGHT);
     let hasher = Arc::new(hasher.clone());
     let handle =
-        tokio::spawn(async move { run(def, hasher, rules, suppression, transformed, &source_uri, tx, expected).await });
+        tokio::spawn(async move { run(def, hasher, rules, privacy, transformed, &source_uri, tx, expected).await });
     (rx, handle)
 }
 
@@ -86,7 +92,7 @@ async fn run(
     def: &'static TableDefinition,
     hasher: Arc<ValueHasher>,
     rules: RowRules,
-    suppression: Option<Arc<Suppression>>,
+    privacy: Privacy,
     mut transformed: SendableRecordBatchStream,
     source_uri: &str,
     tx: mpsc::Sender<ValidBatch>,
@@ -110,7 +116,7 @@ async fn run(
         outcome.rows_transformed += batch.num_rows() as u64;
         check_transform_output(def, &batch)?;
         let accepted = without_value_rejects(&batch, &mut outcome.value_rejects, source_uri)?;
-        let accepted = match &suppression {
+        let accepted = match &privacy.suppression {
             Some(suppression) => without_erased(&accepted, suppression, &mut outcome.rows_suppressed, source_uri)?,
             None => accepted,
         };
@@ -125,6 +131,11 @@ async fn run(
         let keep = latest.keep_latest(&accepted, key, seq, &mut outcome.superseded).map_err(spill_error)?;
         dropped += keep.iter().filter(|k| !**k).count() as u64;
         let rows = handed_on(&accepted, &schema, &keep, source_uri)?;
+        // Erased values were matched as read, above; PII is replaced before anything sees the rows.
+        let rows = match &privacy.pii {
+            Some(pii) => pii.apply(&rows).map_err(|e| Error::internal(Stage::Validate, source_uri, e))?,
+            None => rows,
+        };
         emitted += rows.num_rows() as u64;
         if !rules.is_empty() {
             // The table's row rules, naming rows by their export lines.
@@ -242,16 +253,17 @@ async fn hand_on(pending: &mut Fingerprinting, tx: &mpsc::Sender<ValidBatch>, so
     Ok(tx.send(batch).await.is_ok())
 }
 
-/// Every valid row in memory, superseded ones left out (for tests and
-/// callers that want the whole day).
+/// Every valid row in memory, superseded ones left out, as read (no
+/// erasures, no PII rules: for tests that want the whole day).
 pub async fn collect(
     def: &'static TableDefinition,
     hasher: &ValueHasher,
     transformed: SendableRecordBatchStream,
     source_uri: &str,
 ) -> Result<(Vec<RecordBatch>, Outcome)> {
+    let privacy = Privacy { suppression: None, pii: None };
     let (mut rx, handle) =
-        start(def, hasher, RowRules::none(), None, transformed, source_uri.to_string(), ExpectedLines::default());
+        start(def, hasher, RowRules::none(), privacy, transformed, source_uri.to_string(), ExpectedLines::default());
     let mut batches = Vec::new();
     while let Some(batch) = rx.recv().await {
         batches.push(batch);

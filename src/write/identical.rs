@@ -26,9 +26,12 @@ pub fn load_fingerprint(
     max_reject_ratio: f64,
     guards: super::Guards,
     rejects: &Location,
+    pii_key: Option<String>,
 ) -> String {
     let settings = json!({
         "definition": def.fingerprint,
+        // Another PII key writes other values: not a repeat.
+        "pii_key": pii_key,
         "max_reject_ratio": max_reject_ratio,
         "max_delete_ratio": guards.max_delete_ratio,
         "allow_empty": guards.allow_empty,

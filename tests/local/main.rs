@@ -21,6 +21,7 @@ mod lake;
 mod loader;
 mod memory;
 mod operations;
+mod pii;
 mod property;
 mod purge;
 mod rerun;
