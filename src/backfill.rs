@@ -61,7 +61,10 @@ pub async fn run(
     } else {
         let none = Default::default();
         lineage
-            .finish(&traced, RunEnd { report: None, reports: &reports, error: error.as_ref(), column_sources: &none })
+            .finish(
+                &traced,
+                RunEnd { report: None, reports: &reports, error: error.as_ref(), column_sources: &none, erasure: None },
+            )
             .await;
     }
     (reports, error)

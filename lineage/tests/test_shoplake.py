@@ -348,7 +348,24 @@ def bad_file(lake, baseline) -> Run:
     return lake.shoplake("bad_file", lake.ingest(DATES[0], "lake_bad_file"))
 
 
-EVENT_SCENARIOS = ["success", "rerun", "missing", "bad_header", "backfill", "all_tables", "from_env", "slash_namespace", "baseline"]
+@pytest.fixture(scope="session")
+def erasure(lake) -> Run:
+    """A shop erased and purged from a lake of its own: one run, job <table>.erase."""
+    header, first = (lake.raw / f"{DATES[0]}.csv").read_text().split("\n")[:2]
+    assert header.split(",")[0] == "id", header
+    shop = first.split(",")[0]
+    env = clean_env(SHOPLAKE_ERASURE_KEY="lineage-test-erasure-key")
+    loaded = subprocess.run([str(BIN), *lake.ingest(DATES[0], "lake_erase")], check=False, env=env, capture_output=True, text=True)
+    assert loaded.returncode == 0, loaded.stderr
+    args = ["erase", "--key", shop, "--reason", "lineage test", "--purge", "--lake", str(lake.work / "lake_erase"),
+            "--tables", str(TABLES), "--table-name", TABLE]
+    run = lake.shoplake("erasure", args, env=env)
+    run.extra["shop"] = shop
+    return run
+
+
+EVENT_SCENARIOS = ["success", "rerun", "missing", "bad_header", "backfill", "all_tables", "from_env", "slash_namespace", "baseline",
+                   "erasure"]
 
 
 # --- every event is valid ----------------------------------------------------------------------------
@@ -512,6 +529,21 @@ def test_backfill_is_a_parent_run(backfill):
     for key, value in summary.items():
         if key.startswith(("rows_", "files_")):
             assert value == sum(r[key] for r in reports.values()), f"the back-fill's {key} is not the sum of its dates'"
+
+
+def test_erasure_is_one_run_that_names_the_value_only_by_its_hash(erasure):
+    assert erasure.rc == 0, erasure.describe()
+    start, end = one_run(erasure, ["START", "COMPLETE"])
+    assert start["job"]["name"] == f"{TABLE}.erase"
+    (output,) = end["outputs"]
+    assert output["name"].endswith(TABLE)
+    facet = end["run"]["facets"][olvalidate.OWN_FACET_KEY]
+    report = json.loads(erasure.out)
+    assert facet["erasure_id"] == report["erasure_id"] and len(facet["value_hash"]) == 64
+    assert (facet["rows_erased"], facet["exit_code"]) == (1, 0)
+    assert facet["files_purged"] >= 1, facet
+    assert output["facets"]["version"]["datasetVersion"] == str(report["table_version"])
+    assert not any(erasure.extra["shop"] in line for line in erasure.lines), "the erased value is in an event"
 
 
 def test_all_tables(all_tables):

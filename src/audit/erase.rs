@@ -80,6 +80,43 @@ pub struct ErasedDate {
     pub files: u64,
 }
 
+impl Erased {
+    /// What an erasure's lineage run and metrics say of it: counts, ids and
+    /// the keyed hash, never the value (lineage/schemas: ErasureReport).
+    pub fn summary(&self) -> serde_json::Value {
+        let still_holding: usize = self.purged.iter().map(|p| p.still_holding.len()).sum();
+        json!({
+            "table_name": self.table_name,
+            "table": self.table,
+            "erasure_id": self.erasure_id,
+            "column": self.column,
+            "value_hash": self.value_hash,
+            "rows_erased": self.rows_erased,
+            "rejects_erased": self.rejects_erased,
+            "table_version": self.table_version,
+            "rejects_version": self.rejects_version,
+            "files_purged": self.purged.iter().map(|p| p.files_deleted.len()).sum::<usize>(),
+            "object_versions_purged": self.purged.iter().map(|p| p.object_versions_deleted).sum::<u64>(),
+            "versions_unreadable": self.purged.first().map(|p| p.versions_unreadable.clone()).unwrap_or_default(),
+            "log_expired_through": self.purged.first().and_then(|p| p.log_expired_through),
+            "exit_code": if still_holding > 0 { crate::error::Kind::DataRejected.exit_code() } else { 0 },
+        })
+    }
+}
+
+/// The summary of an erasure that failed before it could say more.
+pub fn failed_summary(table_name: &str, table: &str, column: &str, error: &Error) -> serde_json::Value {
+    json!({
+        "table_name": table_name,
+        "table": table,
+        "erasure_id": null,
+        "column": column,
+        "rows_erased": 0,
+        "rejects_erased": 0,
+        "exit_code": error.kind.exit_code(),
+    })
+}
+
 /// Erases the value from every target; the key is needed unless it is a dry run.
 pub async fn run(storage: &Storage, config: &EraseConfig) -> Result<Vec<Erased>> {
     let key = match config.dry_run {

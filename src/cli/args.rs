@@ -283,6 +283,14 @@ pub struct EraseArgs {
     /// and expire the log files whose statistics hold it (the versions they made readable go: docs/privacy.md).
     #[arg(long, conflicts_with_all = ["dry_run", "verify"])]
     pub purge: bool,
+    /// Write the erasure's metrics here (Prometheus text format; one file per table with --all-tables).
+    #[arg(long, env = "SHOPLAKE_METRICS_FILE")]
+    pub metrics_file: Option<PathBuf>,
+    /// Push the erasure's metrics to this Prometheus Pushgateway (job shoplake_erase).
+    #[arg(long, env = "SHOPLAKE_PUSHGATEWAY")]
+    pub pushgateway: Option<String>,
+    #[command(flatten)]
+    pub lineage: LineageArgs,
     /// Erase nothing: read every object of the table and its rejects table and name each still holding the value (exit 4 if any).
     #[arg(long, conflicts_with = "dry_run")]
     pub verify: bool,

@@ -22,7 +22,7 @@ use crate::report::RunReport;
 use crate::storage::Storage;
 pub use args::DEFAULT_TABLE_NAME;
 use args::{
-    BackfillArgs, Cli, Command, EraseArgs, HistoryFormat, IngestArgs, LoadArgs, LogFormat, ReportFormat, RestoreArgs,
+    BackfillArgs, Cli, Command, HistoryFormat, IngestArgs, LoadArgs, LogFormat, ReportFormat, RestoreArgs,
     SchemaCommand,
 };
 
@@ -41,6 +41,8 @@ macro_rules! say_raw {
         let _ = write!(std::io::stdout(), $($arg)*);
     }};
 }
+
+mod erase;
 
 /// Parses the command line, runs the command, and returns its exit code.
 pub fn run() -> Result<ExitCode> {
@@ -103,7 +105,7 @@ async fn dispatch(command: Command, storage: Storage) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Restore(args) => restore_command(args, &storage).await,
-        Command::Erase(args) => erase_command(args, &storage).await,
+        Command::Erase(args) => erase::command(args, &storage).await,
         Command::Maintain(args) => {
             let target = resolve::target(resolve::catalog(&args.table.definitions).await?, &args.table)?;
             let config = maintain::MaintainConfig {
@@ -390,134 +392,4 @@ fn init_logging(format: LogFormat) {
         LogFormat::Text => builder.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init(),
         LogFormat::Json => builder.json().init(),
     }
-}
-
-/// `shoplake erase`: one line (or JSON object) per table.
-async fn erase_command(args: EraseArgs, storage: &Storage) -> Result<ExitCode> {
-    use crate::audit::erase::{self, By, EraseConfig};
-    let catalog = resolve::catalog(&args.table.definitions).await?;
-    let targets = match args.all_tables {
-        true => resolve::all_targets(catalog, &args.table)?.into_iter().collect::<Result<Vec<_>>>()?,
-        false => vec![resolve::target(catalog, &args.table)?],
-    };
-    let by = match (args.key, args.where_) {
-        (Some(key), _) => By::Key(key),
-        (None, Some(clause)) => match clause.split_once('=') {
-            Some((column, value)) if !column.trim().is_empty() => {
-                By::Column { column: column.trim().to_string(), value: value.to_string() }
-            }
-            _ => return Err(Error::usage(Stage::CommandLine, "--where", format!("{clause:?} is not COLUMN=VALUE"))),
-        },
-        (None, None) => unreachable!("clap requires --key or --where"),
-    };
-    if args.verify {
-        return verify_erasure(storage, &targets, &by, args.format).await;
-    }
-    let reason = args.reason.unwrap_or_default();
-    let config = EraseConfig { targets, by, reason, dry_run: args.dry_run, purge: args.purge };
-    let mut still_holding = 0;
-    for erased in erase::run(storage, &config).await? {
-        match args.format {
-            ReportFormat::Json => say!("{}", serde_json::to_string(&erased).expect("serializes")),
-            ReportFormat::Text => {
-                let what = if erased.dry_run { "would erase" } else { "erased" };
-                say!(
-                    "{}: {what} {} rows over {} dates and {} rejected lines ({}){}",
-                    erased.table_name,
-                    erased.rows_erased,
-                    erased.dates.len(),
-                    erased.rejects_erased,
-                    erased.column,
-                    match (&erased.erasure_id, erased.table_version) {
-                        (Some(id), Some(version)) => format!("; erasure {id} recorded at version {version}"),
-                        _ => String::new(),
-                    }
-                );
-                for date in &erased.dates {
-                    say!("  {}  {} rows in {} files", date.date, date.rows, date.files);
-                }
-                if let Some(note) = &erased.note {
-                    say!("  {note}");
-                }
-                for purged in &erased.purged {
-                    say!(
-                        "  purged {}: {} files deleted{}{}{}",
-                        purged.table,
-                        purged.files_deleted.len(),
-                        match purged.object_versions_deleted {
-                            0 => String::new(),
-                            n => format!(", {n} S3 object versions"),
-                        },
-                        match purged.versions_unreadable.is_empty() {
-                            true => String::new(),
-                            false => format!("; versions {} can no longer be read", purged.versions_unreadable),
-                        },
-                        match purged.log_expired_through {
-                            Some(v) => format!("; log expired through version {v}"),
-                            None => String::new(),
-                        },
-                    );
-                }
-            }
-        }
-        still_holding += erased.purged.iter().map(|p| p.still_holding.len()).sum::<usize>();
-    }
-    if still_holding > 0 {
-        return Err(Error::rejected(
-            Stage::Write,
-            "erase --purge",
-            format!("{still_holding} objects still hold the value after the purge (`erase --verify` names them)"),
-        ));
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-/// `shoplake erase --verify`: the evidence, table by table; exit 4 when
-/// any object still holds the value.
-async fn verify_erasure(
-    storage: &Storage,
-    targets: &[crate::target::TableTarget],
-    by: &crate::audit::erase::By,
-    format: ReportFormat,
-) -> Result<ExitCode> {
-    use crate::audit::erase::By;
-    let value = match by {
-        By::Key(value) | By::Column { value, .. } => value.as_str(),
-    };
-    let value_hash = crate::erasure::ErasureKey::from_env().ok().map(|key| key.hash(value));
-    let mut held = 0;
-    for target in targets {
-        for location in [&target.table, &target.rejects] {
-            let evidence = crate::audit::verify::verify(storage, location, value).await?;
-            held += evidence.holding.len();
-            match format {
-                ReportFormat::Json => {
-                    let mut report = serde_json::to_value(&evidence).expect("serializes");
-                    report["table_name"] = target.def.name.clone().into();
-                    report["value_hash"] = value_hash.clone().into();
-                    report["result"] = if evidence.holding.is_empty() { "absent" } else { "present" }.into();
-                    say!("{report}");
-                }
-                ReportFormat::Text => {
-                    say!(
-                        "{}: {} objects read, {} holding the value",
-                        evidence.table,
-                        evidence.objects_checked,
-                        evidence.holding.len()
-                    );
-                    for object in &evidence.holding {
-                        say!("  {}  {}", object.kind, object.path);
-                    }
-                }
-            }
-        }
-    }
-    if held > 0 {
-        return Err(Error::rejected(
-            Stage::Query,
-            "erase --verify",
-            format!("{held} objects still hold the value (older versions keep it until purged, `erase --purge`: docs/privacy.md)"),
-        ));
-    }
-    Ok(ExitCode::SUCCESS)
 }

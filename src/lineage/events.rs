@@ -54,6 +54,8 @@ pub enum RunStart {
     Load { target: TableTarget, date: NaiveDate, source: Location },
     /// A range of dates of one table.
     Backfill { target: TableTarget, from: NaiveDate, to: NaiveDate },
+    /// An erasure from one table (`shoplake erase`).
+    Erase { target: TableTarget },
 }
 
 /// Table column → the export columns it is made from.
@@ -67,6 +69,8 @@ pub struct RunEnd<'a> {
     pub reports: &'a [RunReport],
     pub error: Option<&'a Error>,
     pub column_sources: &'a ColumnSources,
+    /// An erasure's report (`crate::audit::erase::Erased` as JSON, without the purge's file lists).
+    pub erasure: Option<&'a Value>,
 }
 
 pub struct RunEvent<'r, 'e> {
@@ -80,10 +84,13 @@ impl RunEvent<'_, '_> {
         let run = self.run;
         let mut run_facets = Map::new();
         let (target, nominal) = match &run.start {
-            RunStart::Load { target, date, .. } => (target, (*date, *date)),
-            RunStart::Backfill { target, from, to } => (target, (*from, *to)),
+            RunStart::Load { target, date, .. } => (target, Some((*date, *date))),
+            RunStart::Backfill { target, from, to } => (target, Some((*from, *to))),
+            RunStart::Erase { target } => (target, None),
         };
-        run_facets.insert("nominalTime".into(), nominal_time(nominal.0, nominal.1));
+        if let Some((from, to)) = nominal {
+            run_facets.insert("nominalTime".into(), nominal_time(from, to));
+        }
         if let Some(parent) = &run.parent {
             run_facets.insert("parent".into(), parent_facet(parent));
         }
@@ -109,6 +116,14 @@ impl RunEvent<'_, '_> {
                 )
             }
             RunStart::Backfill { .. } => (Vec::new(), vec![output(target, self.kind, None, None)]),
+            RunStart::Erase { .. } => {
+                let mut table = output(target, self.kind, None, None);
+                let version = end.and_then(|e| e.erasure).and_then(|e| e["table_version"].as_i64());
+                if let (Some(version), Some(facets)) = (version, table["facets"].as_object_mut()) {
+                    facets.insert("version".into(), version_facet(version));
+                }
+                (Vec::new(), vec![table])
+            }
         };
         json!({
             "eventType": self.kind.name(),
@@ -212,13 +227,7 @@ fn output(target: &TableTarget, kind: EventType, end: Option<&RunEnd<'_>>, sourc
         }
         if let Some(report) = end.report {
             if let Some(version) = report.table_version {
-                facets.insert(
-                    "version".into(),
-                    facet(
-                        "1-0-1/DatasetVersionDatasetFacet.json#/$defs/DatasetVersionDatasetFacet",
-                        json!({ "datasetVersion": version.to_string() }),
-                    ),
-                );
+                facets.insert("version".into(), version_facet(version));
             }
             if report.status == Status::Committed {
                 dataset["outputFacets"] = json!({ "outputStatistics": facet(
@@ -234,6 +243,13 @@ fn output(target: &TableTarget, kind: EventType, end: Option<&RunEnd<'_>>, sourc
     }
     dataset["facets"] = Value::Object(facets);
     dataset
+}
+
+fn version_facet(version: i64) -> Value {
+    facet(
+        "1-0-1/DatasetVersionDatasetFacet.json#/$defs/DatasetVersionDatasetFacet",
+        json!({ "datasetVersion": version.to_string() }),
+    )
 }
 
 /// Each column from the export columns it is made from (a derived one from
@@ -292,9 +308,10 @@ fn assertions(def: &TableDefinition, report: &RunReport) -> Value {
 /// The run report's counts (summed over a back-fill's dates) and exit code.
 fn report_facet(end: &RunEnd<'_>) -> Value {
     let exit_code = end.error.map_or(0, |e| e.kind.exit_code());
-    let mut fields = match end.report {
-        Some(report) => serde_json::to_value(report).expect("a report serializes"),
-        None => {
+    let mut fields = match (end.report, end.erasure) {
+        (Some(report), _) => serde_json::to_value(report).expect("a report serializes"),
+        (None, Some(erasure)) => erasure.clone(),
+        (None, None) => {
             let sum = |f: fn(&RunReport) -> u64| end.reports.iter().map(f).sum::<u64>();
             json!({
                 "dates": end.reports.len(),

@@ -194,7 +194,7 @@ pub fn load_end<'a>(
     error: Option<&'a Error>,
     column_sources: &'a events::ColumnSources,
 ) -> events::RunEnd<'a> {
-    events::RunEnd { report: Some(report), reports: &[], error, column_sources }
+    events::RunEnd { report: Some(report), reports: &[], error, column_sources, erasure: None }
 }
 
 #[cfg(test)]

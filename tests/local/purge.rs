@@ -61,10 +61,16 @@ fn a_purge_leaves_nothing_of_the_value_and_names_the_versions_it_took() {
     let leaky = shoplake(&ws, Some(KEY), &["erase", "--key", "s3", "--reason", "shop/redact s3", "--purge"]);
     assert_eq!(leaky.status.code(), Some(2), "{}", String::from_utf8_lossy(&leaky.stderr));
     assert_eq!(ws.snapshot().version, Some(before));
-    let out =
-        shoplake(&ws, Some(KEY), &["erase", "--key", "s3", "--reason", "shop/redact", "--purge", "--format", "json"]);
+    let metrics = ws.dir.path().join("erase.prom");
+    let metrics_file = metrics.to_str().unwrap();
+    let args = ["erase", "--key", "s3", "--reason", "shop/redact", "--purge", "--format", "json"];
+    let out = shoplake(&ws, Some(KEY), &[&args[..], &["--metrics-file", metrics_file]].concat());
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let erased = &json_lines(&out.stdout)[0];
+    // Its metrics: a series per table, never per value.
+    let metrics = std::fs::read_to_string(&metrics).unwrap();
+    assert!(metrics.lines().any(|l| l.starts_with("shoplake_erase_rows{") && l.ends_with(" 1")), "{metrics}");
+    assert!(metrics.contains("shoplake_erase_last_success_timestamp_seconds{") && !metrics.contains("\"s3\""));
     let erasure = erased["erasure_id"].as_str().unwrap().to_string();
     let (table, rejects) = (&erased["purged"][0], &erased["purged"][1]);
     assert!(!table["files_deleted"].as_array().unwrap().is_empty(), "{erased}");

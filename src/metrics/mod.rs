@@ -6,7 +6,8 @@
 //! `table_name`, `table`); with `--all-tables` each table has its own file
 //! (the table's name before the file's extension) and push. The loaded date is a
 //! value (`shoplake_export_date_timestamp_seconds`), not a label, so a
-//! back-fill of years does not create a series per day.
+//! back-fill of years does not create a series per day. An erasure's
+//! series are [`erasure`]'s.
 //!
 //! `shoplake_last_success_timestamp_seconds` only moves on success: the
 //! file keeps the previous value after a failed run, and the push is a
@@ -20,6 +21,8 @@ use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use chrono::NaiveDate;
+
+pub mod erasure;
 
 use crate::check::CheckResult;
 use crate::report::{RunReport, Status};
@@ -175,45 +178,51 @@ impl RunMetrics {
     /// in the same directory, then renamed over `path`.
     pub fn write_file(&self, path: &Path) -> std::io::Result<()> {
         let previous = std::fs::read_to_string(path).ok().and_then(|text| last_success_in(&text, &self.labels()));
-        let text = self.render(previous);
-        let directory = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let temporary = directory.join(format!(".{name}.{}.tmp", std::process::id()));
-        std::fs::write(&temporary, text)?;
-        std::fs::rename(&temporary, path).inspect_err(|_| {
-            let _ = std::fs::remove_file(&temporary);
-        })
+        write_atomically(path, &self.render(previous))
     }
 
     /// Push-adds the metrics to a Pushgateway, grouped by job and table.
     /// Failures are returned for the caller to log; they never fail a load.
     pub async fn push(&self, gateway: &str) -> Result<(), String> {
-        let url = format!(
-            "{}/metrics/job/shoplake/table@base64/{}",
-            gateway.trim_end_matches('/'),
-            base64_url(self.table.as_bytes())
-        );
         // Without a success, last_success is left out: the gateway keeps its value.
-        let body = self.render(None);
-        let client = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .timeout(Duration::from_secs(15))
-            .build()
-            .map_err(|e| e.to_string())?;
-        let response = client
-            .post(&url)
-            .header("Content-Type", "text/plain; version=0.0.4")
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| crate::error::flatten(&e))?;
-        if !response.status().is_success() {
-            let status = response.status();
-            let text = response.text().await.unwrap_or_default();
-            return Err(format!("{status}: {}", text.trim()));
-        }
-        Ok(())
+        push_add(gateway, "shoplake", &self.table, self.render(None)).await
     }
+}
+
+/// Writes `text` to a temporary file beside `path`, then renames it over
+/// `path`: the textfile collector never reads half a file.
+fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
+    let directory = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let temporary = directory.join(format!(".{name}.{}.tmp", std::process::id()));
+    std::fs::write(&temporary, text)?;
+    std::fs::rename(&temporary, path).inspect_err(|_| {
+        let _ = std::fs::remove_file(&temporary);
+    })
+}
+
+/// Push-adds `body` to a Pushgateway, grouped by `job` and table.
+async fn push_add(gateway: &str, job: &str, table: &str, body: String) -> Result<(), String> {
+    let url =
+        format!("{}/metrics/job/{job}/table@base64/{}", gateway.trim_end_matches('/'), base64_url(table.as_bytes()));
+    let client = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(15))
+        .build()
+        .map_err(|e| e.to_string())?;
+    let response = client
+        .post(&url)
+        .header("Content-Type", "text/plain; version=0.0.4")
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| crate::error::flatten(&e))?;
+    if !response.status().is_success() {
+        let status = response.status();
+        let text = response.text().await.unwrap_or_default();
+        return Err(format!("{status}: {}", text.trim()));
+    }
+    Ok(())
 }
 
 /// The metrics file of one table of an `--all-tables` run: the table's
