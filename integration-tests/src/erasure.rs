@@ -120,6 +120,23 @@ pub async fn a_purge_leaves_no_object_version_holding_the_shop(backend: Backend)
     let (code, report) = report_of(out);
     assert_eq!((code, report["rows_suppressed"].as_u64()), (0, Some(1)), "{report}");
 
+    // The raw exports on S3: written again without the shop; a re-run stays a no-op.
+    let out = run(&["erase", "--key", &id, "--reason", "shop/redact", "--exports", "--format", "json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let erased: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(erased["exports"].as_array().map(Vec::len), Some(2), "{erased}");
+    let source = shoplake::storage::Location::parse(&case.source()).unwrap();
+    for day in DAYS {
+        let (raw, raw_root) = case.storage.object_store(&source).await.unwrap();
+        let export = raw.get(&object_store::path::Path::from(format!("{raw_root}/{day}.csv"))).await.unwrap();
+        let text = String::from_utf8(export.bytes().await.unwrap().to_vec()).unwrap();
+        assert!(!text.lines().any(|l| l.starts_with(&format!("{id},"))), "{day} still holds {id}");
+    }
+    let version = shoplake::testing::snapshot(&case.storage, def, &location, None).await.unwrap().version;
+    let (code, report) = report_of(run(&["ingest", "--date", DAYS[1], "--format", "json"]));
+    assert_eq!((code, report["status"].as_str()), (0, Some("unchanged")), "{report}");
+    assert_eq!(shoplake::testing::snapshot(&case.storage, def, &location, None).await.unwrap().version, version);
+
     // A purged file put back by hand: verify fails.
     store.put(&path, bytes.into()).await.unwrap();
     assert_eq!(verify(&id).0, Some(4));

@@ -59,15 +59,26 @@ pub async fn run(storage: &Storage, target: &TableTarget, from: i64, to: Option<
     ctx.register_table("changes", Arc::new(provider)).map_err(|e| Error::datafusion(Stage::Query, location, e))?;
     let key = def.day_key();
     let columns: Vec<&str> = def.hashed_columns().map(|c| c.name.as_str()).collect();
-    // Within a version, a key's update_preimage comes before its update_postimage.
+    let df_error = |e| Error::datafusion(Stage::Query, location, e);
     let sql = format!(
-        "SELECT _commit_version AS version, _change_type AS change, {p}, {key}, {cols} FROM changes \
-         ORDER BY _commit_version, {p}, {key}, CASE _change_type WHEN 'update_preimage' THEN 0 ELSE 1 END",
+        "SELECT _commit_version AS version, _change_type AS change, {p}, {key}, {cols} FROM changes",
         p = def.partition_by,
         cols = columns.join(", ")
     );
-    let frame = ctx.sql(&sql).await.map_err(|e| Error::datafusion(Stage::Query, location, e))?;
-    frame.collect().await.map_err(|e| Error::datafusion(Stage::Query, location, e))
+    // Read first, then sorted: a range without a data file scans no
+    // partition at all, which a sort over the scan refuses to plan.
+    let frame = ctx.sql(&sql).await.map_err(df_error)?;
+    let schema = Arc::new(frame.schema().as_arrow().clone());
+    let rows = frame.collect().await.map_err(df_error)?;
+    let read = datafusion::datasource::MemTable::try_new(schema, vec![rows]).map_err(df_error)?;
+    ctx.register_table("read_changes", Arc::new(read)).map_err(df_error)?;
+    // Within a version, a key's update_preimage comes before its update_postimage.
+    let sorted = format!(
+        "SELECT * FROM read_changes \
+         ORDER BY version, {p}, {key}, CASE change WHEN 'update_preimage' THEN 0 ELSE 1 END",
+        p = def.partition_by
+    );
+    ctx.sql(&sorted).await.map_err(df_error)?.collect().await.map_err(df_error)
 }
 
 fn cdf_error(location: &Location, e: deltalake::DeltaTableError) -> Error {

@@ -48,6 +48,8 @@ pub struct EraseConfig {
     pub dry_run: bool,
     /// Then purge the value from the table's past ([`super::purge`]).
     pub purge: bool,
+    /// Then rewrite the exports under this source without it ([`super::exports`]).
+    pub exports: Option<Location>,
 }
 
 /// What erasing did (or would do) to one table.
@@ -71,6 +73,10 @@ pub struct Erased {
     pub note: Option<String>,
     /// What purging did, to the table and to its rejects table (with `--purge`).
     pub purged: Vec<super::purge::Purged>,
+    /// The exports written again without the value (with `--exports`).
+    pub exports: Vec<super::exports::RewrittenExport>,
+    /// The version recording rewritten exports as their dates' last loads.
+    pub exports_recorded_version: Option<i64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -189,6 +195,8 @@ async fn erase_table(
         rejects_version: None,
         note: None,
         purged: Vec::new(),
+        exports: Vec::new(),
+        exports_recorded_version: None,
     };
     let table = match storage.open_table(location).await? {
         Some(table) => table,
@@ -237,7 +245,8 @@ async fn erase_table(
         erased.note = Some(format!("already erased by erasure {}: nothing new recorded", earlier.id));
         erased.erasure_id = Some(earlier.id.clone());
         erased.value_hash = Some(hash);
-        return purge_after(storage, config, target, value, erased).await;
+        let erased = purge_after(storage, config, target, value, erased).await?;
+        return exports_after(storage, config, target, &table, value, erased).await;
     }
     let erasure = Erasure { id: uuid::Uuid::new_v4().to_string(), column: column.to_string(), hash };
     let info = json!({
@@ -286,7 +295,48 @@ async fn erase_table(
     erased.table_version = Some(version);
     erased.erasure_id = Some(erasure.id);
     erased.value_hash = Some(erasure.hash);
-    purge_after(storage, config, target, value, erased).await
+    let erased = purge_after(storage, config, target, value, erased).await?;
+    exports_after(storage, config, target, &table, value, erased).await
+}
+
+/// With `--exports`, the value out of the raw exports; the rewritten
+/// exports of dates the table holds as their last load left them recorded
+/// as those loads' (`before` is the table before the erasure), so their
+/// identical re-runs stay no-ops.
+async fn exports_after(
+    storage: &Storage,
+    config: &EraseConfig,
+    target: &TableTarget,
+    before: &DeltaTable,
+    value: &str,
+    mut erased: Erased,
+) -> Result<Erased> {
+    let Some(source) = &config.exports else { return Ok(erased) };
+    let (def, location) = (target.def, &target.table);
+    erased.exports = super::exports::erase(storage, source, def, &erased.column, value).await?;
+    let rejects_version =
+        storage.open_table(&target.rejects).await?.map(|rejects| crate::storage::version_of(&rejects));
+    let mut loads = Vec::new();
+    for export in erased.exports.iter().filter(|e| e.by_column_only) {
+        let provenance = crate::write::provenance::of_date(before, location, def, export.date).await?;
+        let Some(last) = provenance.as_ref().and_then(|p| p.untouched_since_last_load()) else { continue };
+        let mut info = last.info.clone();
+        if let Some(version) = rejects_version {
+            info["rejects_version"] = json!(version);
+        }
+        let fingerprint = super::exports::fingerprint(storage, source, def, export.date).await?;
+        loads.push((export.date, info, fingerprint));
+    }
+    if loads.is_empty() {
+        return Ok(erased);
+    }
+    let table = storage.open_table(location).await?.ok_or_else(|| super::not_loaded(location))?;
+    let info = super::exports::record(loads);
+    let properties = CommitProperties::default().with_metadata([("shoplake".to_string(), info)]);
+    let operation = DeltaOperation::Update { predicate: Some("exports rewritten without an erased value".into()) };
+    let version = crate::table::commit::commit(&table, location, properties, Vec::new(), operation).await?;
+    erased.exports_recorded_version = Some(version);
+    Ok(erased)
 }
 
 /// With `--purge`, the value out of the table's and the rejects table's past.

@@ -4,6 +4,7 @@
 
 pub mod changes;
 pub mod erase;
+pub mod exports;
 pub mod history;
 pub mod maintain;
 pub mod pairing;

@@ -283,6 +283,12 @@ pub struct EraseArgs {
     /// and expire the log files whose statistics hold it (the versions they made readable go: docs/privacy.md).
     #[arg(long, conflicts_with_all = ["dry_run", "verify"])]
     pub purge: bool,
+    /// Then rewrite every export of the table under --source without the value's records (the raw copies).
+    #[arg(long, conflicts_with = "verify")]
+    pub exports: bool,
+    /// Where the daily exports are (for --exports): a local directory or s3://bucket/prefix.
+    #[arg(long, env = "SHOPLAKE_SOURCE", default_value = "./data/raw")]
+    pub source: String,
     /// Write the erasure's metrics here (Prometheus text format; one file per table with --all-tables).
     #[arg(long, env = "SHOPLAKE_METRICS_FILE")]
     pub metrics_file: Option<PathBuf>,

@@ -37,6 +37,10 @@ pub(super) async fn command(args: EraseArgs, storage: &Storage) -> Result<ExitCo
         return verify_erasure(storage, &targets, &by, args.format).await;
     }
     let reason = args.reason.clone().unwrap_or_default();
+    let exports = match args.exports && !args.dry_run {
+        true => Some(crate::storage::Location::parse(&args.source)?),
+        false => None,
+    };
     let lineage = Lineage::new(resolve::lineage_config(&args.lineage));
     let mut still_holding = 0;
     for target in targets {
@@ -46,6 +50,7 @@ pub(super) async fn command(args: EraseArgs, storage: &Storage) -> Result<ExitCo
             reason: reason.clone(),
             dry_run: args.dry_run,
             purge: args.purge,
+            exports: exports.clone(),
         };
         // A dry run changes nothing: no run to tell of.
         let run = match args.dry_run {
@@ -169,6 +174,9 @@ fn print(erased: &Erased, format: ReportFormat) {
                         None => String::new(),
                     },
                 );
+            }
+            for export in &erased.exports {
+                say!("  export {} written again without {} records", export.export, export.records_removed);
             }
         }
     }

@@ -270,6 +270,10 @@ fn trusted(origin: &HashMap<String, Origin>, path: &str, depth: u32) -> bool {
     }
 }
 
+/// The commit info key of a commit recording rewritten exports as their
+/// dates' loads (`shoplake erase --exports`): date → that load's info.
+pub const SOURCE_REWRITES: &str = "source_rewrites";
+
 /// What one commit did to one date.
 #[derive(Debug, Default)]
 struct Commit {
@@ -326,6 +330,13 @@ impl Commit {
             if is_load {
                 commit.shoplake_load_of = info.get("export_date").and_then(Value::as_str).map(str::to_string);
                 commit.fingerprints_trusted = info.get(FINGERPRINTS_TRUSTED).and_then(Value::as_bool) == Some(true);
+            }
+            // An erasure that rewrote the date's export records it as the
+            // date's last load, with the new export (`crate::audit::exports`).
+            let rewrite = info.get(SOURCE_REWRITES).and_then(|r| r.get(day)).cloned();
+            if let Some(rewrite) = rewrite {
+                commit.shoplake_load_of = Some(day.to_string());
+                commit.shoplake = Some(rewrite);
             }
         }
         Ok(commit)

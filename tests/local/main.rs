@@ -13,6 +13,7 @@ mod common;
 mod conventions;
 mod erase;
 mod evolution;
+mod exports;
 mod features;
 mod foreign;
 mod framing;

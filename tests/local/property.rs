@@ -198,6 +198,7 @@ proptest! {
                     dry_run: false,
                     // Half the erasures purge too: the loads after go on from the purged table.
                     purge: erased_id % 2 == 0,
+                    exports: None,
                 };
                 let done = runtime.block_on(shoplake::audit::erase::run(&storage, &config));
                 prop_assert!(done.is_ok(), "{:?}", done);
