@@ -25,7 +25,7 @@ use deltalake::kernel::{Action, MetadataExt};
 use deltalake::protocol::DeltaOperation;
 use deltalake::DeltaTable;
 use serde::Serialize;
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::erasure::{raw_fields, Erasure, ErasureKey};
 use crate::error::{Error, Result, Stage};
@@ -223,6 +223,11 @@ async fn erase_table(
         ));
     }
     let counts = rows_by_date(&table, location, &def.partition_by, column, value).await?;
+    // Read before anything is written: a purge may expire the log they are in.
+    let last_loads = match (&config.exports, key) {
+        (Some(_), Some(_)) => untouched_last_loads(&table, target).await?,
+        _ => BTreeMap::new(),
+    };
     for (date, rows) in &counts {
         let files = crate::table::files_for_partition(&table, location, &def.partition_by, *date).await?.len() as u64;
         erased.dates.push(ErasedDate { date: *date, rows: *rows, files });
@@ -246,7 +251,7 @@ async fn erase_table(
         erased.erasure_id = Some(earlier.id.clone());
         erased.value_hash = Some(hash);
         let erased = purge_after(storage, config, target, value, erased).await?;
-        return exports_after(storage, config, target, &table, value, erased).await;
+        return exports_after(storage, config, target, last_loads, value, erased).await;
     }
     let erasure = Erasure { id: uuid::Uuid::new_v4().to_string(), column: column.to_string(), hash };
     let info = json!({
@@ -296,18 +301,38 @@ async fn erase_table(
     erased.erasure_id = Some(erasure.id);
     erased.value_hash = Some(erasure.hash);
     let erased = purge_after(storage, config, target, value, erased).await?;
-    exports_after(storage, config, target, &table, value, erased).await
+    exports_after(storage, config, target, last_loads, value, erased).await
+}
+
+/// Each date's last load, for the dates the table holds as that load left them.
+async fn untouched_last_loads(table: &DeltaTable, target: &TableTarget) -> Result<BTreeMap<NaiveDate, Value>> {
+    let (def, location) = (target.def, &target.table);
+    let snapshot = table.snapshot().map_err(|e| Error::delta(Stage::Write, location, e))?;
+    let dates: std::collections::BTreeSet<NaiveDate> = snapshot
+        .log_data()
+        .iter()
+        .filter_map(|file| file.partition_values_map().get(&def.partition_by).cloned().flatten())
+        .filter_map(|day| shoplake_parse::values::ymd(&day))
+        .collect();
+    let mut loads = BTreeMap::new();
+    for date in dates {
+        let provenance = crate::write::provenance::of_date(table, location, def, date).await?;
+        if let Some(last) = provenance.as_ref().and_then(|p| p.untouched_since_last_load()) {
+            loads.insert(date, last.info.clone());
+        }
+    }
+    Ok(loads)
 }
 
 /// With `--exports`, the value out of the raw exports; the rewritten
-/// exports of dates the table holds as their last load left them recorded
-/// as those loads' (`before` is the table before the erasure), so their
-/// identical re-runs stay no-ops.
+/// exports of dates the table held as their last load left them before
+/// the erasure (`last_loads`) recorded as those loads', so their identical
+/// re-runs stay no-ops.
 async fn exports_after(
     storage: &Storage,
     config: &EraseConfig,
     target: &TableTarget,
-    before: &DeltaTable,
+    last_loads: BTreeMap<NaiveDate, Value>,
     value: &str,
     mut erased: Erased,
 ) -> Result<Erased> {
@@ -318,9 +343,7 @@ async fn exports_after(
         storage.open_table(&target.rejects).await?.map(|rejects| crate::storage::version_of(&rejects));
     let mut loads = Vec::new();
     for export in erased.exports.iter().filter(|e| e.by_column_only) {
-        let provenance = crate::write::provenance::of_date(before, location, def, export.date).await?;
-        let Some(last) = provenance.as_ref().and_then(|p| p.untouched_since_last_load()) else { continue };
-        let mut info = last.info.clone();
+        let Some(mut info) = last_loads.get(&export.date).cloned() else { continue };
         if let Some(version) = rejects_version {
             info["rejects_version"] = json!(version);
         }
