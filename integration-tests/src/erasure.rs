@@ -81,13 +81,35 @@ pub async fn a_purge_leaves_no_object_version_holding_the_shop(backend: Backend)
     let def = shoplake::catalog::built_in("shopify_configuration");
     let before = shoplake::testing::snapshot(&case.storage, def, &location, None).await.unwrap();
     let id = before.rows[DAYS[0]].keys().find(|id| before.rows[DAYS[1]].contains_key(*id)).unwrap().clone();
+    // Change data and a rejected line holding it: the first day re-exported
+    // without the shop (its row deleted, as change data), the second with a
+    // broken line of the shop beside its row (rejected, raw text kept).
+    let source = shoplake::storage::Location::parse(&case.source()).unwrap();
+    let (raw, raw_root) = case.storage.object_store(&source).await.unwrap();
+    let export_of = |day: &str| object_store::path::Path::from(format!("{raw_root}/{day}.csv"));
+    let text = |bytes: &[u8]| String::from_utf8(bytes.to_vec()).unwrap();
+    let day0 = text(&raw.get(&export_of(DAYS[0])).await.unwrap().bytes().await.unwrap());
+    let day0: String = day0.lines().filter(|l| !l.starts_with(&format!("{id},"))).map(|l| format!("{l}\n")).collect();
+    raw.put(&export_of(DAYS[0]), day0.into_bytes().into()).await.unwrap();
+    let day1 = text(&raw.get(&export_of(DAYS[1])).await.unwrap().bytes().await.unwrap());
+    raw.put(&export_of(DAYS[1]), format!("{day1}{id},a broken line\n").into_bytes().into()).await.unwrap();
+    for day in DAYS {
+        let out = run(&["ingest", "--date", day, "--max-reject-ratio", "1"]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
 
     // Erase without purging: the older versions' files hold it. One of them
     // is deleted by hand (as a vacuum would): a noncurrent version holds it.
-    let out = run(&["erase", "--key", &id, "--reason", "shop/redact"]);
+    let out = run(&["erase", "--key", &id, "--reason", "shop/redact", "--format", "json"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let erased: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((erased["rows_erased"].as_u64(), erased["rejects_erased"].as_u64()), (Some(1), Some(1)), "{erased}");
     let (code, evidence) = verify(&id);
     assert_eq!(code, Some(4));
+    let kinds: Vec<&str> =
+        evidence[0]["holding"].as_array().unwrap().iter().filter_map(|h| h["kind"].as_str()).collect();
+    assert!(kinds.contains(&"change data"), "the re-load's delete is change data holding it: {kinds:?}");
+    assert!(!evidence[1]["holding"].as_array().unwrap().is_empty(), "the rejects table's older files hold it");
     let held = evidence[0]["holding"].as_array().unwrap().iter().find(|h| h["kind"] == "data").unwrap().clone();
     let path = object_store::path::Path::from(format!("{root}/{}", held["path"].as_str().unwrap()));
     let bytes = store.get(&path).await.unwrap().bytes().await.unwrap();
@@ -116,24 +138,21 @@ pub async fn a_purge_leaves_no_object_version_holding_the_shop(backend: Backend)
         after.rows.values().map(|r| r.len()).sum::<usize>(),
         before.rows.values().map(|r| r.len()).sum::<usize>() - 2
     );
-    let out = run(&["ingest", "--date", DAYS[0], "--format", "json"]);
+    let out = run(&["ingest", "--date", DAYS[1], "--format", "json", "--max-reject-ratio", "1"]);
     let (code, report) = report_of(out);
-    assert_eq!((code, report["rows_suppressed"].as_u64()), (0, Some(1)), "{report}");
+    assert_eq!((code, report["rows_suppressed"].as_u64()), (0, Some(2)), "its row and its broken line: {report}");
 
     // The raw exports on S3: written again without the shop; a re-run stays a no-op.
     let out = run(&["erase", "--key", &id, "--reason", "shop/redact", "--exports", "--format", "json"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let erased: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(erased["exports"].as_array().map(Vec::len), Some(2), "{erased}");
-    let source = shoplake::storage::Location::parse(&case.source()).unwrap();
+    assert_eq!(erased["exports"].as_array().map(Vec::len), Some(1), "only the second day's holds it: {erased}");
     for day in DAYS {
-        let (raw, raw_root) = case.storage.object_store(&source).await.unwrap();
-        let export = raw.get(&object_store::path::Path::from(format!("{raw_root}/{day}.csv"))).await.unwrap();
-        let text = String::from_utf8(export.bytes().await.unwrap().to_vec()).unwrap();
-        assert!(!text.lines().any(|l| l.starts_with(&format!("{id},"))), "{day} still holds {id}");
+        let export = text(&raw.get(&export_of(day)).await.unwrap().bytes().await.unwrap());
+        assert!(!export.lines().any(|l| l.starts_with(&format!("{id},"))), "{day} still holds {id}");
     }
     let version = shoplake::testing::snapshot(&case.storage, def, &location, None).await.unwrap().version;
-    let (code, report) = report_of(run(&["ingest", "--date", DAYS[1], "--format", "json"]));
+    let (code, report) = report_of(run(&["ingest", "--date", DAYS[1], "--format", "json", "--max-reject-ratio", "1"]));
     assert_eq!((code, report["status"].as_str()), (0, Some("unchanged")), "{report}");
     assert_eq!(shoplake::testing::snapshot(&case.storage, def, &location, None).await.unwrap().version, version);
 
