@@ -116,21 +116,8 @@ async fn told(
         files_purged: count("files_purged"),
         finished: std::time::SystemTime::now(),
     };
-    if let Some(path) = &args.metrics_file {
-        let path = match args.all_tables {
-            true => crate::metrics::per_table_path(path, &target.def.name),
-            false => path.clone(),
-        };
-        if let Err(e) = metrics.write_file(&path) {
-            tracing::warn!(path = %path.display(), "could not write the metrics file: {e}");
-        }
-    }
-    if let Some(gateway) = &args.pushgateway {
-        if let Err(e) = metrics.push(gateway).await {
-            let gateway = crate::metrics::redact(gateway);
-            tracing::warn!(%gateway, "could not push the metrics to the Pushgateway: {}", crate::metrics::redact(&e));
-        }
-    }
+    let per_table = args.all_tables.then_some(target.def.name.as_str());
+    crate::metrics::publish(&metrics, args.metrics_file.as_deref(), args.pushgateway.as_deref(), per_table).await;
 }
 
 fn print(erased: &Erased, format: ReportFormat) {

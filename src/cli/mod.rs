@@ -361,18 +361,8 @@ async fn publish_metrics(
         return;
     }
     let metrics = crate::metrics::RunMetrics::of(target.name(), &target.table.to_string(), reports, code, took);
-    if let Some(path) = &args.metrics_file {
-        let path = if args.all_tables { crate::metrics::per_table_path(path, target.name()) } else { path.clone() };
-        if let Err(e) = metrics.write_file(&path) {
-            tracing::warn!(path = %path.display(), "could not write the metrics file: {e}");
-        }
-    }
-    if let Some(gateway) = &args.pushgateway {
-        if let Err(e) = metrics.push(gateway).await {
-            let gateway = crate::metrics::redact(gateway);
-            tracing::warn!(%gateway, "could not push the metrics to the Pushgateway: {}", crate::metrics::redact(&e));
-        }
-    }
+    let per_table = args.all_tables.then_some(target.name());
+    crate::metrics::publish(&metrics, args.metrics_file.as_deref(), args.pushgateway.as_deref(), per_table).await;
 }
 
 fn init_logging(format: LogFormat) {

@@ -44,12 +44,14 @@ impl ErasureMetrics {
         }
         out
     }
+}
 
-    pub fn write_file(&self, path: &Path) -> std::io::Result<()> {
+impl super::Exposition for ErasureMetrics {
+    fn write_file(&self, path: &Path) -> std::io::Result<()> {
         write_atomically(path, &self.render())
     }
 
-    pub async fn push(&self, gateway: &str) -> Result<(), String> {
+    async fn push(&self, gateway: &str) -> Result<(), String> {
         push_add(gateway, "shoplake_erase", &self.table, self.render()).await
     }
 }

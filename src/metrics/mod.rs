@@ -189,6 +189,42 @@ impl RunMetrics {
     }
 }
 
+/// Metrics a run writes to a file and pushes to a Pushgateway.
+pub trait Exposition {
+    fn write_file(&self, path: &Path) -> std::io::Result<()>;
+    fn push(&self, gateway: &str) -> impl std::future::Future<Output = Result<(), String>>;
+}
+
+impl Exposition for RunMetrics {
+    fn write_file(&self, path: &Path) -> std::io::Result<()> {
+        RunMetrics::write_file(self, path)
+    }
+    async fn push(&self, gateway: &str) -> Result<(), String> {
+        RunMetrics::push(self, gateway).await
+    }
+}
+
+/// Writes `metrics` to `file` (with `table_name` before its extension
+/// when one file per table) and pushes them to `gateway`; a failure of
+/// either is a warning, never a failed run.
+pub async fn publish(metrics: &impl Exposition, file: Option<&Path>, gateway: Option<&str>, per_table: Option<&str>) {
+    if let Some(path) = file {
+        let path = match per_table {
+            Some(table_name) => per_table_path(path, table_name),
+            None => path.to_path_buf(),
+        };
+        if let Err(e) = metrics.write_file(&path) {
+            tracing::warn!(path = %path.display(), "could not write the metrics file: {e}");
+        }
+    }
+    if let Some(gateway) = gateway {
+        if let Err(e) = metrics.push(gateway).await {
+            let gateway = redact(gateway);
+            tracing::warn!(%gateway, "could not push the metrics to the Pushgateway: {}", redact(&e));
+        }
+    }
+}
+
 /// Writes `text` to a temporary file beside `path`, then renames it over
 /// `path`: the textfile collector never reads half a file.
 fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
