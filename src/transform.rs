@@ -35,7 +35,8 @@ pub async fn run(def: &TableDefinition, batches: BatchReceiver, source_uri: &str
     let export = ExportPartition { schema: schema.clone(), batches: Mutex::new(Some(batches)) };
     let table = StreamingTable::try_new(schema, vec![Arc::new(export)])
         .map_err(|e| Error::datafusion(Stage::Transform, source_uri, e))?;
-    ctx.register_table(EXPORT_TABLE, Arc::new(table))
+    register_export(&ctx, def, Arc::new(table))
+        .await
         .map_err(|e| Error::datafusion(Stage::Transform, source_uri, e))?;
     let frame = ctx
         .sql(&def.transform_sql)
@@ -49,9 +50,73 @@ pub async fn run(def: &TableDefinition, batches: BatchReceiver, source_uri: &str
 pub async fn plan_check(def: &TableDefinition) -> std::result::Result<(), String> {
     let ctx = crate::session::context();
     let empty = MemTable::try_new(read::export_schema(def), vec![vec![]]).map_err(|e| e.to_string())?;
-    ctx.register_table(EXPORT_TABLE, Arc::new(empty)).map_err(|e| e.to_string())?;
+    register_export(&ctx, def, Arc::new(empty)).await.map_err(|e| crate::error::flatten(&e))?;
     let frame = ctx.sql(&def.transform_sql).await.map_err(|e| crate::error::flatten(&e))?;
     check_output(def, frame.schema().as_arrow())
+}
+
+/// The export as read, when `export` is the view filling its `fill_down` columns.
+const EXPORT_READ: &str = "export_as_read";
+
+/// Registers `table` (the export's batches) as `export`: as read, or, with
+/// a `group_by`, as a view whose `fill_down` columns a group's later rows
+/// take from its first row (by line), a row left without a value for a
+/// required one rejected, in the export's line order.
+async fn register_export(
+    ctx: &datafusion::prelude::SessionContext,
+    def: &TableDefinition,
+    table: Arc<dyn datafusion::catalog::TableProvider>,
+) -> datafusion::error::Result<()> {
+    let Some(sql) = fill_down_sql(def) else {
+        ctx.register_table(EXPORT_TABLE, table)?;
+        return Ok(());
+    };
+    ctx.register_table(EXPORT_READ, table)?;
+    let view = ctx.sql(&sql).await?.into_view();
+    ctx.register_table(EXPORT_TABLE, view)?;
+    Ok(())
+}
+
+/// The view filling `fill_down` columns, or `None` without a group.
+fn fill_down_sql(def: &TableDefinition) -> Option<String> {
+    let group = def.group_by.as_ref()?;
+    let quoted = |name: &str| format!("\"{name}\"");
+    let schema = read::export_schema(def);
+    let filled: Vec<String> = schema
+        .fields()
+        .iter()
+        .map(|field| {
+            let name = quoted(field.name());
+            match def.column(field.name()).is_some_and(|c| c.fill_down) {
+                true => format!(
+                    "COALESCE({name}, FIRST_VALUE({name}) OVER (PARTITION BY {g} ORDER BY {line})) AS {name}",
+                    g = quoted(group),
+                    line = quoted(LINE)
+                ),
+                false => name,
+            }
+        })
+        .collect();
+    let required: Vec<&str> =
+        def.columns.iter().filter(|c| c.fill_down && !c.nullable).map(|c| c.name.as_str()).collect();
+    let reject = match required.is_empty() {
+        true => quoted(REJECT),
+        false => {
+            let cases: Vec<String> = required
+                .iter()
+                .map(|c| format!("WHEN {} IS NULL THEN '{c} is empty, and so is its group''s first row'", quoted(c)))
+                .collect();
+            format!("CASE WHEN {r} IS NOT NULL THEN {r} {} ELSE NULL END AS {r}", cases.join(" "), r = quoted(REJECT))
+        }
+    };
+    let outer: Vec<String> =
+        schema.fields().iter().map(|f| if f.name() == REJECT { reject.clone() } else { quoted(f.name()) }).collect();
+    Some(format!(
+        "SELECT {} FROM (SELECT {} FROM {EXPORT_READ}) AS filled ORDER BY {}",
+        outer.join(", "),
+        filled.join(", "),
+        quoted(LINE)
+    ))
 }
 
 /// Each table column and the export columns it is made from, read off the
@@ -62,7 +127,7 @@ pub async fn column_sources(def: &TableDefinition) -> std::result::Result<Column
     use datafusion::logical_expr::{Expr, LogicalPlan};
     let ctx = crate::session::context();
     let empty = MemTable::try_new(read::export_schema(def), vec![vec![]]).map_err(|e| e.to_string())?;
-    ctx.register_table(EXPORT_TABLE, Arc::new(empty)).map_err(|e| e.to_string())?;
+    register_export(&ctx, def, Arc::new(empty)).await.map_err(|e| crate::error::flatten(&e))?;
     let plan = ctx.sql(&def.transform_sql).await.map_err(|e| crate::error::flatten(&e))?.into_unoptimized_plan();
     let mut node = &plan;
     let projection = loop {

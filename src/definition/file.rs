@@ -39,6 +39,8 @@ pub(crate) struct TableFile {
     max_record_bytes: Option<u64>,
     #[serde(default)]
     properties: BTreeMap<String, String>,
+    /// The column naming a group of rows whose `fill_down` columns only its first row holds.
+    group_by: Option<String>,
     columns: Vec<ColumnFile>,
 }
 
@@ -75,6 +77,9 @@ struct ColumnFile {
     erasable: bool,
     /// Personal data: hashed, masked or dropped before anything is written (`crate::pii`).
     pii: Option<super::Pii>,
+    /// Empty on a group's later rows, filled from its first row (the table's `group_by`).
+    #[serde(default)]
+    fill_down: bool,
 }
 
 fn default_true() -> bool {
@@ -128,6 +133,7 @@ impl TableFile {
             }
         }
         self.check_key_and_partition(&columns, &mut problems);
+        self.check_groups(&columns, &mut problems);
         with_row_hash(&mut columns, &mut problems);
         if !columns.iter().any(|c| c.in_export) {
             problems.add("columns", "no column is read from the export");
@@ -167,9 +173,32 @@ impl TableFile {
             unknown_columns: self.unknown_columns,
             missing_columns: self.missing_columns,
             framing,
+            group_by: self.group_by,
             origin,
             fingerprint: String::new(),
         })
+    }
+
+    /// `group_by` names a column read from the export; `fill_down` columns
+    /// are read from the export, need a group, and are not the group's own.
+    fn check_groups(&self, columns: &[Column], problems: &mut Problems) {
+        if let Some(group) = &self.group_by {
+            if !columns.iter().any(|c| c.name == *group && c.in_export) {
+                problems.add("group_by", format!("`{group}` is not a column read from the export"));
+            }
+        }
+        for (i, c) in self.columns.iter().enumerate().filter(|(_, c)| c.fill_down) {
+            let read = columns.iter().any(|seen| seen.name == c.name && seen.in_export);
+            match &self.group_by {
+                None => problems.add(format!("columns[{i}].fill_down"), "fill_down needs the table's group_by"),
+                Some(group) if *group == c.name => problems
+                    .add(format!("columns[{i}].fill_down"), "the group_by column names the group: it is not filled"),
+                Some(_) if !read => {
+                    problems.add(format!("columns[{i}].fill_down"), "only a column read from the export is filled")
+                }
+                Some(_) => {}
+            }
+        }
     }
 
     /// The framing of `records`, its bounds checked: they are for quoted
@@ -197,8 +226,8 @@ impl TableFile {
         }
     }
 
-    /// The key is one text column plus the partition column, which is the
-    /// file date.
+    /// The key is one text column (read, or derived as a string) plus the
+    /// partition column, which is the file date.
     fn check_key_and_partition(&self, columns: &[Column], problems: &mut Problems) {
         for (i, name) in self.key.iter().enumerate() {
             if !columns.iter().any(|c| &c.name == name) && !self.columns.iter().any(|c| &c.name == name) {
@@ -219,9 +248,13 @@ impl TableFile {
         let row_key: Vec<&String> = self.key.iter().filter(|k| **k != self.partition_by).collect();
         match row_key.as_slice() {
             [one] => {
+                // A key spanning several fields (a product's handle and a
+                // variant's SKU) is a derived text column transform.sql makes.
                 if let Some(c) = columns.iter().find(|c| &&c.name == one) {
-                    if c.kind != Kind::Text {
-                        problems.add("key", format!("the key column {one} must be a text column"));
+                    let derived_text = c.kind == Kind::Derived && c.data_type == DataType::Utf8;
+                    if c.kind != Kind::Text && !derived_text {
+                        problems
+                            .add("key", format!("the key column {one} must be a text column (or a derived string)"));
                     }
                 }
             }
@@ -334,6 +367,7 @@ fn resolve_column(i: usize, c: &ColumnFile, in_key: bool, problems: &mut Problem
         conventions,
         erasable: c.erasable,
         pii: c.pii,
+        fill_down: c.fill_down,
     })
 }
 
@@ -406,6 +440,7 @@ fn with_row_hash(columns: &mut Vec<Column>, problems: &mut Problems) {
             conventions: Default::default(),
             erasable: false,
             pii: None,
+            fill_down: false,
         }),
         0 => problems.add(
             "columns",

@@ -114,6 +114,8 @@ pub struct Column {
     pub erasable: bool,
     /// Personal data never written as read (`crate::pii`).
     pub pii: Option<Pii>,
+    /// Empty on a group's later rows: taken from the group's first row (`group_by`).
+    pub fill_down: bool,
 }
 
 /// What a load writes for a column's personal data (`pii` in table.toml).
@@ -156,6 +158,9 @@ pub struct TableDefinition {
     /// How the export's records are framed (`records`, `max_record_lines`,
     /// `max_record_bytes`).
     pub framing: shoplake_parse::framing::Framing,
+    /// The column whose value names a group of rows (a product's variants,
+    /// an order's line items): `fill_down` columns come from its first row.
+    pub group_by: Option<String>,
     /// The folder the definition was read from, or `built-in:<name>`.
     pub origin: String,
     /// A hash of its files: a load records it, and a later run of the date

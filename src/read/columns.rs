@@ -101,7 +101,10 @@ impl ColumnBuilder {
             }
             (Kind::Decimal | Kind::Derived | Kind::RowHash, _) => unreachable!("not read from the export"),
         };
-        ColumnBuilder { name: &column.name, nullable: column.nullable, conventions: &column.conventions, values }
+        // A fill_down column is empty on a group's later rows: filled (and
+        // its not-null rule checked) after reading (`crate::transform`).
+        let nullable = column.nullable || column.fill_down;
+        ColumnBuilder { name: &column.name, nullable, conventions: &column.conventions, values }
     }
 
     /// Appends the field's value, or a null and the reason it breaks its rule.

@@ -181,7 +181,9 @@ fn read_export(
     let header_report = (header_names.clone(), layout.ignored.clone(), layout.missing.clone());
     (first.start, first.first_line) = records.position();
 
-    let parser = ChunkParser { def, layout, date, file_date: values::FileDate::new(date), schema: export_schema(def) };
+    let keep_raw = def.columns.iter().any(|c| c.fill_down && !c.nullable);
+    let parser =
+        ChunkParser { def, keep_raw, layout, date, file_date: values::FileDate::new(date), schema: export_schema(def) };
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, 4);
     // Chunks go to parser threads; each sends its batches on `tx` itself.
     // The workers share the only handle on the queue's receiving end: when
@@ -244,6 +246,8 @@ fn read_export(
 /// Turns chunks of records into batches of the export schema.
 struct ChunkParser {
     def: &'static TableDefinition,
+    /// Every row's raw text, not only a rejected one's (a required `fill_down` column).
+    keep_raw: bool,
     layout: HeaderLayout,
     date: NaiveDate,
     file_date: values::FileDate,
@@ -315,7 +319,11 @@ impl ChunkParser {
             batch.lines.append_value(record.line);
             if reasons.is_empty() {
                 batch.rejects.append_null();
-                batch.raws.append_null();
+                // A row the fill of its group may still reject keeps its text (`crate::transform`).
+                match self.keep_raw {
+                    true => batch.raws.append_value(String::from_utf8_lossy(record.bytes)),
+                    false => batch.raws.append_null(),
+                }
             } else {
                 batch.rejects.append_value(reasons.join("; "));
                 batch.raws.append_value(String::from_utf8_lossy(record.bytes));

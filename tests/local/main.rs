@@ -17,6 +17,7 @@ mod exports;
 mod features;
 mod foreign;
 mod framing;
+mod groups;
 mod hardening;
 mod lake;
 mod loader;
