@@ -108,7 +108,18 @@ impl ObjectVersions {
             .body(object_store::client::HttpRequestBody::from(Vec::new()))
             .map_err(|e| failed(e.to_string()))?;
         AwsAuthorizer::new(&credential, "s3", &self.region).authorize(&mut request, None);
-        let response = self.client.execute(request).await.map_err(|e| failed(e.to_string()))?;
+        // A refusal (access denied, no such bucket) is the configuration's: exit 2, with what is needed.
+        let response = self.client.execute(request).await.map_err(|e| {
+            let kind = crate::error::kind_of(&e).unwrap_or(crate::error::Kind::Unavailable);
+            let mut message = format!("{method} object versions: {}", crate::error::flatten(&e));
+            if kind == crate::error::Kind::Usage {
+                message.push_str(
+                    " (erase --purge and --verify read and delete object versions: s3:ListBucketVersions, \
+                     s3:GetObjectVersion, s3:DeleteObjectVersion, as deploy/aws/policies/maintainer.json grants)",
+                );
+            }
+            Error::new(Stage::Storage, kind, &subject, message)
+        })?;
         let status = response.status();
         let body = response.into_body().bytes().await.map_err(|e| failed(e.to_string()))?;
         if !status.is_success() {

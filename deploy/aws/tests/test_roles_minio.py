@@ -143,7 +143,9 @@ def test_each_user_holds_exactly_its_policy(world, minio):
     actions = {role: {a for s in doc["Statement"] for a in render.actions(s)} for role, doc in world.policy.items()}
     assert "s3:DeleteObject" not in actions["loader"] and "s3:DeleteObject" in actions["maintainer"]
     assert actions["auditor"] == {"s3:ListBucket", "s3:GetObject"}
-    assert actions["maintainer"] - actions["loader"] == {"s3:DeleteObject"}
+    # Vacuum deletes objects; a purge (erase --purge) also lists, reads and deletes their versions.
+    # (The loader reads export versions already: s3:GetObjectVersion is not new.)
+    assert actions["maintainer"] - actions["loader"] == {"s3:DeleteObject", "s3:ListBucketVersions", "s3:DeleteObjectVersion"}
 
 
 def test_read_only_commands_on_a_missing_table_write_nothing(world):
@@ -367,3 +369,18 @@ def test_maintainer_vacuums_what_the_table_no_longer_needs(world):
     world.assert_whole()
     for date in (DATES[0], DATES[-1]):
         assert world.table_ids(date) == world.valid_ids(date)
+
+
+def test_only_the_maintainer_may_purge(world):
+    """A purge deletes files and object versions: the loader, who may write the erasure, is refused the purge
+    (exit 2, access denied); the maintainer finishes it, and verify (maintainer) finds nothing."""
+    key = {"SHOPLAKE_ERASURE_KEY": "roles-test-erasure-key-0123"}
+    shop = min(world.table_ids(DATES[0]))
+    erase = ["erase", "--key", shop, "--reason", "roles test", "--purge"]
+    r = world.run("loader", *erase, "--lake", world.lake_uri, env=key)
+    assert r.rc == 2 and "access denied" in r.err, f"the loader's purge must be refused\n{r}"
+    r = world.run("maintainer", *erase, "--lake", world.lake_uri, env=key)
+    assert r.rc == 0, str(r)
+    r = world.run("maintainer", "erase", "--verify", "--key", shop, "--lake", world.lake_uri)
+    assert r.rc == 0, str(r)
+    assert shop not in world.table_ids(DATES[0])
