@@ -19,7 +19,6 @@ use std::io::{BufRead, BufReader, Read, Write};
 
 use chrono::NaiveDate;
 use futures::TryStreamExt;
-use object_store::ObjectStoreExt;
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 
@@ -70,7 +69,14 @@ pub async fn erase(
         let Some((bytes, removed, by_column_only)) = filtered else { continue };
         let (store, path) = storage.object_store(&file.location).await?;
         crate::source::check_unchanged(storage, &file).await?;
-        store.put(&path, bytes.into()).await.map_err(|e| Error::object_store(Stage::Source, &file.location, e))?;
+        // In parts past 10 MiB (object_store's BufWriter): an S3 put alone stops at 5 GB.
+        let mut writer = object_store::buffered::BufWriter::new(store.clone(), path.clone());
+        let written = async {
+            use tokio::io::AsyncWriteExt;
+            writer.write_all(&bytes).await?;
+            writer.shutdown().await
+        };
+        written.await.map_err(|e| Error::io(Stage::Source, &file.location, "writing the export again", e))?;
         let mut export = RewrittenExport {
             date,
             export: file.uri(),
