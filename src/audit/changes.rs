@@ -46,6 +46,14 @@ pub async fn run(storage: &Storage, target: &TableTarget, from: i64, to: Option<
             ),
         ));
     }
+    // The log before a purge's checkpoint may be gone (its statistics held an erased value).
+    if !super::history::has_commit(&table, from).await? {
+        return Err(Error::usage(
+            Stage::Query,
+            location,
+            format!("version {from}'s commit is no longer in the log (expired by a purge or the log's retention)"),
+        ));
+    }
     if !enabled {
         return Err(Error::usage(
             Stage::Query,

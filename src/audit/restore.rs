@@ -43,6 +43,12 @@ pub async fn run(storage: &Storage, target: &TableTarget, version: i64, run_id: 
             format!("version {version} does not exist (latest is {latest})"),
         ));
     }
+    // A version whose files a purge deleted cannot be made the latest again.
+    let snapshot = table.snapshot().map_err(|e| Error::delta(Stage::Write, location, e))?;
+    let purges = super::purge::Purge::recorded(snapshot.metadata().configuration());
+    if let Some(purge) = super::purge::Purge::of_version(&purges, version) {
+        return Err(super::purged_error(location, version, purge));
+    }
     if !history::has_commit(&table, version).await? {
         return Err(Error::usage(Stage::Write, location, format!("version {version} is no longer in the commit log")));
     }

@@ -106,6 +106,9 @@ fn a_purge_leaves_nothing_of_the_value_and_names_the_versions_it_took() {
     let refused = shoplake(&ws, None, &["query", "--as-of", &before.to_string(), "--sql", "SELECT 1"]);
     assert_eq!(refused.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&refused.stderr).contains(&erasure));
+    let restore = shoplake(&ws, Some(KEY), &["restore", "--version", &before.to_string()]);
+    assert_eq!(restore.status.code(), Some(2), "a purged version is not restored");
+    assert!(String::from_utf8_lossy(&restore.stderr).contains(&erasure));
     let old = ws.query("SELECT id FROM shopify_configuration", Some(&untouched.to_string()));
     assert_eq!(old.len(), 1, "the version before s3 still reads: {old:?}");
     let changes = shoplake(&ws, None, &["changes", "--from-version", &before.to_string()]);
@@ -173,6 +176,14 @@ fn a_key_in_the_statistics_expires_the_log_and_a_domain_never_is_there() {
     assert!(ws.history().iter().all(|v| v["version"].as_i64().unwrap() > through));
     let refused = shoplake(&ws, None, &["query", "--as-of", "1", "--sql", "SELECT 1"]);
     assert_eq!(refused.status.code(), Some(2), "{}", String::from_utf8_lossy(&refused.stderr));
+    let changes = shoplake(&ws, None, &["changes", "--from-version", "1"]);
+    assert_eq!(changes.status.code(), Some(2), "{}", String::from_utf8_lossy(&changes.stderr));
+    // The erasure's own version, after the erasure but before the checkpoint the log now starts
+    // from, cannot be read either: restoring it is refused (exit 2), naming the erasure.
+    let erased_at = erased["table_version"].as_i64().unwrap().to_string();
+    let restore = shoplake(&ws, Some(KEY), &["restore", "--version", &erased_at]);
+    assert_eq!(restore.status.code(), Some(2), "{}", String::from_utf8_lossy(&restore.stderr));
+    assert!(String::from_utf8_lossy(&restore.stderr).contains(erased["erasure_id"].as_str().unwrap()));
 }
 
 fn copy_dir(from: &Path, to: &Path) {
