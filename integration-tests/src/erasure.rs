@@ -160,3 +160,87 @@ pub async fn a_purge_leaves_no_object_version_holding_the_shop(backend: Backend)
     store.put(&path, bytes.into()).await.unwrap();
     assert_eq!(verify(&id).0, Some(4));
 }
+
+/// Declared PII on S3 (issue #27, item 6), as `tests/local/pii.rs` does
+/// locally: a hashed, a masked and a dropped column never reach the table
+/// or the rejects table as read; the hash is the keyed one.
+pub async fn declared_pii_never_reaches_s3_as_read(backend: Backend) {
+    const TOML: &str = r#"
+name = "customers_daily"
+key = ["customer_id", "day"]
+partition_by = "day"
+source_pattern = "customers/{date}.csv"
+
+[[columns]]
+name = "customer_id"
+kind = "text"
+nullable = false
+
+[[columns]]
+name = "day"
+kind = "file_date"
+in_export = false
+
+[[columns]]
+name = "email"
+kind = "text"
+pii = "hash"
+
+[[columns]]
+name = "phone"
+kind = "text"
+pii = "mask"
+
+[[columns]]
+name = "full_name"
+kind = "text"
+pii = "drop"
+
+[[columns]]
+name = "orders"
+kind = "count"
+"#;
+    use object_store::ObjectStoreExt;
+    const PII_KEY: &str = "integration-pii-key-0123456789";
+    let case = Case::new(backend, "pii").await;
+    let tables = case.local.path().join("tables");
+    std::fs::create_dir_all(tables.join("customers_daily")).unwrap();
+    std::fs::write(tables.join("customers_daily/table.toml"), TOML).unwrap();
+    let source = shoplake::storage::Location::parse(&case.source()).unwrap();
+    let (raw, raw_root) = case.storage.object_store(&source).await.unwrap();
+    let export = "customer_id,email,phone,full_name,orders\n\
+                  c1,ann@example.com,+1 555 0100,Ann Lee,3\n\
+                  c2,bob@example.com,+1 555 0199,Bob Roe,x\n";
+    let path = object_store::path::Path::from(format!("{raw_root}/customers/{}.csv", DAYS[0]));
+    raw.put(&path, export.as_bytes().to_vec().into()).await.unwrap();
+    let run = |args: &[&str]| {
+        let mut command = case.command(args);
+        command
+            .env_remove("SHOPLAKE_TABLE")
+            .env("SHOPLAKE_TABLES", &tables)
+            .env("SHOPLAKE_LAKE", format!("s3://lake/{}", case.prefix))
+            .env("SHOPLAKE_PII_KEY", PII_KEY);
+        command.output().unwrap()
+    };
+    let out = run(&["ingest", "--table-name", "customers_daily", "--date", DAYS[0], "--max-reject-ratio", "1"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let query = |sql: &str| {
+        let out = run(&["query", "--table-name", "customers_daily", "--format", "json", "--sql", sql]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect::<Vec<serde_json::Value>>()
+    };
+    let key = shoplake::erasure::ErasureKey::new(PII_KEY.as_bytes()).unwrap();
+    let row = &query("SELECT email, phone, full_name FROM customers_daily")[0];
+    assert_eq!(row["email"], key.hash("ann@example.com").as_str(), "{row}");
+    assert_eq!(row["phone"], "*******0100");
+    assert!(row["full_name"].is_null());
+    let rejected = &query("SELECT raw FROM customers_daily_rejects")[0];
+    assert_eq!(rejected["raw"], format!("c2,{},*******0199,,x", key.hash("bob@example.com")).as_str());
+    for value in ["ann@example.com", "bob@example.com", "Ann Lee", "Bob Roe", "+1 555 0100"] {
+        let out = run(&["erase", "--verify", "--table-name", "customers_daily", "--key", value]);
+        assert_eq!(out.status.code(), Some(0), "{value} is on S3 as read: {}", String::from_utf8_lossy(&out.stdout));
+    }
+}

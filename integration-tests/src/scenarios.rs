@@ -328,7 +328,8 @@ macro_rules! scenario_tests {
         );
         $crate::scenario_tests!(@each $backend; erasure;
             an_erased_shop_leaves_the_table_and_does_not_come_back,
-            a_purge_leaves_no_object_version_holding_the_shop
+            a_purge_leaves_no_object_version_holding_the_shop,
+            declared_pii_never_reaches_s3_as_read
         );
         $crate::race_tests!(Some($backend));
         $crate::kill_tests!(Some($backend));
