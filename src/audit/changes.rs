@@ -31,9 +31,7 @@ pub async fn run(storage: &Storage, target: &TableTarget, from: i64, to: Option<
         .configuration()
         .get("delta.enableChangeDataFeed")
         .is_some_and(|v| v.eq_ignore_ascii_case("true"));
-    let purges = super::purge::Purge::recorded(
-        table.snapshot().map_err(|e| Error::delta(Stage::Query, location, e))?.metadata().configuration(),
-    );
+    let purges = super::purge::Purge::of_table(&table, Stage::Query, location)?;
     if let Some((version, purge)) =
         (from..=to).find_map(|v| purges.iter().find(|p| p.changes.contains(&v)).map(|p| (v, p)))
     {

@@ -180,8 +180,7 @@ fn entry(version: i64, timestamp: DateTime<Utc>, commit: &[u8]) -> HistoryEntry 
 
 /// Marks the versions a purge made unreadable, or whose change data it took.
 pub fn mark_purged(entries: &mut [HistoryEntry], table: &DeltaTable) -> Result<()> {
-    let snapshot = table.snapshot().map_err(|e| Error::delta(Stage::Query, table.table_url(), e))?;
-    let purges = crate::audit::purge::Purge::recorded(snapshot.metadata().configuration());
+    let purges = crate::audit::purge::Purge::of_table(table, Stage::Query, table.table_url())?;
     for entry in entries.iter_mut() {
         let of = |what: &str, held: &dyn Fn(&crate::audit::purge::Purge) -> bool| {
             purges.iter().find(|p| held(p)).map(|p| format!("{what} (erasure {})", p.erasure_id))

@@ -35,8 +35,7 @@ pub fn not_loaded(location: &Location) -> Error {
 pub async fn table_as_of(storage: &Storage, location: &Location, as_of: &AsOf) -> Result<DeltaTable> {
     let mut table = existing_table(storage, location).await?;
     let latest = crate::storage::version_of(&table);
-    let snapshot = table.snapshot().map_err(|e| Error::delta(Stage::Query, location, e))?;
-    let purges = purge::Purge::recorded(snapshot.metadata().configuration());
+    let purges = purge::Purge::of_table(&table, Stage::Query, location)?;
     let refuse_purged = |version: i64| match purge::Purge::of_version(&purges, version) {
         Some(purge) => Err(purged_error(location, version, purge)),
         None => Ok(()),

@@ -124,9 +124,7 @@ pub async fn rejects_for(
         }
     }
     let mut batches = crate::rejects::read_days(&latest, location, &from_latest).await?;
-    let purges = super::purge::Purge::recorded(
-        latest.snapshot().map_err(|e| Error::delta(Stage::Rejects, location, e))?.metadata().configuration(),
-    );
+    let purges = super::purge::Purge::of_table(&latest, Stage::Rejects, location)?;
     for (version, dates) in older {
         if let Some(purge) = super::purge::Purge::of_version(&purges, version) {
             return Err(super::purged_error(location, version, purge));

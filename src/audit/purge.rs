@@ -199,6 +199,16 @@ pub struct Purge {
 }
 
 impl Purge {
+    /// The purges `table` records, read off the snapshot it has loaded.
+    pub fn of_table(
+        table: &deltalake::DeltaTable,
+        stage: Stage,
+        subject: impl std::fmt::Display,
+    ) -> Result<Vec<Purge>> {
+        let snapshot = table.snapshot().map_err(|e| Error::delta(stage, subject, e))?;
+        Ok(Purge::recorded(snapshot.metadata().configuration()))
+    }
+
     /// The purges a table's properties record.
     pub fn recorded(configuration: &HashMap<String, String>) -> Vec<Purge> {
         let mut purges: Vec<Purge> = configuration

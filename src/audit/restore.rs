@@ -44,8 +44,7 @@ pub async fn run(storage: &Storage, target: &TableTarget, version: i64, run_id: 
         ));
     }
     // A version whose files a purge deleted cannot be made the latest again.
-    let snapshot = table.snapshot().map_err(|e| Error::delta(Stage::Write, location, e))?;
-    let purges = super::purge::Purge::recorded(snapshot.metadata().configuration());
+    let purges = super::purge::Purge::of_table(&table, Stage::Write, location)?;
     if let Some(purge) = super::purge::Purge::of_version(&purges, version) {
         return Err(super::purged_error(location, version, purge));
     }
