@@ -307,13 +307,7 @@ async fn erase_table(
 /// Each date's last load, for the dates the table holds as that load left them.
 async fn untouched_last_loads(table: &DeltaTable, target: &TableTarget) -> Result<BTreeMap<NaiveDate, Value>> {
     let (def, location) = (target.def, &target.table);
-    let snapshot = table.snapshot().map_err(|e| Error::delta(Stage::Write, location, e))?;
-    let dates: std::collections::BTreeSet<NaiveDate> = snapshot
-        .log_data()
-        .iter()
-        .filter_map(|file| file.partition_values_map().get(&def.partition_by).cloned().flatten())
-        .filter_map(|day| shoplake_parse::values::ymd(&day))
-        .collect();
+    let dates = crate::table::partition_dates(table, location, &def.partition_by, Stage::Write)?;
     let mut loads = BTreeMap::new();
     for date in dates {
         let provenance = crate::write::provenance::of_date(table, location, def, date).await?;
@@ -421,13 +415,7 @@ async fn rejects_without(
     value: &str,
 ) -> Result<(Vec<RecordBatch>, BTreeMap<NaiveDate, u64>)> {
     let fail = |e: String| Error::internal(Stage::Rejects, location, e);
-    let snapshot = rejects.snapshot().map_err(|e| Error::delta(Stage::Rejects, location, e))?;
-    let all_dates: std::collections::BTreeSet<NaiveDate> = snapshot
-        .log_data()
-        .iter()
-        .filter_map(|file| file.partition_values_map().get(crate::rejects::PARTITION).cloned().flatten())
-        .filter_map(|day| shoplake_parse::values::ymd(&day))
-        .collect();
+    let all_dates = crate::table::partition_dates(rejects, location, crate::rejects::PARTITION, Stage::Rejects)?;
     let batches = crate::rejects::read_days(rejects, location, &all_dates).await?;
     let mut holding: BTreeMap<NaiveDate, u64> = BTreeMap::new();
     let mut marked = Vec::new();

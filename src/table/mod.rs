@@ -24,3 +24,19 @@ pub async fn files_for_partition(
     let files = table.get_files_by_partitions(&[filter]).await.map_err(|e| Error::delta(Stage::Write, location, e))?;
     Ok(files.into_iter().map(|p| p.to_string()).collect())
 }
+
+/// The dates `table`'s current files are partitioned by (`partition_by`).
+pub fn partition_dates(
+    table: &DeltaTable,
+    location: &Location,
+    partition_by: &str,
+    stage: Stage,
+) -> Result<std::collections::BTreeSet<NaiveDate>> {
+    let snapshot = table.snapshot().map_err(|e| Error::delta(stage, location, e))?;
+    Ok(snapshot
+        .log_data()
+        .iter()
+        .filter_map(|file| file.partition_values_map().get(partition_by).cloned().flatten())
+        .filter_map(|day| shoplake_parse::values::ymd(&day))
+        .collect())
+}
