@@ -168,6 +168,12 @@ impl Suppression {
 /// RFC 4180 splits them (trimmed, as values are read), or, for a line that
 /// does not split, its comma-separated parts (unquoted) and the line itself.
 pub fn raw_fields(raw: &str) -> Vec<String> {
+    // A JSONL line: its values, wherever they are nested.
+    if let Ok(object @ serde_json::Value::Object(_)) = serde_json::from_str::<serde_json::Value>(raw) {
+        let mut values = Vec::new();
+        json_values(&object, &mut values);
+        return values;
+    }
     let mut fields = shoplake_parse::records::Fields::default();
     if fields.split(raw.as_bytes()).is_ok() {
         return (0..fields.len())
@@ -176,6 +182,23 @@ pub fn raw_fields(raw: &str) -> Vec<String> {
     }
     let parts = raw.split(',').map(|part| part.trim_matches(|c: char| c == '"' || c.is_whitespace()).to_string());
     parts.chain([raw.to_string()]).collect()
+}
+
+/// Every scalar of `value` as text; a `gid://` id also by its number
+/// (the column a definition strips the prefix from holds that).
+fn json_values(value: &serde_json::Value, out: &mut Vec<String>) {
+    match value {
+        serde_json::Value::Object(map) => map.values().for_each(|v| json_values(v, out)),
+        serde_json::Value::Array(items) => items.iter().for_each(|v| json_values(v, out)),
+        serde_json::Value::Null => {}
+        serde_json::Value::String(s) => {
+            if let Some(tail) = s.strip_prefix("gid://").and_then(|rest| rest.rsplit('/').next()) {
+                out.push(tail.to_string());
+            }
+            out.push(s.trim().to_string());
+        }
+        other => out.push(other.to_string()),
+    }
 }
 
 #[cfg(test)]

@@ -33,6 +33,8 @@ pub struct PiiRules {
     /// By column name: what is done to it, and its header text.
     columns: Vec<(String, String, Pii)>,
     key: Option<ErasureKey>,
+    /// A JSONL export's rejected line is an object: its PII found by pointer.
+    jsonl: bool,
 }
 
 impl PiiRules {
@@ -63,7 +65,7 @@ impl PiiRules {
                 Some(ErasureKey::new(key.as_bytes())?)
             }
         };
-        Ok(Some(PiiRules { columns, key }))
+        Ok(Some(PiiRules { columns, key, jsonl: def.format == crate::definition::SourceFormat::Jsonl }))
     }
 
     /// Which key hashes (its keyed hash of a fixed text, which says nothing
@@ -97,6 +99,9 @@ impl PiiRules {
     /// A rejected line's raw text, its PII fields replaced; withheld whole
     /// when it does not split into `header`'s fields.
     pub fn raw_line(&self, raw: &str, header: &[String]) -> String {
+        if self.jsonl {
+            return self.raw_object(raw);
+        }
         let mut fields = shoplake_parse::records::Fields::default();
         let split = fields.split(raw.as_bytes()).is_ok() && fields.len() == header.len();
         if !split {
@@ -122,6 +127,27 @@ impl PiiRules {
     }
 }
 
+impl PiiRules {
+    /// A rejected JSONL line, its PII values (found by their pointers)
+    /// replaced; withheld whole when it is not a JSON object.
+    fn raw_object(&self, raw: &str) -> String {
+        let Ok(mut object @ serde_json::Value::Object(_)) = serde_json::from_str::<serde_json::Value>(raw) else {
+            return "<withheld: the line is not a JSON object, so where its PII values are cannot be told>".into();
+        };
+        for (_, pointer, pii) in &self.columns {
+            if let Some(value) = object.pointer_mut(pointer) {
+                let text = match &*value {
+                    serde_json::Value::Null => continue,
+                    serde_json::Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                *value = self.protect(*pii, &text).map_or(serde_json::Value::Null, serde_json::Value::String);
+            }
+        }
+        object.to_string()
+    }
+}
+
 fn mask(value: &str) -> String {
     let count = value.chars().count();
     let shown = if count > 4 { 4 } else { 0 };
@@ -142,7 +168,28 @@ mod tests {
                 ("name".into(), "Name".into(), Pii::Drop),
             ],
             key: Some(ErasureKey::new(b"0123456789abcdef").unwrap()),
+            jsonl: false,
         }
+    }
+
+    #[test]
+    fn a_rejected_jsonl_line_has_its_values_replaced_by_pointer_or_is_withheld() {
+        let rules = PiiRules {
+            columns: vec![
+                ("email".into(), "/email".into(), Pii::Mask),
+                ("city".into(), "/address/city".into(), Pii::Drop),
+            ],
+            key: None,
+            jsonl: true,
+        };
+        let line = r#"{"id":"gid://shopify/Customer/1","email":"ann@example.com","address":{"city":"Lyon"},"n":"x"}"#;
+        let written: serde_json::Value = serde_json::from_str(&rules.raw_line(line, &[])).unwrap();
+        assert_eq!(written["email"], "***********.com");
+        assert_eq!(written["address"]["city"], serde_json::Value::Null);
+        assert_eq!(written["n"], "x", "other values as read");
+        // Beside it: a line that is not JSON cannot say where its values are.
+        let broken = rules.raw_line(r#"{"email":"ann@example.com""#, &[]);
+        assert!(broken.starts_with("<withheld") && !broken.contains("ann@"), "{broken}");
     }
 
     #[test]

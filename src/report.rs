@@ -42,6 +42,9 @@ pub struct RunReport {
     /// Rows (and rejected lines) holding a value erased from the table
     /// (`shoplake erase`): kept out of the table and its rejects.
     pub rows_suppressed: u64,
+    /// JSONL lines of another object type than the table's (`object_type`):
+    /// another table's lines in a shared Bulk Operations file.
+    pub rows_other_type: u64,
     pub rows_valid: u64,
     pub rows_inserted: u64,
     pub rows_updated: u64,
@@ -90,6 +93,7 @@ impl RunReport {
             rows_rejected: 0,
             rows_duplicate: 0,
             rows_suppressed: 0,
+            rows_other_type: 0,
             rows_valid: 0,
             rows_inserted: 0,
             rows_updated: 0,
@@ -132,7 +136,7 @@ impl RunReport {
         }
         let _ = writeln!(
             out,
-            "  rows     {} read = {} valid + {} filtered + {} rejected + {} duplicate{}",
+            "  rows     {} read = {} valid + {} filtered + {} rejected + {} duplicate{}{}",
             self.rows_read,
             self.rows_valid,
             self.rows_filtered,
@@ -141,6 +145,10 @@ impl RunReport {
             match self.rows_suppressed {
                 0 => String::new(),
                 n => format!(" + {n} suppressed (erased)"),
+            },
+            match self.rows_other_type {
+                0 => String::new(),
+                n => format!(" + {n} other type"),
             }
         );
         if self.lines_read != self.rows_read {
@@ -242,6 +250,7 @@ mod tests {
             "rows_rejected",
             "rows_duplicate",
             "rows_suppressed",
+            "rows_other_type",
             "rows_valid",
             "rows_inserted",
             "rows_updated",

@@ -181,6 +181,17 @@ async fn erase_table(
 ) -> Result<Erased> {
     let (def, location) = (target.def, &target.table);
     let (column, value) = column_of(config, target)?;
+    if config.exports.is_some() && !def.column(column).is_some_and(|c| c.is_from_export()) {
+        // Its records could only be found by loading them: refused before anything is erased.
+        return Err(Error::usage(
+            Stage::CommandLine,
+            location,
+            format!(
+                "erase --exports finds an export's records by a column read from it, and {column} is derived by                  {}'s transform.sql: erase the table without --exports, and its exports by an erasable column the                  export holds",
+                def.name
+            ),
+        ));
+    }
     let mut erased = Erased {
         table_name: def.name.clone(),
         table: location.to_string(),

@@ -146,7 +146,9 @@ fn without_value(
     let mut reader = BufReader::new(input);
     let mut kept: Vec<u8> = Vec::new();
     let (mut removed, mut by_column_only) = (0u64, true);
-    let mut at: Option<Option<usize>> = None;
+    let jsonl = def.format == crate::definition::SourceFormat::Jsonl;
+    // Where the column is in a CSV line, once its header was read (a JSONL export has none).
+    let mut at: Option<Option<usize>> = jsonl.then_some(None);
     let mut fields = shoplake_parse::records::Fields::default();
     while let Some(record) = next_record(&mut reader, quoted).map_err(io)? {
         let text = String::from_utf8_lossy(&record);
@@ -161,7 +163,7 @@ fn without_value(
             kept.extend_from_slice(&record);
             continue;
         };
-        let in_column = position.is_some_and(|i| {
+        let in_column = (jsonl && json_holds(line, &header_text, prefix.as_deref(), value)) || position.is_some_and(|i| {
             fields.split(line.as_bytes()).is_ok() && i < fields.len() && {
                 let field = String::from_utf8_lossy(fields.get(line.as_bytes(), i)).trim().to_string();
                 let read = match &prefix {
@@ -190,6 +192,13 @@ fn without_value(
         }
     };
     Ok(Some((bytes, removed, by_column_only)))
+}
+
+/// Whether a JSONL line's value at `pointer`, its prefix stripped, is `value`.
+fn json_holds(line: &str, pointer: &str, prefix: Option<&str>, value: &str) -> bool {
+    let Ok(object) = serde_json::from_str::<serde_json::Value>(line) else { return false };
+    let Some(found) = object.pointer(pointer).and_then(serde_json::Value::as_str) else { return false };
+    prefix.and_then(|p| found.strip_prefix(p)).unwrap_or(found) == value
 }
 
 /// The next record with its line end: a line, or (quoted framing) the

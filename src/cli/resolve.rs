@@ -12,6 +12,7 @@ use crate::audit::query::QueryConfig;
 use crate::audit::AsOf;
 use crate::backfill::BackfillConfig;
 use crate::catalog::{Catalog, DefinitionsDir};
+use crate::definition::{SourceFormat, TableDefinition};
 use crate::error::{Error, Result, Stage};
 use crate::generate::GenerateConfig;
 use crate::ingest::IngestConfig;
@@ -146,11 +147,20 @@ pub fn query_config(catalog: &Catalog, args: &QueryArgs, sql: String) -> Result<
 
 pub fn generate_config(catalog: &Catalog, args: &GenerateArgs) -> Result<GenerateConfig> {
     check_range(args.from, args.to)?;
-    let tables = if args.all_tables {
+    let mut tables = if args.all_tables {
         catalog.names().into_iter().map(|name| catalog.get(name)).collect::<Result<Vec<_>>>()?
     } else {
         vec![catalog.get(&args.table_name)?]
     };
+    // A JSONL file several tables share (a Bulk Operations result) is written
+    // whole: a product's variants are generated with it.
+    for shared in catalog.tables() {
+        let shares = |t: &&TableDefinition| t.format == SourceFormat::Jsonl && t.source_pattern == shared.source_pattern;
+        let taken = tables.iter().any(|t| t.name == shared.name);
+        if shared.format == SourceFormat::Jsonl && tables.iter().any(shares) && !taken {
+            tables.push(shared);
+        }
+    }
     Ok(GenerateConfig {
         tables,
         from: args.from,

@@ -14,6 +14,7 @@ use shoplake_parse::framing::Framing;
 use shoplake_parse::values::Conventions;
 
 use super::conventions;
+use super::format::{self, Declared, SourceFormat};
 
 /// `table.toml` as written.
 #[derive(Debug, Deserialize)]
@@ -32,6 +33,11 @@ pub(crate) struct TableFile {
     unknown_columns: UnknownColumns,
     #[serde(default)]
     missing_columns: MissingColumns,
+    /// `csv` (the default) or `jsonl`.
+    #[serde(default)]
+    format: SourceFormat,
+    /// A JSONL table's lines: those of this object type only.
+    object_type: Option<String>,
     #[serde(default)]
     records: Records,
     /// Bounds of a quoted record (`records = "quoted"` only).
@@ -50,6 +56,8 @@ struct ColumnFile {
     name: String,
     /// The export's header text, when it is not the name.
     header: Option<String>,
+    /// A JSONL table's JSON pointer to the value (default `/<name>`).
+    path: Option<String>,
     kind: Kind,
     nullable: Option<bool>,
     #[serde(rename = "type")]
@@ -132,13 +140,25 @@ impl TableFile {
                 columns.push(column);
             }
         }
+        let declared = Declared {
+            format: self.format,
+            object_type: self.object_type.as_deref(),
+            records: self.records,
+            unknown_columns: self.unknown_columns,
+            missing_columns: self.missing_columns,
+            locators: self.columns.iter().map(|c| (c.header.as_deref(), c.path.as_deref())).collect(),
+        };
+        // Resolved columns line up with the file's only when none was dropped.
+        if columns.len() == self.columns.len() {
+            format::resolve(&declared, &mut columns, &mut |key, message| problems.add(key, message));
+        }
         self.check_key_and_partition(&columns, &mut problems);
         self.check_groups(&columns, &mut problems);
         with_row_hash(&mut columns, &mut problems);
         if !columns.iter().any(|c| c.in_export) {
             problems.add("columns", "no column is read from the export");
         }
-        let source_pattern = self.source_pattern.clone().unwrap_or_else(|| format!("{DATE_PLACEHOLDER}.csv"));
+        let source_pattern = self.source_pattern.clone().unwrap_or_else(|| format!("{DATE_PLACEHOLDER}.{}", self.format.extension()));
         if let Err(e) = check_relative_path(&source_pattern) {
             problems.add("source_pattern", e);
         } else if source_pattern.matches(DATE_PLACEHOLDER).count() != 1 {
@@ -173,6 +193,8 @@ impl TableFile {
             unknown_columns: self.unknown_columns,
             missing_columns: self.missing_columns,
             framing,
+            format: self.format,
+            object_type: self.object_type,
             group_by: self.group_by,
             origin,
             fingerprint: String::new(),

@@ -14,6 +14,7 @@
 pub mod checks;
 mod conventions;
 pub(crate) mod file;
+pub mod format;
 pub mod sample;
 mod types;
 
@@ -23,6 +24,7 @@ use std::sync::Arc;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use serde::{Deserialize, Serialize};
 
+pub use format::SourceFormat;
 pub use types::{long_list_type, text_list_type, timestamp_utc, type_name};
 
 /// Name of the list item field, as Delta's Arrow mapping spells it.
@@ -92,8 +94,9 @@ pub enum MissingColumns {
 #[derive(Debug, Clone)]
 pub struct Column {
     pub name: String,
-    /// The export's header text for the column (`header`; its name unless
-    /// declared, e.g. `Variant SKU`).
+    /// Where the export holds the column's value: its header text
+    /// (`header`; its name unless declared, e.g. `Variant SKU`), or in a
+    /// JSONL export its JSON pointer (`path`; `/<name>` unless declared).
     pub header: String,
     pub kind: Kind,
     pub nullable: bool,
@@ -158,6 +161,10 @@ pub struct TableDefinition {
     /// How the export's records are framed (`records`, `max_record_lines`,
     /// `max_record_bytes`).
     pub framing: shoplake_parse::framing::Framing,
+    /// CSV with a header, or JSON Lines (`format`).
+    pub format: SourceFormat,
+    /// A JSONL table's object type: lines of other types are counted apart.
+    pub object_type: Option<String>,
     /// The column whose value names a group of rows (a product's variants,
     /// an order's line items): `fill_down` columns come from its first row.
     pub group_by: Option<String>,

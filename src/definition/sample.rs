@@ -6,7 +6,7 @@
 //! [columns.sample]
 //! values = ["{name}.myshopify.com"]  # one of these; {name} / {name_snake} is the row's name
 //! weights = [1]                      # how often each value comes (default: equally)
-//! format = "uuid"                    # text made up instead: uuid, code, word, html
+//! format = "uuid"                    # text made up instead: uuid, code, digits, word, html
 //! min = 0                            # numbers (and list items) between min and max
 //! max = 200
 //! length = [1, 6]                    # list lengths
@@ -24,6 +24,8 @@ pub enum TextFormat {
     Uuid,
     /// Ten upper-case letters and digits.
     Code,
+    /// A 13-digit number, as Shopify's numeric ids (`7981234567890`).
+    Digits,
     /// A word.
     Word,
     /// A product description: one to three HTML paragraphs on lines of

@@ -68,6 +68,10 @@ fn field(column: &Column, sample: &Sample, rng: &mut SplitMix64, name: &str, ide
         Kind::Text => match sample.format {
             Some(TextFormat::Uuid) => uuid(if sample.stable { identity } else { rng.next() }),
             Some(TextFormat::Code) => (0..10).map(|_| ALPHANUMERIC[rng.below(36) as usize] as char).collect(),
+            Some(TextFormat::Digits) => {
+                let n = if sample.stable { SplitMix64::new(identity).next() } else { rng.next() };
+                (1_000_000_000_000 + n % 9_000_000_000_000).to_string()
+            }
             Some(TextFormat::Word) | None => pick(rng, NOUNS).to_string(),
             Some(TextFormat::Html) => {
                 let paragraphs = 1 + rng.below(3);
@@ -165,21 +169,22 @@ pub(super) fn dirty(columns: &[&Column], key: &str, mut fields: Vec<Vec<u8>>, rn
     let breakable: Vec<usize> = (0..columns.len()).filter(|&i| broken(columns[i].kind).is_some()).collect();
     let texts: Vec<usize> =
         (0..columns.len()).filter(|&i| columns[i].kind == Kind::Text && columns[i].name != key).collect();
-    let key_at = columns.iter().position(|c| c.name == key).expect("the key is read from the export");
-    match rng.below(6) {
-        0 => {
+    // A key transform.sql derives (a product's handle and SKU) is not in the line.
+    let key_at = columns.iter().position(|c| c.name == key);
+    match (rng.below(6), key_at) {
+        (0, _) => {
             fields.pop();
         }
-        1 => fields.push(b"extra".to_vec()),
-        2 if !breakable.is_empty() => {
+        (1, _) => fields.push(b"extra".to_vec()),
+        (2, _) if !breakable.is_empty() => {
             let i = breakable[rng.below(breakable.len() as u64) as usize];
             let value = broken(columns[i].kind).expect("breakable");
             // `yes` is no boolean by default, but may be a declared spelling.
             let accepted = columns[i].kind == Kind::Flag && columns[i].conventions.flag("yes").is_ok();
             fields[i] = if accepted { b"perhaps".to_vec() } else { value.to_vec() };
         }
-        3 if !texts.is_empty() => fields[texts[rng.below(texts.len() as u64) as usize]] = b"caf\xE9-latin1".to_vec(),
-        4 => fields[key_at] = Vec::new(),
+        (3, _) if !texts.is_empty() => fields[texts[rng.below(texts.len() as u64) as usize]] = b"caf\xE9-latin1".to_vec(),
+        (4, Some(at)) => fields[at] = Vec::new(),
         // A well-formed earlier version of the row's line: a duplicate the last line overrides.
         _ if !texts.is_empty() => fields[texts[0]] = b"stale_duplicate".to_vec(),
         _ => {

@@ -6,11 +6,12 @@
 //! ([`fields`]).
 
 mod fields;
+mod jsonl;
 
 use chrono::NaiveDate;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
-use crate::definition::{Column, TableDefinition};
+use crate::definition::{Column, SourceFormat, TableDefinition};
 use crate::error::{Error, Result, Stage};
 use crate::storage::{Location, Storage};
 
@@ -51,7 +52,19 @@ pub(crate) struct Row {
 
 pub async fn run(storage: &Storage, config: &GenerateConfig) -> Result<Vec<GeneratedFile>> {
     let mut written = Vec::new();
+    let mut jsonl_files = std::collections::BTreeSet::new();
     for def in &config.tables {
+        // Tables sharing a JSONL file (a Bulk Operations result) are written together, once.
+        let family: Vec<&TableDefinition> = match def.format {
+            SourceFormat::Csv => vec![def],
+            SourceFormat::Jsonl if !jsonl_files.insert(def.source_pattern.clone()) => continue,
+            SourceFormat::Jsonl => config
+                .tables
+                .iter()
+                .copied()
+                .filter(|t| t.format == SourceFormat::Jsonl && t.source_pattern == def.source_pattern)
+                .collect(),
+        };
         let mut rng = SplitMix64::new(config.seed);
         let mut rows: Vec<Row> =
             (0..config.rows).map(|_| Row { identity: rng.next(), revision: config.revision }).collect();
@@ -60,7 +73,10 @@ pub async fn run(storage: &Storage, config: &GenerateConfig) -> Result<Vec<Gener
             if date > config.from {
                 churn(&mut rows, &mut rng);
             }
-            written.push(write_day(storage, config, def, &rows, date, &mut rng).await?);
+            written.push(match def.format {
+                SourceFormat::Csv => write_day(storage, config, def, &rows, date, &mut rng).await?,
+                SourceFormat::Jsonl => jsonl::write_day(storage, config, &family, &rows, date, &mut rng).await?,
+            });
             date = date.succ_opt().expect("dates before year 262143");
         }
     }
@@ -95,15 +111,18 @@ async fn write_day(
     write_line(&mut chunk, &columns.iter().map(|c| c.header.clone().into_bytes()).collect::<Vec<_>>());
     let mut lines = 0u64;
     let mut bytes = 0u64;
-    let key = def.day_key();
+    // A grouped table's dirty lines keep their group: its column is the one emptied.
+    let key = def.group_by.as_deref().unwrap_or_else(|| def.day_key());
+    let group = def.group_by.as_ref().and_then(|g| columns.iter().position(|c| &c.name == g));
     for row in rows {
-        let line = fields::line(&columns, row, date);
-        if config.dirty && rng.chance(0.004) {
-            write_line(&mut chunk, &fields::dirty(&columns, key, line.clone(), rng));
+        for line in grouped(&columns, group, row, date) {
+            if config.dirty && rng.chance(0.004) {
+                write_line(&mut chunk, &fields::dirty(&columns, key, line.clone(), rng));
+                lines += 1;
+            }
+            write_line(&mut chunk, &line);
             lines += 1;
         }
-        write_line(&mut chunk, &line);
-        lines += 1;
         if chunk.len() >= CHUNK {
             bytes += chunk.len() as u64;
             sink.write(&chunk, &location).await?;
@@ -117,6 +136,31 @@ async fn write_day(
 }
 
 const CHUNK: usize = 4 << 20;
+
+/// A row's lines: one, or in a grouped table (`group_by`) one to three (a
+/// product's variants), all with the row's group value and only the first
+/// with its `fill_down` columns.
+fn grouped(columns: &[&Column], group: Option<usize>, row: &Row, date: NaiveDate) -> Vec<Vec<Vec<u8>>> {
+    let first = fields::line(columns, row, date);
+    let Some(group) = group else { return vec![first] };
+    let members = 1 + row.identity % 3;
+    let mut lines = vec![first.clone()];
+    for k in 1..members {
+        let member = Row { identity: member_identity(row.identity, k), revision: row.revision };
+        let mut line = fields::line(columns, &member, date);
+        line[group] = first[group].clone();
+        for i in (0..columns.len()).filter(|&i| columns[i].fill_down) {
+            line[i] = Vec::new();
+        }
+        lines.push(line);
+    }
+    lines
+}
+
+/// The identity of a row's `k`-th member (a variant of a product).
+pub(crate) fn member_identity(identity: u64, k: u64) -> u64 {
+    SplitMix64::new(identity ^ k.wrapping_mul(0xD6E8_FEB8_6659_FD93)).next()
+}
 
 /// Appends one CSV line, quoting fields that need it (RFC 4180).
 fn write_line(out: &mut Vec<u8>, fields: &[Vec<u8>]) {

@@ -40,7 +40,8 @@ pub(super) fn account(
     }
     report.rows_read = summary.rows_read;
     report.lines_read = summary.lines_read;
-    report.rows_filtered = summary.rows_read - line_rejects - validated.rows_transformed;
+    report.rows_other_type = summary.other_type;
+    report.rows_filtered = summary.rows_read - line_rejects - summary.other_type - validated.rows_transformed;
     report.rows_rejected = all_rejects.len() as u64;
     report.rows_duplicate = validated.rows_duplicate;
     report.rows_suppressed = validated.rows_suppressed + (rejects_read - report.rows_rejected);
@@ -52,6 +53,7 @@ pub(super) fn account(
         + report.rows_rejected
         + report.rows_duplicate
         + report.rows_suppressed
+        + report.rows_other_type
         + report.rows_valid;
     if accounted != report.rows_read {
         return Err(Error::internal(
@@ -70,6 +72,7 @@ pub(super) fn account(
         rows_rejected = report.rows_rejected,
         rows_duplicate = report.rows_duplicate,
         rows_suppressed = report.rows_suppressed,
+        rows_other_type = report.rows_other_type,
         "export validated"
     );
     check_reject_ratio(&uri, report.rows_read, &all_rejects, max_reject_ratio)?;
@@ -96,6 +99,7 @@ pub(super) fn commit_info(
         "rows_rejected": report.rows_rejected,
         "rows_duplicate": report.rows_duplicate,
         "rows_suppressed": report.rows_suppressed,
+        "rows_other_type": report.rows_other_type,
         "rows_valid": report.rows_valid,
         "checks": report.checks,
         "header_policy": { "unknown_columns": def.unknown_columns, "missing_columns": def.missing_columns },
@@ -149,6 +153,7 @@ pub(super) fn repeated(report: &mut RunReport, last: &write::provenance::LastLoa
     report.rows_rejected = count("rows_rejected");
     report.rows_duplicate = count("rows_duplicate");
     report.rows_suppressed = count("rows_suppressed");
+    report.rows_other_type = count("rows_other_type");
     report.rows_valid = count("rows_valid");
     report.rows_unchanged = report.rows_valid;
     report.checks = last.info.get("checks").and_then(|c| serde_json::from_value(c.clone()).ok()).unwrap_or_default();

@@ -35,7 +35,7 @@ pub struct RunMetrics {
     /// The table's URI.
     pub table: String,
     pub exit_code: u8,
-    pub rows: [(&'static str, u64); 6],
+    pub rows: [(&'static str, u64); 7],
     pub changes: [(&'static str, u64); 4],
     pub duration: Duration,
     pub table_version: Option<i64>,
@@ -62,6 +62,7 @@ impl RunMetrics {
                 ("rejected", sum(|r| r.rows_rejected)),
                 ("duplicate", sum(|r| r.rows_duplicate)),
                 ("suppressed", sum(|r| r.rows_suppressed)),
+                ("other_type", sum(|r| r.rows_other_type)),
             ],
             changes: [
                 ("inserted", sum(|r| r.rows_inserted)),

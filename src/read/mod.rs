@@ -8,6 +8,7 @@
 
 mod columns;
 pub mod header;
+mod jsonl;
 use shoplake_parse::records;
 pub mod values;
 
@@ -20,10 +21,11 @@ use datafusion::arrow::record_batch::RecordBatch;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::definition::{Column, Kind, TableDefinition};
+use crate::definition::{Column, Kind, SourceFormat, TableDefinition};
 use crate::error::{Error, Result, Stage};
 use columns::{BatchBuilder, BATCH_ROWS};
 use header::{HeaderLayout, ValueSource};
+use jsonl::{JsonLayout, JsonLine};
 use records::{Chunk, Chunker, Fields};
 
 /// Bookkeeping columns carried beside the table's columns until validation.
@@ -50,9 +52,11 @@ pub struct ReadSummary {
     pub lines_read: u64,
     /// Empty or whitespace-only lines (filtered).
     pub blank_lines: u64,
+    /// JSONL lines of another object type than the table's (`object_type`).
+    pub other_type: u64,
     /// Lines refused before their values could be read.
     pub line_rejects: Vec<Reject>,
-    /// The export's header as read.
+    /// The export's header as read (a JSONL export's: the pointers read).
     pub header: Vec<String>,
     /// Header columns not loaded (`unknown_columns = "ignore"`).
     pub ignored_columns: Vec<String>,
@@ -159,31 +163,32 @@ fn read_export(
     };
     let mut chunker = Chunker::framed(input, CHUNK_BYTES, records::MAX_LINE_BYTES, def.framing);
     let empty = || Error::rejected(Stage::Read, source_uri, "the file is empty: no header line");
-    let mut first = chunker.next_chunk().map_err(io_error)?.ok_or_else(empty)?;
+    let mut first = match (chunker.next_chunk().map_err(io_error)?, def.format) {
+        (Some(chunk), _) => chunk,
+        // No object at all: a JSONL export of a day without any.
+        (None, SourceFormat::Jsonl) => return Ok(ReadSummary { header: JsonLayout::of(def).pointers(), ..ReadSummary::default() }),
+        (None, SourceFormat::Csv) => return Err(empty()),
+    };
     expected.observe(&first.bytes, def.export_columns().count());
-    let mut records = first.records();
-    let header = records.next().ok_or_else(empty)?;
-    let header_bytes = header.bytes.strip_prefix(UTF8_BOM).unwrap_or(header.bytes);
-    let mut fields = Fields::default();
-    fields.split(header_bytes).map_err(|e| Error::rejected(Stage::Read, source_uri, format!("header line: {e}")))?;
-    let header_names = (0..fields.len())
-        .map(|i| std::str::from_utf8(fields.get(header_bytes, i)).map(|s| s.trim().to_string()))
-        .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|_| Error::rejected(Stage::Read, source_uri, "header line is not valid UTF-8"))?;
-    let layout = header::match_definition(def, &header_names)
-        .map_err(|message| Error::rejected(Stage::Read, source_uri, message))?;
-    if !layout.ignored.is_empty() {
-        tracing::warn!(source = source_uri, columns = %layout.ignored.join(", "), "the export has columns the definition does not declare: not loaded (unknown_columns = \"ignore\")");
-    }
-    if !layout.missing.is_empty() {
-        tracing::warn!(source = source_uri, columns = %layout.missing.join(", "), "the export lacks declared columns: loaded as null (missing_columns = \"null\")");
-    }
-    let header_report = (header_names.clone(), layout.ignored.clone(), layout.missing.clone());
-    (first.start, first.first_line) = records.position();
+    let (shape, header_report) = match def.format {
+        SourceFormat::Csv => {
+            let mut records = first.records();
+            let header = records.next().ok_or_else(empty)?;
+            let layout = read_header(def, source_uri, header.bytes)?;
+            let report = (layout.0, layout.1.ignored.clone(), layout.1.missing.clone());
+            (first.start, first.first_line) = records.position();
+            (Shape::Csv(layout.1), report)
+        }
+        SourceFormat::Jsonl => {
+            let layout = JsonLayout::of(def);
+            let report = (layout.pointers(), Vec::new(), Vec::new());
+            (Shape::Jsonl(layout), report)
+        }
+    };
 
     let keep_raw = def.columns.iter().any(|c| c.fill_down && !c.nullable);
     let parser =
-        ChunkParser { def, keep_raw, layout, date, file_date: values::FileDate::new(date), schema: export_schema(def) };
+        ChunkParser { def, keep_raw, shape, date, file_date: values::FileDate::new(date), schema: export_schema(def) };
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, 4);
     // Chunks go to parser threads; each sends its batches on `tx` itself.
     // The workers share the only handle on the queue's receiving end: when
@@ -230,6 +235,7 @@ fn read_export(
                     summary.rows_read += part.rows_read;
                     summary.lines_read += part.lines_read;
                     summary.blank_lines += part.blank_lines;
+                    summary.other_type += part.other_type;
                     summary.line_rejects.extend(part.line_rejects);
                 }
                 Err(error) => worker_error = worker_error.or(Some(error)),
@@ -243,12 +249,39 @@ fn read_export(
     })
 }
 
+/// A CSV export's header line: its names as read, and where each column's
+/// value is in a line.
+fn read_header(def: &TableDefinition, source_uri: &str, line: &[u8]) -> Result<(Vec<String>, HeaderLayout)> {
+    let line = line.strip_prefix(UTF8_BOM).unwrap_or(line);
+    let mut fields = Fields::default();
+    fields.split(line).map_err(|e| Error::rejected(Stage::Read, source_uri, format!("header line: {e}")))?;
+    let names = (0..fields.len())
+        .map(|i| std::str::from_utf8(fields.get(line, i)).map(|s| s.trim().to_string()))
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|_| Error::rejected(Stage::Read, source_uri, "header line is not valid UTF-8"))?;
+    let layout =
+        header::match_definition(def, &names).map_err(|message| Error::rejected(Stage::Read, source_uri, message))?;
+    if !layout.ignored.is_empty() {
+        tracing::warn!(source = source_uri, columns = %layout.ignored.join(", "), "the export has columns the definition does not declare: not loaded (unknown_columns = \"ignore\")");
+    }
+    if !layout.missing.is_empty() {
+        tracing::warn!(source = source_uri, columns = %layout.missing.join(", "), "the export lacks declared columns: loaded as null (missing_columns = \"null\")");
+    }
+    Ok((names, layout))
+}
+
+/// How a record's values are found: by the header's positions, or by JSON pointers.
+enum Shape {
+    Csv(HeaderLayout),
+    Jsonl(JsonLayout),
+}
+
 /// Turns chunks of records into batches of the export schema.
 struct ChunkParser {
     def: &'static TableDefinition,
     /// Every row's raw text, not only a rejected one's (a required `fill_down` column).
     keep_raw: bool,
-    layout: HeaderLayout,
+    shape: Shape,
     date: NaiveDate,
     file_date: values::FileDate,
     schema: SchemaRef,
@@ -280,40 +313,20 @@ impl ChunkParser {
                 summary.blank_lines += 1;
                 continue;
             }
-            if let Err(reason) = fields.split(record.bytes) {
-                summary.line_rejects.push(line_reject(reason));
-                continue;
-            }
-            if fields.len() != self.layout.field_count {
-                summary.line_rejects.push(line_reject(format!(
-                    "expected {} fields, found {}",
-                    self.layout.field_count,
-                    fields.len()
-                )));
-                continue;
-            }
-            if let Err(e) = std::str::from_utf8(record.bytes) {
-                summary
-                    .line_rejects
-                    .push(line_reject(format!("not valid UTF-8 (byte {} of the line)", e.valid_up_to() + 1)));
-                continue;
-            }
-
             reasons.clear();
-            for (builder, source) in batch.columns.iter_mut().zip(&self.layout.sources) {
-                match *source {
-                    ValueSource::Field(position) => {
-                        let field = fields.get(record.bytes, position);
-                        // SAFETY: the whole record is valid UTF-8 (checked above), and a
-                        // field is a slice of it cut at ASCII commas and quotes (or such a
-                        // slice with ASCII quotes removed), so it is valid UTF-8 too.
-                        let text = unsafe { std::str::from_utf8_unchecked(field) };
-                        if let Err(reason) = builder.append(text, &self.file_date) {
-                            reasons.push(format!("{}: {reason}", builder.name));
-                        }
-                    }
-                    ValueSource::FileDate => builder.append_date(self.date),
-                    ValueSource::Missing => builder.append_null(),
+            let read = match &self.shape {
+                Shape::Csv(layout) => self.csv_values(layout, &mut fields, record.bytes, &mut batch, &mut reasons),
+                Shape::Jsonl(layout) => self.json_values(layout, record.bytes, &mut batch, &mut reasons),
+            };
+            match read {
+                Ok(true) => {}
+                Ok(false) => {
+                    summary.other_type += 1;
+                    continue;
+                }
+                Err(reason) => {
+                    summary.line_rejects.push(line_reject(reason));
+                    continue;
                 }
             }
             batch.lines.append_value(record.line);
@@ -334,6 +347,69 @@ impl ChunkParser {
         }
         if batch.rows() > 0 && tx.blocking_send(batch.finish()?).is_err() {
             return Ok(false);
+        }
+        Ok(true)
+    }
+
+    /// Appends a CSV record's values to `batch` (a value breaking its rule
+    /// adds its reason); `Err` when its fields cannot be told apart, and
+    /// then nothing is appended.
+    fn csv_values(
+        &self,
+        layout: &HeaderLayout,
+        fields: &mut Fields,
+        bytes: &[u8],
+        batch: &mut BatchBuilder,
+        reasons: &mut Vec<String>,
+    ) -> std::result::Result<bool, String> {
+        fields.split(bytes)?;
+        if fields.len() != layout.field_count {
+            return Err(format!("expected {} fields, found {}", layout.field_count, fields.len()));
+        }
+        if let Err(e) = std::str::from_utf8(bytes) {
+            return Err(format!("not valid UTF-8 (byte {} of the line)", e.valid_up_to() + 1));
+        }
+        for (builder, source) in batch.columns.iter_mut().zip(&layout.sources) {
+            match *source {
+                ValueSource::Field(position) => {
+                    let field = fields.get(bytes, position);
+                    // SAFETY: the whole record is valid UTF-8 (checked above), and a
+                    // field is a slice of it cut at ASCII commas and quotes (or such a
+                    // slice with ASCII quotes removed), so it is valid UTF-8 too.
+                    let text = unsafe { std::str::from_utf8_unchecked(field) };
+                    if let Err(reason) = builder.append(text, &self.file_date) {
+                        reasons.push(format!("{}: {reason}", builder.name));
+                    }
+                }
+                ValueSource::FileDate => builder.append_date(self.date),
+                ValueSource::Missing => builder.append_null(),
+            }
+        }
+        Ok(true)
+    }
+
+    /// Appends a JSONL line's values to `batch`; `Ok(false)` for an object
+    /// of another type (nothing appended), `Err` for a line that is not one.
+    fn json_values(
+        &self,
+        layout: &JsonLayout,
+        bytes: &[u8],
+        batch: &mut BatchBuilder,
+        reasons: &mut Vec<String>,
+    ) -> std::result::Result<bool, String> {
+        let object = match layout.read(bytes)? {
+            JsonLine::OtherType => return Ok(false),
+            JsonLine::Object(object) => object,
+        };
+        for (i, builder) in batch.columns.iter_mut().enumerate() {
+            match layout.text(&object, i) {
+                Some(text) => {
+                    if let Err(reason) = builder.append(&text, &self.file_date) {
+                        reasons.push(format!("{}: {reason}", builder.name));
+                    }
+                }
+                None => builder.append_date(self.date),
+            }
         }
         Ok(true)
     }

@@ -13,6 +13,7 @@ mod common;
 mod conventions;
 mod erase;
 mod evolution;
+mod exported;
 mod exports;
 mod features;
 mod foreign;

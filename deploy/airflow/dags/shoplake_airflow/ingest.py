@@ -89,7 +89,7 @@ PER_TABLE_ENV = ("SHOPLAKE_TABLE", "SHOPLAKE_TABLE_NAME", "SHOPLAKE_REJECTS_TABL
 # The run report's fields copied into the asset event's extra.
 REPORT_EXTRA_FIELDS = (
     "table_name", "date", "status", "table_version", "table", "run_id",
-    "rows_read", "rows_filtered", "rows_rejected", "rows_duplicate", "rows_suppressed", "rows_valid",
+    "rows_read", "rows_filtered", "rows_rejected", "rows_duplicate", "rows_suppressed", "rows_other_type", "rows_valid",
     "rows_inserted", "rows_updated", "rows_deleted", "rows_unchanged",
 )  # fmt: skip
 
