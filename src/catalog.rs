@@ -313,13 +313,23 @@ mod tests {
     fn the_built_in_definitions_are_valid() {
         let catalog = Catalog::built_in();
         assert!(catalog.problems().is_empty(), "{:?}", catalog.problems());
-        assert_eq!(catalog.names(), vec!["shopify_configuration", "shopify_usage_daily"]);
+        assert_eq!(
+            catalog.names(),
+            vec![
+                "shopify_bulk_products",
+                "shopify_bulk_variants",
+                "shopify_configuration",
+                "shopify_customers",
+                "shopify_products",
+                "shopify_usage_daily"
+            ]
+        );
     }
 
     #[tokio::test]
     async fn unknown_names_list_the_known_ones() {
         let err = Catalog::built_in().get("shopify_configuraton").unwrap_err();
         assert_eq!(err.kind, crate::Kind::Usage);
-        assert!(err.message.contains("known: shopify_configuration, shopify_usage_daily"), "{err}");
+        assert!(err.message.contains("known: shopify_bulk_products, shopify_bulk_variants, shopify_configuration,"), "{err}");
     }
 }

@@ -189,6 +189,10 @@ struct Walk {
     pending: HashSet<String>,
     last_load: Option<LastLoad>,
     touched_since_last_load: bool,
+    /// A newer commit changed the metadata (a column dropped and added
+    /// again reads null under a new physical name): the fingerprints of
+    /// files added before it describe values their rows may no longer read.
+    metadata_changed_since: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -202,7 +206,14 @@ enum Origin {
 impl Walk {
     fn new(active: Vec<String>) -> Walk {
         let pending = active.iter().cloned().collect();
-        Walk { active, origin: HashMap::new(), pending, last_load: None, touched_since_last_load: false }
+        Walk {
+            active,
+            origin: HashMap::new(),
+            pending,
+            last_load: None,
+            touched_since_last_load: false,
+            metadata_changed_since: false,
+        }
     }
 
     /// Takes in one commit (newest first); `true` when nothing older matters.
@@ -219,7 +230,9 @@ impl Walk {
             if !self.pending.remove(&add.path) {
                 continue;
             }
-            let origin = if load_of_day {
+            let origin = if self.metadata_changed_since {
+                Origin::Foreign
+            } else if load_of_day {
                 Origin::Own
             } else if !add.data_change && !commit.removed_with_data_change {
                 // Files rewritten without changing rows carry their rows' fingerprints along.
@@ -232,10 +245,13 @@ impl Walk {
         }
         // A load that left only its own files: everything older is its own too.
         if load_of_day && commit.fingerprints_trusted {
+            let origin = if self.metadata_changed_since { Origin::Foreign } else { Origin::Own };
             for path in self.pending.drain() {
-                self.origin.insert(path, Origin::Own);
+                self.origin.insert(path, origin.clone());
             }
         }
+        // Files this commit added were written in its metadata; older ones were not.
+        self.metadata_changed_since |= commit.changes_metadata;
         self.pending.is_empty() && self.last_load.is_some()
     }
 
@@ -514,8 +530,18 @@ mod tests {
                 vec![info("WRITE", load(DAY, true)), add("a", DAY, true)],
             ],
         );
-        assert_eq!(p.own_files, vec!["a"]);
+        assert_eq!(p.foreign_files, vec!["a"], "a column dropped and added again reads null in it: hashed as read");
         assert!(p.untouched_since_last_load().is_none(), "the schema changed since");
+        // Beside it: a schema change before the load leaves its files its own.
+        let p = walk(
+            &["a"],
+            &[
+                vec![info("WRITE", load(DAY, true)), add("a", DAY, true)],
+                vec![info("ADD COLUMN", None), json!({"metaData": {}}).to_string()],
+            ],
+        );
+        assert_eq!(p.own_files, vec!["a"]);
+        assert!(p.untouched_since_last_load().is_some());
     }
 
     #[test]

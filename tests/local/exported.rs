@@ -37,6 +37,12 @@ impl Export {
         Export { def, path, header, records }
     }
 
+    /// The physical line record `index` starts at (a CSV header is line 1).
+    pub fn line_of(&self, index: usize) -> usize {
+        let lines = |r: &Vec<u8>| r.iter().filter(|b| **b == b'\n').count() + 1;
+        self.header.iter().chain(&self.records[..index]).map(lines).sum::<usize>() + 1
+    }
+
     /// `column`'s value in `record`, as a load reads it; `None` when the
     /// export does not hold the column (a derived one) or the record does
     /// not read (too few fields, not JSON).

@@ -20,6 +20,7 @@ mod foreign;
 mod framing;
 mod groups;
 mod hardening;
+mod jsonl;
 mod lake;
 mod loader;
 mod memory;
