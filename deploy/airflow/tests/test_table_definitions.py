@@ -54,7 +54,8 @@ class ReaderTest(unittest.TestCase):
             binary,
             "SHOPLAKE_TEST_BINARY must name the shoplake binary (test.sh sets it)",
         )
-        folder = definitions_folder()
+        # Every definition of the checkout (test.sh points SHOPLAKE_TABLES at the app's two).
+        folder = definitions_folder({})
         for lake in ("/data/lake", "s3://acme-lake/prod"):
             with self.subTest(lake=lake):
                 listed = json.loads(
