@@ -330,6 +330,9 @@ mod tests {
     async fn unknown_names_list_the_known_ones() {
         let err = Catalog::built_in().get("shopify_configuraton").unwrap_err();
         assert_eq!(err.kind, crate::Kind::Usage);
-        assert!(err.message.contains("known: shopify_bulk_products, shopify_bulk_variants, shopify_configuration,"), "{err}");
+        assert!(
+            err.message.contains("known: shopify_bulk_products, shopify_bulk_variants, shopify_configuration,"),
+            "{err}"
+        );
     }
 }

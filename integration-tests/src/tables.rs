@@ -120,7 +120,16 @@ async fn rows(case: &Case, tables: &Path, name: &str, s3: bool) -> shoplake::tes
 pub async fn every_table_lands_reloads_backfills_and_audits(backend: Backend) {
     let case = Case::new(backend, "tables").await;
     let tables = definitions(case.local.path());
-    for name in ["shopify_configuration", "shopify_usage_daily", "orders_daily"] {
+    let names = [
+        "shopify_configuration",
+        "shopify_usage_daily",
+        "shopify_products",
+        "shopify_customers",
+        "shopify_bulk_products",
+        "shopify_bulk_variants",
+        "orders_daily",
+    ];
+    for name in names {
         for s3 in [true, false] {
             let rows = "300";
             ok(

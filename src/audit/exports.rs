@@ -163,16 +163,17 @@ fn without_value(
             kept.extend_from_slice(&record);
             continue;
         };
-        let in_column = (jsonl && json_holds(line, &header_text, prefix.as_deref(), value)) || position.is_some_and(|i| {
-            fields.split(line.as_bytes()).is_ok() && i < fields.len() && {
-                let field = String::from_utf8_lossy(fields.get(line.as_bytes(), i)).trim().to_string();
-                let read = match &prefix {
-                    Some(p) => field.strip_prefix(p.as_str()).unwrap_or(&field).to_string(),
-                    None => field,
-                };
-                read == value
-            }
-        });
+        let in_column = (jsonl && json_holds(line, &header_text, prefix.as_deref(), value))
+            || position.is_some_and(|i| {
+                fields.split(line.as_bytes()).is_ok() && i < fields.len() && {
+                    let field = String::from_utf8_lossy(fields.get(line.as_bytes(), i)).trim().to_string();
+                    let read = match &prefix {
+                        Some(p) => field.strip_prefix(p.as_str()).unwrap_or(&field).to_string(),
+                        None => field,
+                    };
+                    read == value
+                }
+            });
         if in_column || raw_fields(line).iter().any(|field| field == value) {
             removed += 1;
             by_column_only &= in_column;

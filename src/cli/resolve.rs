@@ -155,7 +155,8 @@ pub fn generate_config(catalog: &Catalog, args: &GenerateArgs) -> Result<Generat
     // A JSONL file several tables share (a Bulk Operations result) is written
     // whole: a product's variants are generated with it.
     for shared in catalog.tables() {
-        let shares = |t: &&TableDefinition| t.format == SourceFormat::Jsonl && t.source_pattern == shared.source_pattern;
+        let shares =
+            |t: &&TableDefinition| t.format == SourceFormat::Jsonl && t.source_pattern == shared.source_pattern;
         let taken = tables.iter().any(|t| t.name == shared.name);
         if shared.format == SourceFormat::Jsonl && tables.iter().any(shares) && !taken {
             tables.push(shared);

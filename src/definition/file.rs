@@ -158,7 +158,8 @@ impl TableFile {
         if !columns.iter().any(|c| c.in_export) {
             problems.add("columns", "no column is read from the export");
         }
-        let source_pattern = self.source_pattern.clone().unwrap_or_else(|| format!("{DATE_PLACEHOLDER}.{}", self.format.extension()));
+        let source_pattern =
+            self.source_pattern.clone().unwrap_or_else(|| format!("{DATE_PLACEHOLDER}.{}", self.format.extension()));
         if let Err(e) = check_relative_path(&source_pattern) {
             problems.add("source_pattern", e);
         } else if source_pattern.matches(DATE_PLACEHOLDER).count() != 1 {

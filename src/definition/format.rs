@@ -52,7 +52,10 @@ pub(super) fn resolve(declared: &Declared<'_>, columns: &mut [Column], problem: 
             }
             for (i, (_, path)) in declared.locators.iter().enumerate() {
                 if path.is_some() {
-                    add(&format!("columns[{i}].path"), "path is a JSON pointer: it needs format = \"jsonl\" (a CSV column's is `header`)");
+                    add(
+                        &format!("columns[{i}].path"),
+                        "path is a JSON pointer: it needs format = \"jsonl\" (a CSV column's is `header`)",
+                    );
                 }
             }
         }
@@ -60,7 +63,9 @@ pub(super) fn resolve(declared: &Declared<'_>, columns: &mut [Column], problem: 
             if declared.records != Records::Lines {
                 add("records", "a JSONL export is one object a line: records = \"quoted\" is for CSV");
             }
-            if declared.unknown_columns != UnknownColumns::default() || declared.missing_columns != MissingColumns::default() {
+            if declared.unknown_columns != UnknownColumns::default()
+                || declared.missing_columns != MissingColumns::default()
+            {
                 add(
                     "unknown_columns",
                     "unknown_columns and missing_columns are about a CSV header: a JSONL line's keys the definition \

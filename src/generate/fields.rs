@@ -183,7 +183,9 @@ pub(super) fn dirty(columns: &[&Column], key: &str, mut fields: Vec<Vec<u8>>, rn
             let accepted = columns[i].kind == Kind::Flag && columns[i].conventions.flag("yes").is_ok();
             fields[i] = if accepted { b"perhaps".to_vec() } else { value.to_vec() };
         }
-        (3, _) if !texts.is_empty() => fields[texts[rng.below(texts.len() as u64) as usize]] = b"caf\xE9-latin1".to_vec(),
+        (3, _) if !texts.is_empty() => {
+            fields[texts[rng.below(texts.len() as u64) as usize]] = b"caf\xE9-latin1".to_vec()
+        }
         (4, Some(at)) => fields[at] = Vec::new(),
         // A well-formed earlier version of the row's line: a duplicate the last line overrides.
         _ if !texts.is_empty() => fields[texts[0]] = b"stale_duplicate".to_vec(),

@@ -46,7 +46,8 @@ pub(super) async fn write_day(
         let mut own = Vec::new();
         for (t, child) in children.iter().enumerate() {
             for k in 0..1 + row.identity % 3 {
-                let member = Row { identity: member_identity(row.identity, 16 * (t as u64 + 1) + k), revision: row.revision };
+                let member =
+                    Row { identity: member_identity(row.identity, 16 * (t as u64 + 1) + k), revision: row.revision };
                 let mut object = object(child, &member, date);
                 if let (Some(id), Some(slot)) = (&parent_id, object.pointer_mut(PARENT)) {
                     *slot = id.clone();

@@ -131,7 +131,8 @@ mod tests {
     #[test]
     fn values_are_found_by_pointer_as_their_kind_reads_them() {
         let l = layout(&["/id", "/n", "/ok", "/tags", "/image/url", "/absent", "/none"], None);
-        let line = r#"{"id":"gid://shopify/Product/1","n":3,"ok":false,"tags":["a","b"],"image":{"url":"u"},"none":null}"#;
+        let line =
+            r#"{"id":"gid://shopify/Product/1","n":3,"ok":false,"tags":["a","b"],"image":{"url":"u"},"none":null}"#;
         assert_eq!(values(line, &l), ["gid://shopify/Product/1", "3", "false", r#"["a","b"]"#, "u", "", ""]);
     }
 

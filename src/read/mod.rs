@@ -166,7 +166,9 @@ fn read_export(
     let mut first = match (chunker.next_chunk().map_err(io_error)?, def.format) {
         (Some(chunk), _) => chunk,
         // No object at all: a JSONL export of a day without any.
-        (None, SourceFormat::Jsonl) => return Ok(ReadSummary { header: JsonLayout::of(def).pointers(), ..ReadSummary::default() }),
+        (None, SourceFormat::Jsonl) => {
+            return Ok(ReadSummary { header: JsonLayout::of(def).pointers(), ..ReadSummary::default() })
+        }
         (None, SourceFormat::Csv) => return Err(empty()),
     };
     expected.observe(&first.bytes, def.export_columns().count());

@@ -53,8 +53,8 @@ impl Export {
                 let header = self.header.as_deref()?;
                 let mut fields = Fields::default();
                 fields.split(header).ok()?;
-                let at =
-                    (0..fields.len()).position(|i| String::from_utf8_lossy(fields.get(header, i)).trim() == column.header)?;
+                let at = (0..fields.len())
+                    .position(|i| String::from_utf8_lossy(fields.get(header, i)).trim() == column.header)?;
                 fields.split(record).ok()?;
                 (at < fields.len()).then(|| String::from_utf8_lossy(fields.get(record, at)).trim().to_string())?
             }

@@ -40,7 +40,11 @@ fn identifying_column(def: &TableDefinition) -> String {
         return key.name.clone();
     }
     let own = |c: &&Column| {
-        c.is_from_export() && c.kind == Kind::Text && !c.nullable && !c.fill_down && def.group_by.as_ref() != Some(&c.name)
+        c.is_from_export()
+            && c.kind == Kind::Text
+            && !c.nullable
+            && !c.fill_down
+            && def.group_by.as_ref() != Some(&c.name)
     };
     def.columns.iter().find(own).expect("a required column of the row's own").name.clone()
 }
@@ -110,7 +114,8 @@ fn a_not_null_rule_and_a_null_result_break_the_constraint(name: &str) {
         .find(|c| c.nullable && c.is_from_export() && c.kind != Kind::Text && c.name != def.partition_by)
         .expect("a nullable column the generator leaves empty now and then");
     let export = Export::read(&lake, name, D2);
-    let empty = export.records.iter().filter(|r| export.own(r) && export.value(r, &column.name).as_deref() == Some("")).count();
+    let empty =
+        export.records.iter().filter(|r| export.own(r) && export.value(r, &column.name).as_deref() == Some("")).count();
     assert!(empty > 0, "the export has empty {}", column.name);
     let table = lake.table(name);
     foreign::set_properties(&table, &[("delta.constraints.known", &format!("{} IS NOT NULL", column.name))]);

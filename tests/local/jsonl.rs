@@ -236,11 +236,26 @@ fn validate_names_what_belongs_to_one_format_only() {
             "name = \"title\"\nheader = \"Title\"\n",
             "columns[2].header: a JSONL export has no header",
         ),
-        ("a path that is no pointer", "path = \"/totalInventory\"", "path = \"totalInventory\"", "is not a JSON pointer"),
-        ("quoted records", "format = \"jsonl\"", "format = \"jsonl\"\nrecords = \"quoted\"", "records = \"quoted\" is for CSV"),
+        (
+            "a path that is no pointer",
+            "path = \"/totalInventory\"",
+            "path = \"totalInventory\"",
+            "is not a JSON pointer",
+        ),
+        (
+            "quoted records",
+            "format = \"jsonl\"",
+            "format = \"jsonl\"\nrecords = \"quoted\"",
+            "records = \"quoted\" is for CSV",
+        ),
         ("a path in a CSV table", "format = \"jsonl\"\nobject_type = \"Product\"", "", "path is a JSON pointer"),
         ("an object type in a CSV table", "format = \"jsonl\"", "", "object_type picks lines of a JSONL export"),
-        ("a header policy", "format = \"jsonl\"", "format = \"jsonl\"\nunknown_columns = \"ignore\"", "about a CSV header"),
+        (
+            "a header policy",
+            "format = \"jsonl\"",
+            "format = \"jsonl\"\nunknown_columns = \"ignore\"",
+            "about a CSV header",
+        ),
     ] {
         let lake = Lake::new();
         let toml = PRODUCTS_TOML.replace(from, to);
