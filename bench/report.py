@@ -321,6 +321,33 @@ if s3_tools or skip_reason("shoplake", "s3_identical_rerun", s3_rows):
     out.append("")
 
 
+# ---------------------------------------------------------------- shopify
+shopify_rows = sizes_of("products_quoted") or sizes_of("bulk_jsonl")
+if shopify_rows:
+    n = shopify_rows[0]
+    out.append(f"## Shopify's own export shapes (issue #28), ~{n:,} records\n")
+    out.append("shoplake alone, against itself on the same data: the Products admin export (a product's "
+               "variants as 1-3 records, its fields on the first) framed with `records = \"quoted\"` against "
+               "`records = \"lines\"` on a file without line breaks (quoting is what may span lines); a "
+               "first load of a product-a-line JSONL export against the CSV one of the same rows and "
+               "columns. Time / peak RSS:\n")
+    files = {f["file"]: f for f in facts if f.get("kind") == "shopify_file"}
+    out.append("| comparison | file | baseline | measured | ratio | goal | met |")
+    out.append("| --- | --- | --- | --- | --- | --- | --- |")
+    for label, base, measured, name, limit in (
+        ("Products, quoted / lines", "products_lines", "products_quoted", "products_export_2019-04-01.csv", 1.3),
+        ("first load, JSONL / CSV", "bulk_csv", "bulk_jsonl", "bulk_products_2019-04-01.jsonl", 1.5),
+    ):
+        b, m = get("shoplake", base, n), get("shoplake", measured, n)
+        f = files.get(name)
+        size = f"{int(f['lines']):,} lines, {int(f['mb']):,} MB" if f else "-"
+        ok = bool(b and m and b["exit"] == 0 and m["exit"] == 0)
+        x = m["seconds"] / b["seconds"] if ok else None
+        out.append(f"| {label} | {size} | {cell(b)} | {cell(m)} | {fmt_x(x) if x else '-'} | ≤ {limit}x "
+                   f"| {('yes' if x <= limit else '**no**') if x else '-'} |")
+    out.append("")
+
+
 # ---------------------------------------------------------------- memory
 memory_rows = sizes_of("memory_first_load")
 if memory_rows:

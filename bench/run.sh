@@ -20,6 +20,10 @@
 #   s3     the identical re-run of a BENCH_S3_ROWS export that sits on MinIO
 #          (localstack/services.sh), timed, then once more through a counting
 #          proxy (bench/s3proxy.py) for the bytes downloaded
+#   shopify shoplake alone on Shopify's own export shapes (issue #28), BENCH_SHOPIFY_ROWS records:
+#          the Products export read with records = "quoted" against records = "lines" (the same
+#          file, no line breaks in it), and a first load of a JSONL export against the CSV one of
+#          the same rows (the built-in definitions, varied by sed into $WORK/shopify/defs-*)
 #   memory shoplake alone at --memory-limit 1GiB, for each of BENCH_MEMORY_SIZES: a first
 #          load and a 1%-corrected re-load, peak RSS against rows (the key indexes go
 #          to disk past their share of the limit: issue #26)
@@ -63,7 +67,7 @@ CACHE="${SHOPLAKE_CACHE:-$HOME/.cache/shoplake}"
 VENV="$CACHE/bench-venv"
 RESULTS="$WORK/results.jsonl"
 OUT="${BENCH_OUT:-bench}"
-PARTS=" ${BENCH_PARTS:-sizes month year s3 memory} "
+PARTS=" ${BENCH_PARTS:-sizes month year s3 memory shopify} "
 SIZES="${BENCH_SIZES:-100000 1000000 5000000 10000000}"
 MERGE_MAX="${BENCH_MERGE_MAX_ROWS:-5000000}"
 PY_CORRECTED_MAX="${BENCH_PYTHON_CORRECTED_MAX_ROWS:-1000000}"
@@ -404,6 +408,51 @@ PY
     note skipped=shoplake scenario=s3_identical_rerun "reason=MinIO did not start"
   fi
   [ -z "$minio_started" ] || localstack/services.sh stop minio >&2
+fi
+
+# ---------------------------------------------------------------- shopify
+if part shopify; then
+  REPEAT=$REPEAT_SMALL
+  n=${BENCH_SHOPIFY_ROWS:-1000000}
+  S="$WORK/shopify"
+  rm -rf "$S"
+  # defs NAME DIR SED...: tables/NAME copied into DIR, edited by the sed expressions.
+  defs() {
+    local name=$1 dir=$2
+    shift 2
+    mkdir -p "$dir"
+    cp -r "tables/$name" "$dir/"
+    for e in "$@"; do sed -i "$e" "$dir/$name/table.toml"; done
+  }
+  # The Products export without line breaks (a one-word description), framed both ways.
+  defs shopify_products "$S/defs-lines" 's/^records = "quoted"/records = "lines"/' 's/format = "html"/format = "word"/'
+  defs shopify_products "$S/defs-quoted" 's/format = "html"/format = "word"/'
+  # A product a line: JSONL (every line the table's) and its CSV twin (the same columns, headers their names).
+  defs shopify_bulk_products "$S/defs-jsonl" '/^object_type = /d'
+  defs shopify_bulk_products "$S/defs-csv" '/^object_type = /d' '/^format = "jsonl"/d' '/^path = /d' \
+    's/^source_pattern = .*/source_pattern = "shopify\/bulk_products_{date}.csv"/'
+  # Products has 1-3 variant records a product: ~n records from n/2 products.
+  log "generating ~$n records of each Shopify export shape"
+  "$BIN" generate --tables "$S/defs-lines" --table-name shopify_products --from 2019-04-01 --to 2019-04-01 \
+    --rows $((n / 2)) --seed 1 --out "$S/raw" >&2
+  for shape in jsonl csv; do
+    "$BIN" generate --tables "$S/defs-$shape" --table-name shopify_bulk_products --from 2019-04-01 --to 2019-04-01 \
+      --rows "$n" --seed 1 --out "$S/raw" >&2
+  done
+  for f in products_export_2019-04-01.csv bulk_products_2019-04-01.jsonl bulk_products_2019-04-01.csv; do
+    note kind=shopify_file "file=$f" "lines=$(wc -l <"$S/raw/shopify/$f")" "mb=$(du -m "$S/raw/shopify/$f" | cut -f1)"
+  done
+  for shape in lines quoted; do
+    measure "products_$shape" "$n" shoplake --setup "rm -rf '$S/t-$shape' '$S/t-${shape}_rejects'" -- \
+      "$BIN" ingest --tables "$S/defs-$shape" --table-name shopify_products --date 2019-04-01 \
+      --source "$S/raw" --table "$S/t-$shape" --format json || true
+  done
+  for shape in csv jsonl; do
+    measure "bulk_$shape" "$n" shoplake --setup "rm -rf '$S/b-$shape' '$S/b-${shape}_rejects'" -- \
+      "$BIN" ingest --tables "$S/defs-$shape" --table-name shopify_bulk_products --date 2019-04-01 \
+      --source "$S/raw" --table "$S/b-$shape" --format json || true
+  done
+  rm -rf "$S"
 fi
 
 # ---------------------------------------------------------------- memory
