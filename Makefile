@@ -61,6 +61,9 @@ demo: build
 	$(SHOPLAKE) query --sql "SELECT export_date, count(*) AS shops, sum(CAST(has_specific_prefix AS INT)) AS specific_prefix FROM shopify_configuration GROUP BY export_date ORDER BY export_date"
 	@echo "== the two tables joined: searches and revenue by install channel on $(DEMO_TO) =="
 	$(SHOPLAKE) query --sql "SELECT c.install_channel, count(*) AS shops, sum(u.searches) AS searches, sum(u.revenue) AS revenue FROM shopify_configuration c JOIN shopify_usage_daily u ON u.shop_id = c.id AND u.usage_date = c.export_date WHERE c.export_date = DATE '$(DEMO_TO)' GROUP BY c.install_channel ORDER BY shops DESC"
+	@echo "== Shopify's own exports: the admin Products CSV by status, the Bulk Operations variants by their product's type =="
+	$(SHOPLAKE) query --sql "SELECT status, count(DISTINCT handle) AS products, count(*) AS variants FROM shopify_products WHERE export_date = DATE '$(DEMO_TO)' GROUP BY status ORDER BY products DESC"
+	$(SHOPLAKE) query --sql "SELECT p.product_type, count(*) AS variants, sum(v.inventory_quantity) AS inventory FROM shopify_bulk_variants v JOIN shopify_bulk_products p ON p.id = v.product_id AND p.export_date = v.export_date WHERE v.export_date = DATE '$(DEMO_TO)' GROUP BY p.product_type ORDER BY variants DESC"
 
 clean-demo:
 	rm -rf ./data/raw ./lake

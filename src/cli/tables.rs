@@ -52,6 +52,8 @@ pub async fn listing(
             "name": def.name,
             "description": def.description,
             "source_pattern": source.join(&def.source_pattern).to_string(),
+            "format": def.format,
+            "object_type": def.object_type,
             "table": target.table.to_string(),
             "rejects_table": target.rejects.to_string(),
             "partition_by": def.partition_by,
@@ -78,7 +80,12 @@ pub async fn listing(
                 let text = |key: &str| row[key].as_str().unwrap_or("").to_string();
                 if row["valid"] == true {
                     let _ = writeln!(out, "{}  {}", text("name"), text("description"));
-                    let _ = writeln!(out, "  source   {}", text("source_pattern"));
+                    let shape = match (text("format").as_str(), row["object_type"].as_str()) {
+                        ("jsonl", Some(object_type)) => format!(" (JSON Lines, the {object_type} lines)"),
+                        ("jsonl", None) => " (JSON Lines)".to_string(),
+                        _ => String::new(),
+                    };
+                    let _ = writeln!(out, "  source   {}{shape}", text("source_pattern"));
                     let _ = writeln!(out, "  table    {}", text("table"));
                     let _ = writeln!(out, "  rejects  {}", text("rejects_table"));
                     let _ = writeln!(out, "  defined  {}", text("definition"));

@@ -268,3 +268,93 @@ fn validate_names_what_belongs_to_one_format_only() {
     }
     assert_eq!(lake().run(&["validate"]).status.code(), Some(0), "the definitions as written are valid");
 }
+
+/// A random line of a Bulk Operations result, as the model sees it.
+#[derive(Debug, Clone)]
+enum Line {
+    Product { id: u8, title: Option<String>, inventory: Option<i64> },
+    Variant { id: u8, parent: u8 },
+    /// A line cut short: not JSON.
+    Cut(u8),
+    Blank,
+}
+
+fn line() -> impl proptest::strategy::Strategy<Value = Line> {
+    use proptest::prelude::*;
+    prop_oneof![
+        4 => (0u8..6, proptest::option::weighted(0.85, "[a-z \"\\\\é]{0,5}"), proptest::option::of(-3i64..50))
+            .prop_map(|(id, title, inventory)| Line::Product { id, title, inventory }),
+        2 => (0u8..9, 0u8..6).prop_map(|(id, parent)| Line::Variant { id, parent }),
+        1 => (0u8..6).prop_map(Line::Cut),
+        1 => Just(Line::Blank),
+    ]
+}
+
+fn render(line: &Line) -> String {
+    match line {
+        Line::Product { id, title, inventory } => {
+            let mut object = serde_json::json!({ "id": format!("gid://shopify/Product/{id}") });
+            if let Some(title) = title {
+                object["title"] = title.clone().into();
+            }
+            object["totalInventory"] = inventory.map_or(serde_json::Value::Null, Into::into);
+            object.to_string()
+        }
+        Line::Variant { id, parent } => serde_json::json!({
+            "id": format!("gid://shopify/ProductVariant/{id}"),
+            "__parentId": format!("gid://shopify/Product/{parent}"),
+        })
+        .to_string(),
+        Line::Cut(id) => format!("{{\"id\":\"gid://shopify/Product/{id}\",\"title\":\"cut"),
+        Line::Blank => String::new(),
+    }
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 24, ..Default::default() })]
+
+    /// Any mix of products, variants, cut lines and blank lines, in any
+    /// order: the products table holds the last product line of each id
+    /// (one with a title), and every line is in exactly one bucket.
+    #[test]
+    fn the_products_table_equals_the_model_of_any_bulk_result(lines in proptest::collection::vec(line(), 1..24)) {
+        let lake = Lake::new();
+        lake.define("bulk_items", PRODUCTS_TOML, None, None);
+        let path = lake.raw().join(format!("bulk/{D1}.jsonl"));
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, lines.iter().map(render).collect::<Vec<_>>().join("\n") + "\n").unwrap();
+
+        let mut model = std::collections::BTreeMap::new();
+        let (mut valid_lines, mut rejected, mut other, mut blank) = (0u64, 0u64, 0u64, 0u64);
+        for line in &lines {
+            match line {
+                // A title is required: absent or empty, the line is rejected.
+                Line::Product { id, title: Some(title), inventory } if !title.is_empty() => {
+                    valid_lines += 1;
+                    model.insert(id.to_string(), (title.clone(), *inventory));
+                }
+                Line::Product { .. } | Line::Cut(_) => rejected += 1,
+                Line::Variant { .. } => other += 1,
+                Line::Blank => blank += 1,
+            }
+        }
+        let (code, report) = lake.ingest("bulk_items", D1, &["--max-reject-ratio", "1", "--allow-empty"]);
+        proptest::prop_assert_eq!(code, 0, "{}", report);
+        let duplicate = valid_lines - model.len() as u64;
+        proptest::prop_assert_eq!(
+            counts(&report),
+            [lines.len() as u64, model.len() as u64, blank, rejected, other, duplicate],
+            "{}",
+            report
+        );
+        if model.is_empty() {
+            return Ok(());
+        }
+        let rows = lake.query("bulk_items", "SELECT id, title, inventory FROM bulk_items ORDER BY id", None);
+        let got: std::collections::BTreeMap<String, (String, Option<i64>)> = rows
+            .iter()
+            .map(|r| (r["id"].as_str().unwrap().to_string(), (r["title"].as_str().unwrap().to_string(), r["inventory"].as_i64())))
+            .collect();
+        proptest::prop_assert_eq!(got, model);
+    }
+}
