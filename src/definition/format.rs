@@ -105,7 +105,11 @@ pub fn object_type(line: &serde_json::Map<String, serde_json::Value>) -> Option<
     if let Some(name) = line.get("__typename").and_then(serde_json::Value::as_str) {
         return Some(name);
     }
-    let id = line.get("id")?.as_str()?;
+    gid_type(line.get("id")?.as_str()?)
+}
+
+/// The type a GID names: `ProductVariant` of `gid://shopify/ProductVariant/1`.
+pub fn gid_type(id: &str) -> Option<&str> {
     let rest = id.strip_prefix("gid://")?;
     let mut parts = rest.split('/');
     let (_app, kind) = (parts.next()?, parts.next()?);

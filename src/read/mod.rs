@@ -399,12 +399,12 @@ impl ChunkParser {
         batch: &mut BatchBuilder,
         reasons: &mut Vec<String>,
     ) -> std::result::Result<bool, String> {
-        let object = match layout.read(bytes)? {
+        let found = match layout.read(bytes)? {
             JsonLine::OtherType => return Ok(false),
-            JsonLine::Object(object) => object,
+            JsonLine::Object(found) => found,
         };
         for (i, builder) in batch.columns.iter_mut().enumerate() {
-            match layout.text(&object, i) {
+            match layout.text(&found, i) {
                 Some(text) => {
                     if let Err(reason) = builder.append(&text, &self.file_date) {
                         reasons.push(format!("{}: {reason}", builder.name));
