@@ -28,7 +28,11 @@ pub struct JsonLayout {
 
 enum JsonSource {
     /// The value at `keys[key]`, then at `rest` inside it (a nested pointer).
-    Pointer { pointer: String, key: usize, rest: Option<String> },
+    Pointer {
+        pointer: String,
+        key: usize,
+        rest: Option<String>,
+    },
     FileDate,
 }
 

@@ -146,3 +146,39 @@ fn validate_refuses_a_fill_down_without_a_group_and_a_group_that_is_not_read() {
     }
     assert_eq!(lake().run(&["validate"]).status.code(), Some(0), "the definition as written is valid");
 }
+
+/// A group longer than a batch (the sort hands the fill batches of 8,192
+/// rows): its first row's values reach every later row, across batches,
+/// and the group after it starts afresh.
+#[test]
+fn a_group_longer_than_a_batch_is_filled_across_batches() {
+    let lake = lake();
+    let mut text = String::from("Handle,Title,Body (HTML),Variant SKU\n");
+    text.push_str("big,Big,<p>Big</p>,'B-0\n");
+    for i in 1..20_000 {
+        text.push_str(&format!("big,,,'B-{i}\n"));
+        if i == 10_000 {
+            // Another group in the middle of it, without a title of its own.
+            text.push_str("zed,,,'Z-1\n");
+        }
+    }
+    text.push_str("cap,Cap,,'C-1\ncap,,,'C-2\n");
+    write(&lake, &text);
+    let (code, report) = lake.ingest("products_daily", D1, &["--max-reject-ratio", "1"]);
+    assert_eq!(code, 0, "{report}");
+    assert_eq!((report["rows_valid"].as_u64(), report["rows_rejected"].as_u64()), (Some(20_002), Some(1)), "{report}");
+    let titles = lake.query(
+        "products_daily",
+        "SELECT title, count(*) AS n, count(body_html) AS bodies FROM products_daily GROUP BY title ORDER BY title",
+        None,
+    );
+    assert_eq!(titles.len(), 2, "{titles:?}");
+    assert_eq!(
+        (titles[0]["title"].as_str(), titles[0]["n"].as_i64(), titles[0]["bodies"].as_i64()),
+        (Some("Big"), Some(20_000), Some(20_000))
+    );
+    assert_eq!(
+        (titles[1]["title"].as_str(), titles[1]["n"].as_i64(), titles[1]["bodies"].as_i64()),
+        (Some("Cap"), Some(2), Some(0))
+    );
+}

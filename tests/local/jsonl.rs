@@ -272,8 +272,15 @@ fn validate_names_what_belongs_to_one_format_only() {
 /// A random line of a Bulk Operations result, as the model sees it.
 #[derive(Debug, Clone)]
 enum Line {
-    Product { id: u8, title: Option<String>, inventory: Option<i64> },
-    Variant { id: u8, parent: u8 },
+    Product {
+        id: u8,
+        title: Option<String>,
+        inventory: Option<i64>,
+    },
+    Variant {
+        id: u8,
+        parent: u8,
+    },
     /// A line cut short: not JSON.
     Cut(u8),
     Blank,

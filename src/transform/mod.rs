@@ -20,6 +20,8 @@ use crate::definition::TableDefinition;
 use crate::error::{Error, Result, Stage};
 use crate::read::{self, BatchReceiver, LINE, RAW, REJECT};
 
+mod fill;
+
 /// Each column of the table, and the export columns its value comes from
 /// (column-level lineage).
 pub type ColumnSources = std::collections::BTreeMap<String, Vec<String>>;
@@ -59,64 +61,22 @@ pub async fn plan_check(def: &TableDefinition) -> std::result::Result<(), String
 const EXPORT_READ: &str = "export_as_read";
 
 /// Registers `table` (the export's batches) as `export`: as read, or, with
-/// a `group_by`, as a view whose `fill_down` columns a group's later rows
-/// take from its first row (by line), a row left without a value for a
-/// required one rejected, in the export's line order.
+/// a `group_by`, sorted by group and line and filled ([`fill`]).
 async fn register_export(
     ctx: &datafusion::prelude::SessionContext,
     def: &TableDefinition,
     table: Arc<dyn datafusion::catalog::TableProvider>,
 ) -> datafusion::error::Result<()> {
-    let Some(sql) = fill_down_sql(def) else {
+    let schema = table.schema();
+    let (Some(group), Some(plan)) = (def.group_by.as_ref(), fill::Fill::of(def, &schema)) else {
         ctx.register_table(EXPORT_TABLE, table)?;
         return Ok(());
     };
     ctx.register_table(EXPORT_READ, table)?;
-    let view = ctx.sql(&sql).await?.into_view();
-    ctx.register_table(EXPORT_TABLE, view)?;
+    let sorted = ctx.sql(&format!("SELECT * FROM {EXPORT_READ} ORDER BY \"{group}\", \"{LINE}\"")).await?;
+    let filled = fill::FilledPartition::new(schema.clone(), sorted, plan);
+    ctx.register_table(EXPORT_TABLE, Arc::new(StreamingTable::try_new(schema, vec![Arc::new(filled)])?))?;
     Ok(())
-}
-
-/// The view filling `fill_down` columns, or `None` without a group.
-fn fill_down_sql(def: &TableDefinition) -> Option<String> {
-    let group = def.group_by.as_ref()?;
-    let quoted = |name: &str| format!("\"{name}\"");
-    let schema = read::export_schema(def);
-    let filled: Vec<String> = schema
-        .fields()
-        .iter()
-        .map(|field| {
-            let name = quoted(field.name());
-            match def.column(field.name()).is_some_and(|c| c.fill_down) {
-                true => format!(
-                    "COALESCE({name}, FIRST_VALUE({name}) OVER (PARTITION BY {g} ORDER BY {line})) AS {name}",
-                    g = quoted(group),
-                    line = quoted(LINE)
-                ),
-                false => name,
-            }
-        })
-        .collect();
-    let required: Vec<&str> =
-        def.columns.iter().filter(|c| c.fill_down && !c.nullable).map(|c| c.name.as_str()).collect();
-    let reject = match required.is_empty() {
-        true => quoted(REJECT),
-        false => {
-            let cases: Vec<String> = required
-                .iter()
-                .map(|c| format!("WHEN {} IS NULL THEN '{c} is empty, and so is its group''s first row'", quoted(c)))
-                .collect();
-            format!("CASE WHEN {r} IS NOT NULL THEN {r} {} ELSE NULL END AS {r}", cases.join(" "), r = quoted(REJECT))
-        }
-    };
-    let outer: Vec<String> =
-        schema.fields().iter().map(|f| if f.name() == REJECT { reject.clone() } else { quoted(f.name()) }).collect();
-    Some(format!(
-        "SELECT {} FROM (SELECT {} FROM {EXPORT_READ}) AS filled ORDER BY {}",
-        outer.join(", "),
-        filled.join(", "),
-        quoted(LINE)
-    ))
 }
 
 /// Each table column and the export columns it is made from, read off the
