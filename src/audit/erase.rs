@@ -187,7 +187,9 @@ async fn erase_table(
             Stage::CommandLine,
             location,
             format!(
-                "erase --exports finds an export's records by a column read from it, and {column} is derived by                  {}'s transform.sql: erase the table without --exports, and its exports by an erasable column the                  export holds",
+                "erase --exports finds an export's records by a column read from it, and {column} is derived by \
+                 {}'s transform.sql: erase the table without --exports, and its exports by an erasable column the \
+                 export holds",
                 def.name
             ),
         ));
