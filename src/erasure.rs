@@ -170,9 +170,7 @@ impl Suppression {
 pub fn raw_fields(raw: &str) -> Vec<String> {
     // A JSONL line: its values, wherever they are nested.
     if let Ok(object @ serde_json::Value::Object(_)) = serde_json::from_str::<serde_json::Value>(raw) {
-        let mut values = Vec::new();
-        json_values(&object, &mut values);
-        return values;
+        return json_fields(&object);
     }
     let mut fields = shoplake_parse::records::Fields::default();
     if fields.split(raw.as_bytes()).is_ok() {
@@ -182,6 +180,13 @@ pub fn raw_fields(raw: &str) -> Vec<String> {
     }
     let parts = raw.split(',').map(|part| part.trim_matches(|c: char| c == '"' || c.is_whitespace()).to_string());
     parts.chain([raw.to_string()]).collect()
+}
+
+/// The texts a JSONL line's value is looked for in: every scalar it holds.
+pub fn json_fields(object: &serde_json::Value) -> Vec<String> {
+    let mut values = Vec::new();
+    json_values(object, &mut values);
+    values
 }
 
 /// Every scalar of `value` as text; a `gid://` id also by its number

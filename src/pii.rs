@@ -125,9 +125,7 @@ impl PiiRules {
         shoplake_parse::records::write_record(&mut out, &values);
         String::from_utf8_lossy(&out).into_owned()
     }
-}
 
-impl PiiRules {
     /// A rejected JSONL line, its PII values (found by their pointers)
     /// replaced; withheld whole when it is not a JSON object.
     fn raw_object(&self, raw: &str) -> String {

@@ -23,7 +23,7 @@ use serde::Serialize;
 use serde_json::{json, Map, Value};
 
 use crate::definition::TableDefinition;
-use crate::erasure::raw_fields;
+use crate::erasure::{json_fields, raw_fields};
 use crate::error::{Error, Result, Stage};
 use crate::storage::{Location, Storage};
 
@@ -163,8 +163,11 @@ fn without_value(
             kept.extend_from_slice(&record);
             continue;
         };
-        let in_column = (jsonl && json_holds(line, &header_text, prefix.as_deref(), value))
-            || position.is_some_and(|i| {
+        // A JSONL record is parsed once: its erased column by pointer, and every value it holds.
+        let object = jsonl.then(|| serde_json::from_str::<Value>(line).ok()).flatten().filter(Value::is_object);
+        let in_column = match &object {
+            Some(object) => pointer_holds(object, &header_text, prefix.as_deref(), value),
+            None => position.is_some_and(|i| {
                 fields.split(line.as_bytes()).is_ok() && i < fields.len() && {
                     let field = String::from_utf8_lossy(fields.get(line.as_bytes(), i)).trim().to_string();
                     let read = match &prefix {
@@ -173,8 +176,13 @@ fn without_value(
                     };
                     read == value
                 }
-            });
-        if in_column || raw_fields(line).iter().any(|field| field == value) {
+            }),
+        };
+        let held = match &object {
+            Some(object) => json_fields(object),
+            None => raw_fields(line),
+        };
+        if in_column || held.iter().any(|field| field == value) {
             removed += 1;
             by_column_only &= in_column;
         } else {
@@ -195,10 +203,9 @@ fn without_value(
     Ok(Some((bytes, removed, by_column_only)))
 }
 
-/// Whether a JSONL line's value at `pointer`, its prefix stripped, is `value`.
-fn json_holds(line: &str, pointer: &str, prefix: Option<&str>, value: &str) -> bool {
-    let Ok(object) = serde_json::from_str::<serde_json::Value>(line) else { return false };
-    let Some(found) = object.pointer(pointer).and_then(serde_json::Value::as_str) else { return false };
+/// Whether a JSONL object's value at `pointer`, its prefix stripped, is `value`.
+fn pointer_holds(object: &Value, pointer: &str, prefix: Option<&str>, value: &str) -> bool {
+    let Some(found) = object.pointer(pointer).and_then(Value::as_str) else { return false };
     prefix.and_then(|p| found.strip_prefix(p)).unwrap_or(found) == value
 }
 

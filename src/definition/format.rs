@@ -99,13 +99,16 @@ pub(super) fn resolve(declared: &Declared<'_>, columns: &mut [Column], problem: 
     }
 }
 
-/// The object type of a Bulk Operations line: its `__typename` when it
-/// has one, else the type its `id` names (`gid://shopify/ProductVariant/1`).
-pub fn object_type(line: &serde_json::Map<String, serde_json::Value>) -> Option<&str> {
-    if let Some(name) = line.get("__typename").and_then(serde_json::Value::as_str) {
-        return Some(name);
-    }
-    gid_type(line.get("id")?.as_str()?)
+/// The object type of a Bulk Operations line, from its `__typename` and
+/// `id` values: the type name when the line has one, else the type its id
+/// names (`gid://shopify/ProductVariant/1`).
+pub fn object_type<'a>(typename: Option<&'a str>, id: Option<&'a str>) -> Option<&'a str> {
+    typename.or_else(|| gid_type(id?))
+}
+
+/// A JSON pointer's reference token as the key it names (`~1` is `/`, `~0` is `~`).
+pub fn pointer_key(token: &str) -> String {
+    token.replace("~1", "/").replace("~0", "~")
 }
 
 /// The type a GID names: `ProductVariant` of `gid://shopify/ProductVariant/1`.
@@ -121,17 +124,19 @@ pub fn gid_type(id: &str) -> Option<&str> {
 mod tests {
     use super::*;
 
-    fn map(text: &str) -> serde_json::Map<String, serde_json::Value> {
-        serde_json::from_str(text).unwrap()
+    #[test]
+    fn the_type_comes_from_typename_first_then_the_gid() {
+        assert_eq!(object_type(None, Some("gid://shopify/ProductVariant/12")), Some("ProductVariant"));
+        assert_eq!(object_type(Some("Product"), Some("gid://shopify/Collection/3")), Some("Product"));
+        // Beside it: no type to tell.
+        assert_eq!(object_type(None, Some("12")), None);
+        assert_eq!(object_type(None, Some("gid://shopify/Product/")), None);
+        assert_eq!(object_type(None, None), None);
     }
 
     #[test]
-    fn the_type_comes_from_typename_first_then_the_gid() {
-        assert_eq!(object_type(&map(r#"{"id":"gid://shopify/ProductVariant/12"}"#)), Some("ProductVariant"));
-        assert_eq!(object_type(&map(r#"{"__typename":"Product","id":"gid://shopify/Collection/3"}"#)), Some("Product"));
-        // Beside it: no type to tell.
-        assert_eq!(object_type(&map(r#"{"id":"12"}"#)), None);
-        assert_eq!(object_type(&map(r#"{"id":"gid://shopify/Product/"}"#)), None);
-        assert_eq!(object_type(&map(r#"{"sku":"A"}"#)), None);
+    fn pointer_tokens_are_unescaped() {
+        assert_eq!(pointer_key("a~1b~0c"), "a/b~c");
+        assert_eq!(pointer_key("sku"), "sku");
     }
 }

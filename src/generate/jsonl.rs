@@ -10,7 +10,7 @@ use chrono::NaiveDate;
 use serde_json::{Map, Value};
 
 use super::{fields, member_identity, GenerateConfig, GeneratedFile, Row, Sink, SplitMix64, CHUNK};
-use crate::definition::{Column, Kind, TableDefinition};
+use crate::definition::{format, Column, Kind, TableDefinition};
 use crate::error::Result;
 use crate::storage::Storage;
 
@@ -122,7 +122,7 @@ fn json_value(column: &Column, text: String) -> Value {
 /// Sets `value` at `pointer` (`/a/b`), making the objects on the way.
 fn put(object: &mut Value, pointer: &str, value: Value) {
     let mut at = object;
-    let mut segments = pointer[1..].split('/').map(|s| s.replace("~1", "/").replace("~0", "~")).peekable();
+    let mut segments = pointer[1..].split('/').map(format::pointer_key).peekable();
     while let Some(segment) = segments.next() {
         let map = match at {
             Value::Object(map) => map,

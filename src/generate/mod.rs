@@ -143,12 +143,12 @@ const CHUNK: usize = 4 << 20;
 fn grouped(columns: &[&Column], group: Option<usize>, row: &Row, date: NaiveDate) -> Vec<Vec<Vec<u8>>> {
     let first = fields::line(columns, row, date);
     let Some(group) = group else { return vec![first] };
-    let members = 1 + row.identity % 3;
-    let mut lines = vec![first.clone()];
-    for k in 1..members {
+    let group_value = first[group].clone();
+    let mut lines = vec![first];
+    for k in 1..1 + row.identity % 3 {
         let member = Row { identity: member_identity(row.identity, k), revision: row.revision };
         let mut line = fields::line(columns, &member, date);
-        line[group] = first[group].clone();
+        line[group] = group_value.clone();
         for i in (0..columns.len()).filter(|&i| columns[i].fill_down) {
             line[i] = Vec::new();
         }

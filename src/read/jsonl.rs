@@ -95,7 +95,7 @@ impl JsonLayout {
 
     /// Reads one line: its values, or why it is refused.
     pub fn read<'a>(&self, line: &'a [u8]) -> Result<JsonLine<'a>, String> {
-        let line = line.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(line);
+        let line = line.strip_prefix(super::UTF8_BOM).unwrap_or(line);
         let text = std::str::from_utf8(line)
             .map_err(|e| format!("not valid UTF-8 (byte {} of the line)", e.valid_up_to() + 1))?;
         if text.trim_start().as_bytes().first() != Some(&b'{') {
@@ -109,15 +109,11 @@ impl JsonLayout {
         let found = KeptKeys(&self.keys).deserialize(&mut de).and_then(|found| de.end().map(|()| found));
         let found = found.map_err(|e| format!("not valid JSON: {e}"))?;
         if let Some(wanted) = &self.object_type {
-            let at = |name: &str| self.keys.iter().position(|k| k == name).and_then(|i| found[i].as_ref());
-            let typename = match at(TYPENAME) {
-                Some(Found::Text(name)) => Some(name.as_ref()),
-                _ => match at(ID) {
-                    Some(Found::Text(id)) => format::gid_type(id),
-                    _ => None,
-                },
+            let text = |name: &str| match self.keys.iter().position(|k| k == name).and_then(|i| found[i].as_ref()) {
+                Some(Found::Text(text)) => Some(text.as_ref()),
+                _ => None,
             };
-            match typename {
+            match format::object_type(text(TYPENAME), text(ID)) {
                 None => {
                     return Err(format!(
                         "the object names no type (no __typename, no gid:// id), so whether it is a {wanted} \
@@ -153,7 +149,7 @@ fn split_pointer(pointer: &str) -> (String, Option<&str>) {
         Some(at) => (&body[..at], Some(&body[at..])),
         None => (body, None),
     };
-    (first.replace("~1", "/").replace("~0", "~"), rest)
+    (format::pointer_key(first), rest)
 }
 
 /// A JSON value as the text a column's kind parses.

@@ -8,7 +8,7 @@
 //! rejected, naming it. Rows go on in group order; `_line` says where each
 //! was (the reader's batches come in no particular order either).
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, RecordBatch, StringArray};
 use datafusion::arrow::compute::interleave;
@@ -17,10 +17,8 @@ use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::row::{OwnedRow, RowConverter, SortField};
 use datafusion::common::ScalarValue;
 use datafusion::error::DataFusionError;
-use datafusion::execution::{SendableRecordBatchStream, TaskContext};
-use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
-use datafusion::physical_plan::streaming::PartitionStream;
 use datafusion::prelude::DataFrame;
+use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
 
 use crate::definition::TableDefinition;
@@ -52,48 +50,15 @@ impl Fill {
     }
 }
 
-/// The sorted export, filled as it streams, as a one-shot partition.
-pub struct FilledPartition {
-    schema: SchemaRef,
-    sorted: Mutex<Option<DataFrame>>,
-    fill: Fill,
-}
-
-impl FilledPartition {
-    pub fn new(schema: SchemaRef, sorted: DataFrame, fill: Fill) -> Self {
-        FilledPartition { schema, sorted: Mutex::new(Some(sorted)), fill }
-    }
-}
-
-impl std::fmt::Debug for FilledPartition {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("FilledPartition")
-    }
-}
-
-impl PartitionStream for FilledPartition {
-    fn schema(&self) -> &SchemaRef {
-        &self.schema
-    }
-
-    fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
-        let sorted = self.sorted.lock().expect("filled partition lock").take();
-        let fill = self.fill.clone();
-        let stream = match sorted {
-            None => futures::stream::once(async {
-                Err(DataFusionError::Internal("the export can be read only once".into()))
-            })
-            .boxed(),
-            Some(frame) => futures::stream::once(frame.execute_stream())
-                .try_flatten()
-                .scan(Filler::new(fill), |filler, batch| {
-                    let filled = batch.and_then(|b| filler.fill(&b).map_err(DataFusionError::from));
-                    futures::future::ready(Some(filled))
-                })
-                .boxed(),
-        };
-        Box::pin(RecordBatchStreamAdapter::new(self.schema.clone(), stream))
-    }
+/// The sorted export, filled as it streams.
+pub fn filled(sorted: DataFrame, fill: Fill) -> BoxStream<'static, datafusion::error::Result<RecordBatch>> {
+    futures::stream::once(sorted.execute_stream())
+        .try_flatten()
+        .scan(Filler::new(fill), |filler, batch| {
+            let filled = batch.and_then(|b| filler.fill(&b).map_err(DataFusionError::from));
+            futures::future::ready(Some(filled))
+        })
+        .boxed()
 }
 
 /// The pass over the sorted batches: the group the last batch ended in,

@@ -8,12 +8,14 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 
 use datafusion::arrow::datatypes::{DataType, Schema, SchemaRef};
+use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::catalog::streaming::StreamingTable;
 use datafusion::datasource::MemTable;
 use datafusion::error::DataFusionError;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::streaming::PartitionStream;
+use futures::stream::BoxStream;
 use futures::StreamExt;
 
 use crate::definition::TableDefinition;
@@ -34,9 +36,9 @@ pub const EXPORT_TABLE: &str = "export";
 pub async fn run(def: &TableDefinition, batches: BatchReceiver, source_uri: &str) -> Result<SendableRecordBatchStream> {
     let schema = read::export_schema(def);
     let ctx = crate::session::context();
-    let export = ExportPartition { schema: schema.clone(), batches: Mutex::new(Some(batches)) };
-    let table = StreamingTable::try_new(schema, vec![Arc::new(export)])
-        .map_err(|e| Error::datafusion(Stage::Transform, source_uri, e))?;
+    let batches =
+        futures::stream::unfold(batches, |mut rx| async move { rx.recv().await.map(|batch| (Ok(batch), rx)) }).boxed();
+    let table = OneShot::table(schema, batches).map_err(|e| Error::datafusion(Stage::Transform, source_uri, e))?;
     register_export(&ctx, def, Arc::new(table))
         .await
         .map_err(|e| Error::datafusion(Stage::Transform, source_uri, e))?;
@@ -74,8 +76,7 @@ async fn register_export(
     };
     ctx.register_table(EXPORT_READ, table)?;
     let sorted = ctx.sql(&format!("SELECT * FROM {EXPORT_READ} ORDER BY \"{group}\", \"{LINE}\"")).await?;
-    let filled = fill::FilledPartition::new(schema.clone(), sorted, plan);
-    ctx.register_table(EXPORT_TABLE, Arc::new(StreamingTable::try_new(schema, vec![Arc::new(filled)])?))?;
+    ctx.register_table(EXPORT_TABLE, Arc::new(OneShot::table(schema, fill::filled(sorted, plan))?))?;
     Ok(())
 }
 
@@ -162,35 +163,40 @@ fn same_type(found: &DataType, declared: &DataType) -> bool {
     }
 }
 
-/// The export as a one-shot DataFusion partition.
-struct ExportPartition {
+/// A stream read once (the export's batches, or the filled export), as a
+/// DataFusion partition.
+struct OneShot {
     schema: SchemaRef,
-    batches: Mutex<Option<BatchReceiver>>,
+    stream: Mutex<Option<BoxStream<'static, datafusion::error::Result<RecordBatch>>>>,
 }
 
-impl fmt::Debug for ExportPartition {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("ExportPartition")
+impl OneShot {
+    /// A table of the one partition `stream`.
+    fn table(
+        schema: SchemaRef,
+        stream: BoxStream<'static, datafusion::error::Result<RecordBatch>>,
+    ) -> datafusion::error::Result<StreamingTable> {
+        let partition = OneShot { schema: schema.clone(), stream: Mutex::new(Some(stream)) };
+        StreamingTable::try_new(schema, vec![Arc::new(partition)])
     }
 }
 
-impl PartitionStream for ExportPartition {
+impl fmt::Debug for OneShot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("OneShot")
+    }
+}
+
+impl PartitionStream for OneShot {
     fn schema(&self) -> &SchemaRef {
         &self.schema
     }
 
     fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
-        let receiver = self.batches.lock().expect("export partition lock").take();
-        let stream = match receiver {
-            Some(receiver) => {
-                futures::stream::unfold(receiver, |mut rx| async move { rx.recv().await.map(|batch| (Ok(batch), rx)) })
-                    .boxed()
-            }
-            None => futures::stream::once(async {
-                Err(DataFusionError::Internal("the export can be read only once".into()))
-            })
-            .boxed(),
-        };
+        let stream = self.stream.lock().expect("one-shot partition lock").take().unwrap_or_else(|| {
+            futures::stream::once(async { Err(DataFusionError::Internal("the export can be read only once".into())) })
+                .boxed()
+        });
         Box::pin(RecordBatchStreamAdapter::new(self.schema.clone(), stream))
     }
 }

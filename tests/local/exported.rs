@@ -88,7 +88,10 @@ impl Export {
         let Some(wanted) = &self.def.object_type else { return false };
         serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(record)
             .ok()
-            .and_then(|o| shoplake::definition::format::object_type(&o).map(|t| t != wanted))
+            .and_then(|o| {
+                let text = |key: &str| o.get(key).and_then(serde_json::Value::as_str);
+                shoplake::definition::format::object_type(text("__typename"), text("id")).map(|t| t != wanted)
+            })
             .unwrap_or(false)
     }
 
