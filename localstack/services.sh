@@ -7,7 +7,8 @@
 #
 # All state lives outside the git clone: ${SHOPLAKE_CACHE:-$HOME/.cache/shoplake} (venv, minio
 # binary, data); PID files and logs in ${SHOPLAKE_RUN_DIR:-$SHOPLAKE_CACHE/run}.
-# `start` installs if needed, launches, waits until healthy and creates buckets raw + lake.
+# `start` installs if needed, launches, waits until healthy and creates buckets raw + lake;
+# a MinIO it launches starts with no data (what earlier runs left is deleted).
 # `wait` only waits for health and (re)creates the buckets. Every subcommand is idempotent.
 set -euo pipefail
 
@@ -109,6 +110,13 @@ start_localstack() {
 
 start_minio() {
   install_minio
+  # Its data is test state, kept across runs it grew to 48 GB, until MinIO
+  # refused every write ("minimum free drive threshold"): a MinIO that is
+  # started starts empty (the buckets are made again by `wait`).
+  if ! pid_of minio >/dev/null && [ -d "$CACHE/minio-data" ]; then
+    log "emptying $CACHE/minio-data ($(du -sh "$CACHE/minio-data" | cut -f1))"
+    rm -rf "$CACHE/minio-data"
+  fi
   mkdir -p "$CACHE/minio-data" "$RUN"
   # A site region, as AWS has: requests signed for another region are refused.
   launch minio "$MINIO_URL" env MINIO_ROOT_USER="$MINIO_ROOT_USER" MINIO_ROOT_PASSWORD="$MINIO_ROOT_PASSWORD" \

@@ -16,6 +16,14 @@ pub struct Place {
     pub prefix: String,
 }
 
+impl Drop for Place {
+    fn drop(&mut self) {
+        if let Some(service) = &self.service {
+            service.remove_prefix_if_passed(&self.prefix);
+        }
+    }
+}
+
 impl Place {
     /// A place on `backend` (`None`: a local directory), its prefix named after `name`.
     pub async fn new(backend: Option<Backend>, name: &str) -> Place {
