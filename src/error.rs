@@ -21,6 +21,7 @@ pub enum Stage {
     Query,
     Generate,
     Maintain,
+    Catalog,
 }
 
 impl fmt::Display for Stage {
@@ -39,6 +40,7 @@ impl fmt::Display for Stage {
             Stage::Query => "query",
             Stage::Generate => "generate",
             Stage::Maintain => "maintain",
+            Stage::Catalog => "catalog registration",
         };
         f.write_str(name)
     }
@@ -57,6 +59,9 @@ pub enum Kind {
     DataRejected,
     /// Storage unreachable or commit conflicts exhausted: retry (exit 5).
     Unavailable,
+    /// The data committed, but its catalog entry (Glue, Unity Catalog)
+    /// could not be written: retry, the next run registers it (exit 6).
+    Unregistered,
 }
 
 impl Kind {
@@ -67,6 +72,7 @@ impl Kind {
             Kind::SourceMissing => 3,
             Kind::DataRejected => 4,
             Kind::Unavailable => 5,
+            Kind::Unregistered => 6,
         }
     }
 }

@@ -20,6 +20,7 @@ pub mod features;
 pub mod generate;
 pub mod ingest;
 pub mod lineage;
+pub mod metastore;
 pub mod metrics;
 pub mod output;
 pub mod pii;

@@ -77,6 +77,30 @@ pub enum Command {
     /// How a table differs from its definition (`diff`), or apply the in-place part (`apply`).
     #[command(subcommand)]
     Schema(SchemaCommand),
+    /// Register tables in AWS Glue or Unity Catalog (`sync`), or show how the catalog differs (`diff`).
+    #[command(subcommand)]
+    Catalog(CatalogCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CatalogCommand {
+    /// Create or update the catalog entries of the table and its rejects table (idempotent).
+    Sync(CatalogSyncArgs),
+    /// Show, without writing, how the catalog's entries differ from the tables' logs.
+    Diff(CatalogSyncArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CatalogSyncArgs {
+    #[command(flatten)]
+    pub table: TableArgs,
+    /// Every defined table (not with --table or --rejects-table).
+    #[arg(long)]
+    pub all_tables: bool,
+    #[command(flatten)]
+    pub catalog: CatalogArgs,
+    #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+    pub format: ReportFormat,
 }
 
 #[derive(Debug, Subcommand)]
@@ -91,6 +115,9 @@ pub enum SchemaCommand {
 pub struct SchemaArgs {
     #[command(flatten)]
     pub table: TableArgs,
+    /// Where `apply` registers the changed table.
+    #[command(flatten)]
+    pub catalog: CatalogArgs,
     #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
     pub format: ReportFormat,
 }
@@ -155,6 +182,28 @@ pub struct LoadArgs {
     pub format: ReportFormat,
     #[command(flatten)]
     pub lineage: LineageArgs,
+    #[command(flatten)]
+    pub catalog: CatalogArgs,
+}
+
+/// Where tables are registered after a commit that creates or changes them
+/// (each flag overrides a definition's `[catalog]`; docs/catalogs.md).
+#[derive(Debug, Args)]
+pub struct CatalogArgs {
+    /// Register the table and its rejects table in AWS Glue or Unity Catalog (`none`: not even as
+    /// a definition's [catalog] says).
+    #[arg(long = "catalog", env = "SHOPLAKE_CATALOG", value_enum, value_name = "glue|unity|none")]
+    pub kind: Option<crate::metastore::CatalogKind>,
+    /// The Glue database (created if absent); Glue is reached with the S3 credentials and region,
+    /// at AWS_ENDPOINT_URL_GLUE if set.
+    #[arg(long, env = "SHOPLAKE_GLUE_DATABASE", value_name = "NAME")]
+    pub glue_database: Option<String>,
+    /// The Unity Catalog server (its bearer token in UNITY_CATALOG_TOKEN).
+    #[arg(long, env = "SHOPLAKE_UNITY_URL", value_name = "URL")]
+    pub unity_url: Option<String>,
+    /// The Unity Catalog schema tables go in, as catalog.schema (created if absent) [default: unity.default].
+    #[arg(long, env = "SHOPLAKE_UNITY_SCHEMA", value_name = "CATALOG.SCHEMA")]
+    pub unity_schema: Option<String>,
 }
 
 /// Where OpenLineage events go (none by default).

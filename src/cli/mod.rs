@@ -42,6 +42,7 @@ macro_rules! say_raw {
     }};
 }
 
+mod catalog;
 mod erase;
 
 /// Parses the command line, runs the command, and returns its exit code.
@@ -140,9 +141,14 @@ async fn dispatch(command: Command, storage: Storage) -> Result<ExitCode> {
                 SchemaCommand::Apply(args) => (args, true),
             };
             let target = resolve::target(resolve::catalog(&args.table.definitions).await?, &args.table)?;
+            let metastore = resolve::metastore(&args.catalog, &target)?;
             say_raw!("{}", tables::schema(&storage, &target, apply, args.format).await?);
+            if let (true, Some(metastore)) = (apply, &metastore) {
+                catalog::register_after_commit(&storage, metastore, &target).await?;
+            }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Catalog(command) => catalog::command(command, &storage).await,
         Command::Tables(args) => {
             let catalog = resolve::catalog(&args.definitions).await?;
             say_raw!("{}", tables::listing(&storage, catalog, &args.source, &args.lake, args.format).await?);
@@ -160,15 +166,19 @@ async fn ingest_command(args: IngestArgs, storage: &Storage) -> Result<ExitCode>
     abort_lineage_on_signals(&lineage);
     let mut outcomes = Vec::with_capacity(configs.len());
     for config in configs {
-        let config = match config {
-            Ok(config) => config,
+        let resolved = config.and_then(|c| Ok((resolve::metastore(&args.load.catalog, &c.target)?, c)));
+        let (metastore, config) = match resolved {
+            Ok(resolved) => resolved,
             Err(error) => {
                 outcomes.push(refused(&error, args.date, &run_id));
                 continue;
             }
         };
         let started = std::time::Instant::now();
-        let (report, result) = ingest::traced(storage, &config, &run_id, &lineage, lineage.parent()).await;
+        let (report, mut result) = ingest::traced(storage, &config, &run_id, &lineage, lineage.parent()).await;
+        if let (Ok(()), Some(metastore), false) = (&result, &metastore, args.load.dry_run) {
+            result = catalog::register_after_commit(storage, metastore, &config.target).await;
+        }
         let code = result.as_ref().map_or_else(|e| e.kind.exit_code(), |()| 0);
         let reports = std::slice::from_ref(&report);
         publish_metrics(&args.load, &config.target, reports, code, started.elapsed()).await;
@@ -187,15 +197,25 @@ async fn backfill_command(args: BackfillArgs, storage: &Storage) -> Result<ExitC
     let (stop, signal) = backfill::stop_on_signals(lineage.clone());
     let mut outcomes = Vec::new();
     for config in configs {
-        let config = match config {
-            Ok(config) => config,
+        let resolved = config.and_then(|c| Ok((resolve::metastore(&args.load.catalog, &c.ingest.target)?, c)));
+        let (metastore, config) = match resolved {
+            Ok(resolved) => resolved,
             Err(error) => {
                 outcomes.push((vec![refused(&error, args.from, &run_id).0], Some(error)));
                 continue;
             }
         };
         let started = std::time::Instant::now();
-        let (reports, error) = backfill::run(storage, &config, &run_id, &stop, &lineage).await;
+        let (reports, mut error) = backfill::run(storage, &config, &run_id, &stop, &lineage).await;
+        // What the dates that committed made is registered, even when a later date failed.
+        if let (Some(metastore), false) = (&metastore, args.load.dry_run) {
+            if let Err(failed) = catalog::register_after_commit(storage, metastore, &config.ingest.target).await {
+                match error {
+                    None => error = Some(failed),
+                    Some(_) => tracing::warn!("{failed}"),
+                }
+            }
+        }
         let code = error.as_ref().map_or(0, |e| e.kind.exit_code());
         publish_metrics(&args.load, &config.ingest.target, &reports, code, started.elapsed()).await;
         outcomes.push((reports, error));
@@ -279,7 +299,8 @@ fn refused(error: &Error, date: NaiveDate, run_id: &str) -> (RunReport, Result<(
 /// configuration mistake, refused data, an unavailable store, a missing
 /// export; re-running is safe (loads are idempotent), so a retry that
 /// re-runs the tables that succeeded costs nothing.
-const SEVERITY: [Kind; 5] = [Kind::Internal, Kind::Usage, Kind::DataRejected, Kind::Unavailable, Kind::SourceMissing];
+const SEVERITY: [Kind; 6] =
+    [Kind::Internal, Kind::Usage, Kind::DataRejected, Kind::Unavailable, Kind::Unregistered, Kind::SourceMissing];
 
 /// The error to exit with: the most severe, each other one printed here
 /// (the single one is printed by `main`).

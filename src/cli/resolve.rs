@@ -7,7 +7,9 @@ use std::collections::BTreeMap;
 
 use chrono::NaiveDate;
 
-use super::args::{BackfillArgs, DefinitionsArgs, GenerateArgs, LineageArgs, LoadArgs, QueryArgs, TableArgs};
+use super::args::{
+    BackfillArgs, CatalogArgs, DefinitionsArgs, GenerateArgs, LineageArgs, LoadArgs, QueryArgs, TableArgs,
+};
 use crate::audit::query::QueryConfig;
 use crate::audit::AsOf;
 use crate::backfill::BackfillConfig;
@@ -17,8 +19,37 @@ use crate::error::{Error, Result, Stage};
 use crate::generate::GenerateConfig;
 use crate::ingest::IngestConfig;
 use crate::lineage::{LineageConfig, ParentRun};
+use crate::metastore::{CatalogSettings, Metastore};
 use crate::storage::Location;
 use crate::target::TableTarget;
+
+/// Where `target` is registered after a commit: the flags over its
+/// definition's `[catalog]`. Glue takes S3 tables only.
+pub fn metastore(args: &CatalogArgs, target: &TableTarget) -> Result<Option<Metastore>> {
+    let settings = CatalogSettings {
+        kind: args.kind,
+        database: args.glue_database.clone(),
+        url: args.unity_url.clone(),
+        schema: args.unity_schema.clone(),
+    };
+    let metastore = settings.metastore(target.def.catalog.as_ref()).map_err(|(key, message)| {
+        let flag = match key.as_str() {
+            "database" => "--glue-database",
+            "url" => "--unity-url",
+            _ => "--unity-schema",
+        };
+        Error::usage(Stage::CommandLine, format!("{flag} ({})", target.name()), message)
+    })?;
+    if let (Some(Metastore::Glue { .. }), Location::Local(_)) = (&metastore, &target.table) {
+        return Err(Error::usage(
+            Stage::CommandLine,
+            &target.table,
+            "Glue registers tables on S3 only (Athena, Trino and EMR read s3:// locations): use an s3:// lake, \
+             or --catalog unity",
+        ));
+    }
+    Ok(metastore)
+}
 
 /// The definitions the flags point at, through the whole pipeline.
 pub async fn catalog(args: &DefinitionsArgs) -> Result<&'static Catalog> {

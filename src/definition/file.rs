@@ -47,6 +47,8 @@ pub(crate) struct TableFile {
     properties: BTreeMap<String, String>,
     /// The column naming a group of rows whose `fill_down` columns only its first row holds.
     group_by: Option<String>,
+    /// Where the table is registered (Glue, Unity Catalog) unless the command line says.
+    catalog: Option<crate::metastore::CatalogBlock>,
     columns: Vec<ColumnFile>,
 }
 
@@ -170,6 +172,13 @@ impl TableFile {
             problems.add("table_path", e);
         }
         let framing = self.framing(&mut problems);
+        let catalog = match self.catalog.as_ref().map(crate::metastore::CatalogBlock::resolve).transpose() {
+            Ok(catalog) => catalog.flatten(),
+            Err(found) => {
+                found.into_iter().for_each(|(key, message)| problems.add(key, message));
+                None
+            }
+        };
         for (i, c) in self.columns.iter().enumerate() {
             if c.sample.format == Some(super::sample::TextFormat::Html) && self.records == Records::Lines {
                 problems.add(format!("columns[{i}].sample.format"), "html spans lines: it needs records = \"quoted\"");
@@ -197,6 +206,7 @@ impl TableFile {
             format: self.format,
             object_type: self.object_type,
             group_by: self.group_by,
+            catalog,
             origin,
             fingerprint: String::new(),
         })

@@ -168,6 +168,8 @@ pub struct TableDefinition {
     /// The column whose value names a group of rows (a product's variants,
     /// an order's line items): `fill_down` columns come from its first row.
     pub group_by: Option<String>,
+    /// Where the table is registered when the command line does not say (`[catalog]`).
+    pub catalog: Option<crate::metastore::Metastore>,
     /// The folder the definition was read from, or `built-in:<name>`.
     pub origin: String,
     /// A hash of its files: a load records it, and a later run of the date

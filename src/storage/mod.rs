@@ -8,6 +8,7 @@
 //! the store is checked once per process to refuse an unconditional `PUT`
 //! ([`Storage::check_commits_are_safe`]).
 
+pub mod aws_json;
 pub mod s3;
 pub mod versions;
 

@@ -28,5 +28,6 @@ mod operations;
 mod pii;
 mod property;
 mod purge;
+mod registration;
 mod rerun;
 mod tables;
