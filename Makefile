@@ -16,6 +16,7 @@
 #                          the pinned JSON schemas, given a copy); file and HTTP transports
 #   make security-test     least-privilege roles on MinIO, encryption at rest on MinIO
 #                          and LocalStack, the CloudFormation stack deployed to LocalStack
+#   make catalog-test      Glue registration (moto) read by Trino 476 from MinIO: docs/catalogs.md
 #   make lint              rustfmt, clippy, actionlint, hadolint, shellcheck, ruff,
 #                          cfn-lint, cargo-deny (licenses, bans, sources), the docs'
 #                          links and no path leaving the repository (tools/check-docs,
@@ -36,7 +37,7 @@ DEMO_ROWS ?= 10000
 DEMO_RERUN ?= 2019-04-03
 
 .PHONY: build demo test unit-test integration-test integration-test-docker airflow-test cron-test \
-	metrics-test interop-test security-test lineage-test fuzz fuzz-smoke lint lint-cheap validate-tables release services-start services-stop bench \
+	metrics-test interop-test security-test lineage-test catalog-test fuzz fuzz-smoke lint lint-cheap validate-tables release services-start services-stop bench \
 	bench-profiles clean-demo
 
 # Always the whole workspace: one feature set, one build of the dependencies.
@@ -68,7 +69,8 @@ demo: build
 clean-demo:
 	rm -rf ./data/raw ./lake
 
-test: unit-test integration-test airflow-test cron-test metrics-test interop-test security-test lineage-test fuzz-smoke
+test: unit-test integration-test airflow-test cron-test metrics-test interop-test security-test lineage-test catalog-test \
+	fuzz-smoke
 
 unit-test:
 	cargo test --workspace --lib --bins --test local --test corpus
@@ -113,6 +115,10 @@ lineage-test: build
 # CloudFormation) on free ports: docs/security.md.
 security-test: build
 	SHOPLAKE_BIN=$(SHOPLAKE) ./deploy/aws/test.sh
+
+# moto (Glue), MinIO and Trino 476 on free ports of its own: docs/catalogs.md.
+catalog-test: build
+	SHOPLAKE_BIN=$(SHOPLAKE) ./catalogs/test.sh
 
 # Formatting, clippy (its own check build of every dependency: see
 # docs/ci.md for its cost), then the other linters.

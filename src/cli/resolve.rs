@@ -14,12 +14,12 @@ use crate::audit::query::QueryConfig;
 use crate::audit::AsOf;
 use crate::backfill::BackfillConfig;
 use crate::catalog::{Catalog, DefinitionsDir};
+use crate::definition::registry::{CatalogSettings, Metastore};
 use crate::definition::{SourceFormat, TableDefinition};
 use crate::error::{Error, Result, Stage};
 use crate::generate::GenerateConfig;
 use crate::ingest::IngestConfig;
 use crate::lineage::{LineageConfig, ParentRun};
-use crate::metastore::{CatalogSettings, Metastore};
 use crate::storage::Location;
 use crate::target::TableTarget;
 

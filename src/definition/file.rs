@@ -48,7 +48,7 @@ pub(crate) struct TableFile {
     /// The column naming a group of rows whose `fill_down` columns only its first row holds.
     group_by: Option<String>,
     /// Where the table is registered (Glue, Unity Catalog) unless the command line says.
-    catalog: Option<crate::metastore::CatalogBlock>,
+    catalog: Option<super::registry::CatalogBlock>,
     columns: Vec<ColumnFile>,
 }
 
@@ -172,7 +172,7 @@ impl TableFile {
             problems.add("table_path", e);
         }
         let framing = self.framing(&mut problems);
-        let catalog = match self.catalog.as_ref().map(crate::metastore::CatalogBlock::resolve).transpose() {
+        let catalog = match self.catalog.as_ref().map(super::registry::CatalogBlock::resolve).transpose() {
             Ok(catalog) => catalog.flatten(),
             Err(found) => {
                 found.into_iter().for_each(|(key, message)| problems.add(key, message));

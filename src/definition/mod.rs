@@ -15,6 +15,7 @@ pub mod checks;
 mod conventions;
 pub(crate) mod file;
 pub mod format;
+pub mod registry;
 pub mod sample;
 mod types;
 
@@ -169,7 +170,7 @@ pub struct TableDefinition {
     /// an order's line items): `fill_down` columns come from its first row.
     pub group_by: Option<String>,
     /// Where the table is registered when the command line does not say (`[catalog]`).
-    pub catalog: Option<crate::metastore::Metastore>,
+    pub catalog: Option<registry::Metastore>,
     /// The folder the definition was read from, or `built-in:<name>`.
     pub origin: String,
     /// A hash of its files: a load records it, and a later run of the date

@@ -48,7 +48,7 @@ environment / instance profile / IRSA, or the pod's service account; the erasure
 Variable `shoplake_erasure_secret` or the worker's environment (subprocess), or the Kubernetes
 Secret named by `erasure_key_secret` ({"name", "key"}, pods).
 
-shoplake exit codes -> Airflow: 0 success; 3, 5 retried after retry_delay; 1, 2, 4 and anything
+shoplake exit codes -> Airflow: 0 success; 3, 5, 6 retried after retry_delay; 1, 2, 4 and anything
 else fail at once and alert (shoplake_airflow/ingest.py).
 """
 

@@ -33,7 +33,7 @@ the binary runs on the worker), and the erasure key SHOPLAKE_ERASURE_KEY from th
 the key from the same place: once a table has erasures, every load needs it.
 
 One run at a time (max_active_runs=1): concurrent erasures rewrite the same dates and conflict.
-shoplake exit codes -> Airflow: 0 success; 3, 5 retried after retry_delay; 1, 2, 4 and anything
+shoplake exit codes -> Airflow: 0 success; 3, 5, 6 retried after retry_delay; 1, 2, 4 and anything
 else fail at once and alert (shoplake_airflow/ingest.py).
 """
 

@@ -398,7 +398,7 @@ class RunnersTest(unittest.TestCase):
             0, 'noise\n{"status": "unchanged", "table_version": 3}\n'
         )
         self.assertEqual(report, {"status": "unchanged", "table_version": 3})
-        for code in (3, 5):
+        for code in (3, 5, 6):
             with (
                 self.subTest(code=code),
                 self.assertRaises(ingest.ShoplakeRunError) as cm,

@@ -288,7 +288,7 @@ class RunTest(unittest.TestCase):
 
     def test_exit_code_mapping(self):
         for task in (self.erase, self.verify):
-            for code in (3, 5):
+            for code in (3, 5, 6):
                 with self.subTest(task=task.task_id, code=code), \
                         self.assertRaises(ingest.ShoplakeRunError) as cm:  # fmt: skip
                     self.run_task(task, code)

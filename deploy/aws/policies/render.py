@@ -10,23 +10,37 @@ strings under !Sub:
 
     ${ExportsBucket} ${ExportsPrefix} ${LakeBucket} ${LakePrefix}
     ${KmsKeyArn}  (the stack's ${DataKey.Arn})   ${AWS::Region}
+    ${GlueDatabase}  ${AWS::AccountId}  (the loader's RegisterInGlue statement)
 
 Usage:
     render.py policy NAME --exports-bucket B --exports-prefix P --lake-bucket B
         --lake-prefix P (--kms-key-arn ARN --region R | --no-kms)
+        (--glue-database DB --account-id ID --region R | --no-glue)
         [--as-user-policy] [--without SID ...]
     render.py check-cfn TEMPLATE
 
 `policy` prints the JSON document with every placeholder replaced (an
 unknown or unreplaced placeholder is an error). --no-kms drops the statements
 that grant AWS KMS actions (MinIO's built-in KMS has no IAM actions of that
-kind); --as-user-policy drops "Principal" so a bucket policy's statements can
-be attached to a user (MinIO applies bucket policies to anonymous requests
-only); --without drops the statements with those Sids.
+kind); --no-glue drops those that grant AWS Glue actions (MinIO has no Glue
+and refuses a policy naming Glue ARNs); --as-user-policy drops
+"Principal" so a bucket policy's statements can be attached to a user (MinIO
+applies bucket policies to anonymous requests only); --without drops the
+statements with those Sids. A Glue database is a Glue name (lowercase
+letters, digits, underscores: never a wildcard, so the grant is one
+database), an account id 12 digits.
+
+The loader's Glue statement alone, for a region, account and database
+(what a test that registers tables grants):
+
+    glue_policy(region, account_id, database)
+    # = document("loader", {"AWS::Region": region, "AWS::AccountId": account_id,
+    #                       "GlueDatabase": database}, only={"RegisterInGlue"})
+
 `check-cfn` exits 1 unless every role's managed policy and every bucket
 policy in the template equals its JSON file statement for statement
-(`make lint`). The tests (deploy/aws/tests/) import document() and
-cfn_differences(), so what they grant on MinIO and compare on LocalStack is
+(`make lint`). The tests (deploy/aws/tests/) import document(), glue_policy()
+and cfn_differences(), so what they grant on MinIO and compare on LocalStack is
 this very rendering. Standard library only, except PyYAML for check-cfn.
 """
 
@@ -48,6 +62,14 @@ CFN_DOCUMENTS = {
 }
 # JSON placeholder -> the stack's Fn::Sub name for the same value.
 CFN_NAMES = {"KmsKeyArn": "DataKey.Arn"}
+# The loader's statement that registers the tables in AWS Glue.
+GLUE_SID = "RegisterInGlue"
+# What a value must look like; a database that is not a Glue name (say "*")
+# would widen the grant beyond one database.
+VALUE_PATTERNS = {
+    "GlueDatabase": (re.compile(r"[a-z0-9_]{1,255}"), "a Glue name: lowercase letters, digits, underscores"),
+    "AWS::AccountId": (re.compile(r"[0-9]{12}"), "12 digits"),
+}
 
 
 def load(name):
@@ -80,16 +102,19 @@ def actions(statement):
     return [found] if isinstance(found, str) else list(found)
 
 
-def document(name, values, *, no_kms=False, as_user_policy=False, without=(), only=None):
+def document(name, values, *, no_kms=False, no_glue=False, as_user_policy=False, without=(), only=None):
     """The policy NAME with its placeholders replaced by values (a dict).
 
-    no_kms drops the statements granting kms: actions, without those with the
-    given Sids, only keeps only those Sids; as_user_policy drops Principal.
+    no_kms drops the statements granting kms: actions, no_glue those granting
+    glue: actions, without those with the given Sids, only keeps only those
+    Sids; as_user_policy drops Principal. Only the kept statements'
+    placeholders need values.
     """
     doc = load(name)
     statements = doc["Statement"]
-    if no_kms:
-        statements = [s for s in statements if not any(a.startswith("kms:") for a in actions(s))]
+    for dropped, service in ((no_kms, "kms:"), (no_glue, "glue:")):
+        if dropped:
+            statements = [s for s in statements if not any(a.startswith(service) for a in actions(s))]
     sids = {s.get("Sid") for s in statements}
     unknown = (set(without) | set(only or ())) - sids
     if unknown:
@@ -102,7 +127,16 @@ def document(name, values, *, no_kms=False, as_user_policy=False, without=(), on
             values = dict(values, **{key: values[key].strip("/")})
             if not values[key]:
                 raise SystemExit(f"render.py: {key} must not be empty (the policies grant a prefix, never a whole bucket)")
+    for key, (pattern, what) in VALUE_PATTERNS.items():
+        if key in values and not pattern.fullmatch(values[key]):
+            raise SystemExit(f"render.py: {key} {values[key]!r} is not {what}")
     return substitute(dict(doc, Statement=statements), values)
+
+
+def glue_policy(region, account_id, database):
+    """The loader's Glue statement alone (GLUE_SID), for this region, account and database."""
+    values = {"AWS::Region": region, "AWS::AccountId": account_id, "GlueDatabase": database}
+    return document("loader", values, only={GLUE_SID})
 
 
 def render(args):
@@ -116,8 +150,20 @@ def render(args):
         values["KmsKeyArn"] = args.kms_key_arn
     if args.region:
         values["AWS::Region"] = args.region
+    if args.glue_database:
+        values["GlueDatabase"] = args.glue_database
+    if args.account_id:
+        values["AWS::AccountId"] = args.account_id
+    has_glue = any(a.startswith("glue:") for s in load(args.name)["Statement"] for a in actions(s))
+    if has_glue and not args.no_glue and not (args.glue_database and args.account_id and args.region):
+        raise SystemExit(f"render.py: {args.name} grants Glue: give --glue-database, --account-id and --region, or --no-glue")
     doc = document(
-        args.name, values, no_kms=args.no_kms, as_user_policy=args.as_user_policy, without=args.without
+        args.name,
+        values,
+        no_kms=args.no_kms,
+        no_glue=args.no_glue,
+        as_user_policy=args.as_user_policy,
+        without=args.without,
     )
     json.dump(doc, sys.stdout, indent=2)
     sys.stdout.write("\n")
@@ -213,8 +259,11 @@ def main():
     p.add_argument("--lake-bucket", required=True)
     p.add_argument("--lake-prefix", required=True)
     p.add_argument("--kms-key-arn")
-    p.add_argument("--region")
+    p.add_argument("--region", help="the AWS region (KMS and Glue statements)")
+    p.add_argument("--glue-database", help="the loader's Glue database (shoplake --glue-database)")
+    p.add_argument("--account-id", help="the AWS account of the Glue catalog (${AWS::AccountId})")
     p.add_argument("--no-kms", action="store_true", help="drop the statements granting kms: actions")
+    p.add_argument("--no-glue", action="store_true", help="drop the statements granting glue: actions")
     p.add_argument("--as-user-policy", action="store_true", help="drop Principal (bucket policy -> user policy)")
     p.add_argument("--without", action="append", default=[], metavar="SID", help="drop this statement")
     c = sub.add_parser("check-cfn", help="the template's policies equal the JSON files")

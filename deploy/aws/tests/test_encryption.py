@@ -111,7 +111,7 @@ def mw(minio, shoplake):
     run = new_id()
     w = {"exports": minio.bucket(f"sse-exports-{run}"), "lake": minio.bucket(f"sse-lake-{run}")}
     w["values"] = {"ExportsBucket": w["exports"], "ExportsPrefix": "daily", "LakeBucket": w["lake"], "LakePrefix": "lake", "KmsKeyArn": minio.kms_key}
-    w["loader"] = render.document("loader", w["values"], no_kms=True)
+    w["loader"] = render.document("loader", w["values"], no_kms=True, no_glue=True)
     w["source"] = f"s3://{w['exports']}/daily"
     for rows, prefix in ((300, "daily"), (BIG_ROWS, "daily/big")):
         r = shoplake(minio.endpoint, minio.root, "generate", "--from", DATE, "--to", DATE, "--rows", rows, "--out", f"s3://{w['exports']}/{prefix}")

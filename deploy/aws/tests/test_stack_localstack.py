@@ -4,11 +4,15 @@ LocalStack (CloudFormation, S3, KMS, IAM, STS), then a load through it.
   template    the security properties the README promises, read from the
               template itself (both buckets: default SSE-KMS with the stack's
               key, public access blocked, TLS-only; versions on the exports;
-              key rotation); its policies are policies/*.json (render.py).
-  deployed    the stack creates; the key is enabled and rotates; the exports
-              bucket keeps versions; the bucket policies, the three roles'
-              policies and the IRSA role's trust and policy are the rendered
-              JSON documents, read back from S3 and IAM.
+              key rotation); its policies are policies/*.json (render.py);
+              the loader's Glue grant is the five registration actions on
+              the catalog, the one database GlueDatabase and its tables.
+  deployed    the stack creates (GlueDatabase given); the key is enabled and
+              rotates; the exports bucket keeps versions; the bucket
+              policies, the three roles' policies (the loader's Glue
+              statement naming the stack's region, account and database) and
+              the IRSA role's trust and policy are the rendered JSON
+              documents, read back from S3 and IAM.
   load        the loader role's credentials (sts:AssumeRole) generate and
               load a date into the stack's buckets with
               --s3-sse aws:kms --s3-kms-key-id <the stack's KmsKeyArn>; then
@@ -26,6 +30,7 @@ the encryption shoplake asks for are checked.
 import base64
 import json
 import os
+import re
 import time
 from pathlib import Path
 
@@ -52,6 +57,7 @@ def stack(localstack):
         "ExportsBucketName": f"{name}-exports",
         "LakeBucketName": f"{name}-lake",
         "EksOidcProviderArn": f"arn:aws:iam::{account}:oidc-provider/{ISSUER}",
+        "GlueDatabase": f"sectest_{new_id()}",  # not the default: the parameter reaches the policy
     }
     cfn.create_stack(
         StackName=name,
@@ -77,6 +83,8 @@ def stack(localstack):
         "LakePrefix": "lake",
         "KmsKeyArn": outputs["KmsKeyArn"],
         "AWS::Region": "us-east-1",
+        "AWS::AccountId": account,
+        "GlueDatabase": params["GlueDatabase"],
     }
     return {"name": name, "params": params, "outputs": outputs, "values": values, "account": account}
 
@@ -100,6 +108,20 @@ def test_template_promises(template):
     assert res["DataKey"]["DeletionPolicy"] == "Retain"
     irsa = res["IngestServiceAccountRole"]["Properties"]
     assert irsa["ManagedPolicyArns"] == [{"Ref": "LoaderPolicy"}]
+    # Glue: the loader registers (five actions, no wildcard) in one database; no other role touches Glue.
+    (glue,) = render.glue_policy("eu-west-1", "123456789012", "shop_db")["Statement"]
+    assert glue["Effect"] == "Allow" and "Condition" not in glue
+    assert sorted(glue["Action"]) == sorted(f"glue:{a}" for a in ("GetDatabase", "CreateDatabase", "GetTable", "CreateTable", "UpdateTable"))
+    assert glue["Resource"] == [
+        "arn:aws:glue:eu-west-1:123456789012:catalog",
+        "arn:aws:glue:eu-west-1:123456789012:database/shop_db",
+        "arn:aws:glue:eu-west-1:123456789012:table/shop_db/*",
+    ]
+    for name in ("auditor", "maintainer", "lake-bucket", "exports-bucket"):
+        assert not any(a.startswith("glue:") for s in render.load(name)["Statement"] for a in render.actions(s)), name
+    glue_db = template["Parameters"]["GlueDatabase"]
+    assert re.fullmatch(glue_db["AllowedPattern"], glue_db["Default"])
+    assert not re.fullmatch(glue_db["AllowedPattern"], "*"), "a wildcard database would grant every database"
 
 
 def test_stack_deploys_what_the_policies_say(localstack, stack):

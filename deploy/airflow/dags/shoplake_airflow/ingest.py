@@ -5,7 +5,7 @@ started only when a task runs (see ingestion_tables.py for the DAGs and their co
 
 shoplake exit codes -> Airflow:
   0 success (also "nothing to change")   -> success, report returned as XCom, asset event emitted
-  3 export not there yet, 5 storage/conflicts -> AirflowException: retried after retry_delay
+  3 export not there yet, 5 storage/conflicts, 6 catalog not updated -> AirflowException: retried after retry_delay
   1 internal, 2 configuration, 4 data refused, anything else -> AirflowFailException: failed at
     once, no retry, on_failure_callback alerts
 A failed task emits no asset event (Airflow records outlet events only for a successful task).
@@ -58,6 +58,7 @@ EXIT_OK = 0
 RETRYABLE_EXIT_CODES = {
     3: "export for the date not there yet",
     5: "storage unavailable or commit conflicts",
+    6: "data committed, catalog (Glue, Unity Catalog) not updated",
 }
 FATAL_EXIT_CODES = {
     1: "internal error",
@@ -230,7 +231,7 @@ def asset_event_extra(
 
 
 class ShoplakeRunError(AirflowException):
-    """shoplake failed with a code worth retrying (3, 5): Airflow retries after retry_delay."""
+    """shoplake failed with a code worth retrying (3, 5, 6): Airflow retries after retry_delay."""
 
     def __init__(self, message: str, exit_code: int | None, export_date: str | None):
         super().__init__(message)

@@ -18,7 +18,7 @@ rewrites), and both are masked in the task logs (Airflow's secrets masker) and r
 `<shop_id>` in the logged command line. The erasure key SHOPLAKE_ERASURE_KEY comes from the
 Variable `shoplake_erasure_secret` (else the worker's environment), masked, never logged.
 
-Exit codes (ingest.check_exit_code): 0 success; 3, 5 retried after retry_delay; 1, 2, 4 and
+Exit codes (ingest.check_exit_code): 0 success; 3, 5, 6 retried after retry_delay; 1, 2, 4 and
 anything else fail at once, no retry, alert. For `verify`, 4 means some object (data file,
 change-data file, commit, checkpoint, current or older) still holds the value: the task logs each
 one and fails. Its JSON lines (one object per table and per rejects table: objects read, those
