@@ -3,7 +3,7 @@
 #   actionlint         .github/workflows/*.yml (with shellcheck on their run: scripts)
 #   hadolint           Dockerfile
 #   ShellCheck         every shell script: *.sh, .ci/run, files with a sh/bash shebang
-#   ruff check         the Python files under deploy/, bench/, interop/, lineage/, tools/
+#   ruff check         the Python files under deploy/, bench/, interop/, lineage/, catalogs/, tools/
 #   yamllint           the YAML files (tools/yamllint.yml)
 #   check-jsonschema   .github/dependabot.yml against Dependabot's schema
 #   cfn-lint           the CloudFormation templates (deploy/aws/*.cfn.yaml), and
@@ -47,7 +47,7 @@ for f in "${files[@]}"; do
   case "$f" in
     *.sh | .ci/run) shell_scripts+=("$f") ;;
     *.py)
-      case "$f" in deploy/* | bench/* | interop/* | lineage/* | tools/*) python_files+=("$f") ;; esac
+      case "$f" in deploy/* | bench/* | interop/* | lineage/* | catalogs/* | tools/*) python_files+=("$f") ;; esac
       ;;
     *.cfn.yaml)
       yaml_files+=("$f")
