@@ -227,14 +227,24 @@ async fn erase_table(
     // Files are written again in the table's schema: one the definition
     // has not reached yet would get columns the table does not have.
     let plan = crate::schema::plan(def, Some(&table), location)?;
-    if !plan.added.is_empty() || !plan.refused.is_empty() {
-        return Err(Error::usage(
-            Stage::Write,
-            location,
-            "the table is behind its definition (`shoplake schema diff`): load a date or run `shoplake schema \
-             apply` first, then erase",
-        ));
-    }
+    // A table that never held a row takes a changed definition whole, in
+    // a commit of its own, as a load would: its files are then written in
+    // the definition's columns (they were the old ones: exit 1 before).
+    let table = match (plan.replace, config.dry_run) {
+        (true, false) => {
+            let info = json!({ "shoplake_version": env!("CARGO_PKG_VERSION"), "before": "erase" });
+            crate::schema::apply::apply(table, def, location, info).await.map_err(Error::from)?.0
+        }
+        _ if !plan.added.is_empty() || !plan.refused.is_empty() => {
+            return Err(Error::usage(
+                Stage::Write,
+                location,
+                "the table is behind its definition (`shoplake schema diff`): load a date or run `shoplake schema \
+                 apply` first, then erase",
+            ));
+        }
+        _ => table,
+    };
     let counts = rows_by_date(&table, location, &def.partition_by, column, value).await?;
     // Read before anything is written: a purge may expire the log they are in.
     let last_loads = match (&config.exports, key) {
