@@ -277,3 +277,27 @@ pub async fn a_changing_reload_lists_the_log_at_open_and_commit(backend: Backend
         .count();
     assert_eq!(log_listings, 2, "the table's log is listed at open and at commit: {requests:#?}");
 }
+
+/// `history` and a query of one table list that table's log once and no
+/// other log: the table is opened once, and `history` takes the commits'
+/// times from that listing; a query opens only the tables its SQL names.
+pub async fn history_and_a_query_list_one_log_once(backend: Backend) {
+    let case = Case::new(backend, "lists").await;
+    case.generate(DAYS[0], DAYS[1], 300, &[]);
+    for day in &DAYS[..2] {
+        assert_eq!(case.ingest(day).0, 0);
+    }
+    let proxy = Proxy::start(&case.service.endpoint).await;
+    let count = "SELECT count(*) FROM shopify_configuration";
+    for args in [&["history"][..], &["query", "--sql", count][..]] {
+        proxy.clear();
+        let out = case.command(args).env("AWS_ENDPOINT_URL", &proxy.endpoint).output().unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        let listings: Vec<_> = proxy
+            .requests()
+            .into_iter()
+            .filter(|r| r.method == "GET" && r.path.contains("list-type=2") && r.path.contains("_delta_log"))
+            .collect();
+        assert_eq!(listings.len(), 1, "{args:?}: one listing of one log: {listings:#?}");
+    }
+}

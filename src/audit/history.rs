@@ -130,21 +130,10 @@ pub async fn has_commit(table: &DeltaTable, version: i64) -> Result<bool> {
 pub async fn entries(table: &DeltaTable, limit: Option<usize>) -> Result<Vec<HistoryEntry>> {
     let subject = table.table_url().to_string();
     let store = table.log_store().object_store(None);
-    let listed: Vec<object_store::ObjectMeta> = store
-        .list(Some(&StorePath::from("_delta_log")))
-        .try_collect()
-        .await
-        .map_err(|e| Error::object_store(Stage::Query, &subject, e))?;
-    let mut commits: Vec<(i64, object_store::ObjectMeta)> = listed
-        .into_iter()
-        .filter_map(|meta| {
-            let name = meta.location.filename()?.to_string();
-            let version = name.strip_suffix(".json")?.parse::<i64>().ok()?;
-            Some((version, meta))
-        })
-        .collect();
-    commits.sort_by_key(|c| std::cmp::Reverse(c.0));
-    commits.truncate(limit.unwrap_or(usize::MAX));
+    let commits = match commits_of_snapshot(table, limit) {
+        Some(commits) => commits,
+        None => listed_commits(store.as_ref(), &subject, limit).await?,
+    };
 
     // Commit files are small: fetch several at a time (a long log on S3).
     let fetches = commits.into_iter().map(|(version, meta)| {
@@ -157,6 +146,54 @@ pub async fn entries(table: &DeltaTable, limit: Option<usize>) -> Result<Vec<His
         }
     });
     futures::stream::iter(fetches).buffered(16).try_collect().await
+}
+
+/// The newest `limit` commit files with their times, as the table's open
+/// listed them: `None` when some are not in its log segment (older than a
+/// checkpoint), then they are listed again. On S3 that saves a listing of
+/// the log per `history`.
+fn commits_of_snapshot(table: &DeltaTable, limit: Option<usize>) -> Option<Vec<(i64, object_store::ObjectMeta)>> {
+    let snapshot = table.snapshot().ok()?;
+    let latest = table.version()?;
+    (0..=latest)
+        .rev()
+        .take(limit.unwrap_or(usize::MAX))
+        .map(|version| {
+            let millis = snapshot.version_timestamp(version)?;
+            let meta = object_store::ObjectMeta {
+                location: StorePath::from(format!("_delta_log/{version:020}.json")),
+                last_modified: DateTime::from_timestamp_millis(millis)?,
+                size: 0,
+                e_tag: None,
+                version: None,
+            };
+            Some((version as i64, meta))
+        })
+        .collect()
+}
+
+/// The newest `limit` commit files of the log, listed.
+async fn listed_commits(
+    store: &dyn object_store::ObjectStore,
+    subject: &str,
+    limit: Option<usize>,
+) -> Result<Vec<(i64, object_store::ObjectMeta)>> {
+    let listed: Vec<object_store::ObjectMeta> = store
+        .list(Some(&StorePath::from("_delta_log")))
+        .try_collect()
+        .await
+        .map_err(|e| Error::object_store(Stage::Query, subject, e))?;
+    let mut commits: Vec<(i64, object_store::ObjectMeta)> = listed
+        .into_iter()
+        .filter_map(|meta| {
+            let name = meta.location.filename()?.to_string();
+            let version = name.strip_suffix(".json")?.parse::<i64>().ok()?;
+            Some((version, meta))
+        })
+        .collect();
+    commits.sort_by_key(|c| std::cmp::Reverse(c.0));
+    commits.truncate(limit.unwrap_or(usize::MAX));
+    Ok(commits)
 }
 
 /// A version's entry, from its commit file.

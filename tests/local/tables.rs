@@ -392,6 +392,28 @@ fn a_query_leaves_out_the_tables_not_loaded_yet_and_names_them_when_asked() {
     assert_eq!(rows[0]["n"], report["rows_valid"], "once loaded, the same query works: {report}");
 }
 
+/// A query opens the tables its SQL names, no other (on S3 each open lists
+/// a log): a broken table it does not name cannot fail it; one it names does.
+#[test]
+fn a_query_opens_only_the_tables_it_names() {
+    let lake = Lake::new();
+    lake.generate("shopify_usage_daily", D1, D1, 40, &[]);
+    let (_, report) = lake.ingest("shopify_usage_daily", D1, &[]);
+    let log = lake.table("shopify_products").join("_delta_log");
+    std::fs::create_dir_all(&log).unwrap();
+    std::fs::write(log.join("00000000000000000000.json"), "not a commit\n").unwrap();
+    let count = "SELECT count(*) AS n FROM shopify_usage_daily";
+    assert_eq!(lake.query("shopify_usage_daily", count, None)[0]["n"], report["rows_valid"]);
+    let rejects = "SELECT count(*) AS n FROM shopify_usage_daily_rejects";
+    assert_eq!(lake.query("shopify_usage_daily", rejects, None)[0]["n"], report["rows_rejected"]);
+    for sql in ["SELECT count(*) FROM shopify_products", "SELECT count(*) FROM shopify_products_rejects"] {
+        let out = lake.run(&["query", "--sql", sql]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_ne!(out.status.code(), Some(0), "{sql}: the broken table is opened when named");
+        assert!(stderr.contains("shopify_products"), "{sql}: {stderr}");
+    }
+}
+
 #[test]
 fn a_table_location_holding_other_files_is_refused_and_left_as_it_was() {
     let lake = Lake::new();
