@@ -216,8 +216,9 @@ pub async fn a_column_added_evolves_the_table(backend: Backend) {
     }
 }
 
-/// An identical re-run on S3 reads the log but never the export, and lists
-/// the table's log once (one open of the table per command).
+/// An identical re-run on S3 reads the log but never the export, lists the
+/// table's log once (one open of the table per command) and the rejects
+/// table's not at all.
 pub async fn an_identical_rerun_downloads_nothing(backend: Backend) {
     let case = Case::new(backend, "rerun").await;
     case.generate(DAYS[0], DAYS[0], 500, &["--dirty"]);
@@ -244,6 +245,10 @@ pub async fn an_identical_rerun_downloads_nothing(backend: Backend) {
         })
         .count();
     assert_eq!(log_listings, 1, "the table's log is listed once: {requests:#?}");
+    // The rejects table is not opened: two HEADs say its recorded version is still its latest.
+    let rejects_listings =
+        requests.iter().filter(|r| r.path.contains("list-type=2") && r.path.contains("_rejects%2F_delta_log")).count();
+    assert_eq!(rejects_listings, 0, "the rejects table's log is not listed: {requests:#?}");
     assert!(requests.len() <= 20, "{} requests: {requests:#?}", requests.len());
 }
 

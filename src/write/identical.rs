@@ -93,8 +93,30 @@ pub async fn repeated_load<'p>(
 /// Whether the rejects table holds the date's rejects as the load recorded them.
 async fn rejects_as_left(storage: &Storage, date: NaiveDate, location: &Location, recorded: &Value) -> Result<bool> {
     let Some(version) = recorded.get("rejects_version").and_then(Value::as_i64) else { return Ok(false) };
+    if still_latest(storage, location, version).await? {
+        return Ok(true);
+    }
     match storage.open_table(location).await? {
         Some(table) => Ok(!provenance::touched_since(&table, location, rejects::PARTITION, date, version).await?),
         None => Ok(false),
     }
+}
+
+/// Whether `version` is the table's latest: its commit file is there and
+/// its successor's is not (commits are numbered without gaps, and a log
+/// cleanup removes only old ones). Two HEADs instead of opening the table:
+/// on S3 the open is a listing of the log and reads of its commits.
+async fn still_latest(storage: &Storage, location: &Location, version: i64) -> Result<bool> {
+    use object_store::ObjectStoreExt;
+    let (store, root) = storage.object_store(location).await?;
+    let commit = |v: i64| root.clone().join("_delta_log").join(format!("{v:020}.json"));
+    let found = |result: object_store::Result<object_store::ObjectMeta>| match result {
+        Ok(_) => Ok(true),
+        Err(object_store::Error::NotFound { .. }) => Ok(false),
+        Err(e) => Err(crate::error::Error::object_store(crate::error::Stage::Write, location, e)),
+    };
+    if !found(store.head(&commit(version)).await)? {
+        return Ok(false);
+    }
+    Ok(!found(store.head(&commit(version + 1)).await)?)
 }

@@ -319,8 +319,8 @@ async fn commit_changes(
             });
         }
     }
-    // The rejects first: the commit names the version that holds them.
-    rejects::open_for_writing(storage, request.rejects_location, def).await?;
+    // The rejects first: the commit names the version that holds them
+    // (`stage` opens the rejects table, creating it if needed: once).
     let rejects_version = rejects::stage(storage, request.rejects_location, def, &request.rejects).await?;
     // Columns the definition added and properties it changed go in the
     // data's own commit: one load, one version. (A table that never held a

@@ -199,3 +199,26 @@ fn rejects_changed_since_the_load_take_the_full_diff() {
     assert_eq!((report["status"].as_str(), lake.version(T)), (Some("unchanged"), v), "{report}");
     assert_eq!(rejects(), before);
 }
+
+/// Beside it: the rejects table moved on for another date only (a later
+/// load wrote its rejects): the date's rejects are as the load left them,
+/// and the re-run still takes the shortcut (the rejects log is read then;
+/// when the recorded version is still the latest, two HEADs say so).
+#[test]
+fn rejects_of_another_date_since_the_load_keep_the_shortcut() {
+    let lake = loaded();
+    let log = lake.dir.path().join("lake/shopify_configuration_rejects/_delta_log");
+    let rejects_version = || {
+        let commits = std::fs::read_dir(&log).unwrap().filter_map(|e| e.ok());
+        commits.filter(|e| e.file_name().to_string_lossy().ends_with(".json")).count()
+    };
+    let before = rejects_version();
+    let (again, parsed) = ingest(&lake, &[]);
+    assert!(!parsed && again["status"] == "unchanged", "the recorded version is the latest: {again}");
+    lake.generate(T, "2019-04-02", "2019-04-02", 2000, &["--dirty"]);
+    assert_eq!(lake.ingest(T, "2019-04-02", &[]).0, 0);
+    assert!(rejects_version() > before, "the later date wrote its rejects");
+    let (again, parsed) = ingest(&lake, &[]);
+    assert!(!parsed, "only another date's rejects changed: {again}");
+    assert_eq!(again["status"], "unchanged");
+}
