@@ -47,26 +47,11 @@ bin="${SHOPLAKE_BIN:-${CARGO_TARGET_DIR:-$cache/target}/debug/shoplake}"
 bin_wait="${SHOPLAKE_BIN_WAIT_SECS:-900}"
 started=$SECONDS
 
-log() { printf '[catalog-test] %s\n' "$*" >&2; }
-die() {
-  log "ERROR: $*"
-  exit 1
-}
+TIER=catalog-test
+# shellcheck source=tools/tier.sh
+source "$repo/tools/tier.sh"
 
 # --- installs ------------------------------------------------------------------
-install_venv() {
-  local want marker="$venv/.shoplake-requirements"
-  want="$(python3 --version 2>&1)
-$(grep -v '^#' "$requirements")"
-  if [[ -x $venv/bin/pytest && "$(cat "$marker" 2>/dev/null)" == "$want" ]]; then
-    return
-  fi
-  log "installing the test venv $venv"
-  rm -rf "$venv"
-  python3 -m venv "$venv"
-  nice -n 10 "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$requirements"
-  printf '%s\n' "$want" >"$marker"
-}
 
 install_trino() {
   local marker="$trino_home/.shoplake-installed" artifact="io.trino:trino-server:$trino_version:tar.gz"
@@ -127,7 +112,7 @@ mkdir -p "$cache"
 (
   exec 9>"$cache/catalog-install.lock"
   flock 9 # two runs never install at the same time
-  install_venv
+  tier_install_venv "$venv" "$requirements"
   install_trino
   java_home >/dev/null
 )
@@ -140,13 +125,7 @@ java="$(java_home)/bin/java"
 log "Trino $trino_version on $java"
 
 # --- the binary: wait while a build replaces it, then test a private copy -------
-waited=0
-until [[ -x $bin ]]; do
-  ((waited < bin_wait)) || die "no shoplake binary at $bin after ${bin_wait}s"
-  ((waited % 60)) || log "waiting for $bin (being built?)"
-  sleep 5
-  waited=$((waited + 5))
-done
+tier_wait_for_binary "$bin" "$bin_wait"
 
 tmp="$(mktemp -d "${TMPDIR:-/tmp}/shoplake-catalog.XXXXXX")"
 rc=1

@@ -36,31 +36,16 @@ bin="${SHOPLAKE_BIN:-${CARGO_TARGET_DIR:-$cache/target}/debug/shoplake}"
 bin_wait="${SHOPLAKE_BIN_WAIT_SECS:-900}"
 started=$SECONDS
 
-log() { printf '[security-test] %s\n' "$*" >&2; }
-die() {
-  log "ERROR: $*"
-  exit 1
-}
+TIER=security-test
+# shellcheck source=tools/tier.sh
+source "$repo/tools/tier.sh"
 
 # --- installs ------------------------------------------------------------------
-install_venv() {
-  local want marker="$venv/.shoplake-requirements"
-  want="$(python3 --version 2>&1)
-$(grep -v '^#' "$requirements")"
-  if [[ -x $venv/bin/pytest && "$(cat "$marker" 2>/dev/null)" == "$want" ]]; then
-    return
-  fi
-  log "installing the test venv $venv"
-  rm -rf "$venv"
-  python3 -m venv "$venv"
-  nice -n 10 "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$requirements"
-  printf '%s\n' "$want" >"$marker"
-}
 mkdir -p "$cache"
 (
   exec 9>"$cache/security-venv.lock"
   flock 9 # two runs never build the venv at the same time
-  install_venv
+  tier_install_venv "$venv" "$requirements"
 )
 # MinIO's Go build and LocalStack's venv (each a no-op when cached; locked).
 "$repo/localstack/services.sh" install all
@@ -71,13 +56,7 @@ localstack_py="$cache/localstack-venv/bin/python"
 [[ -x $minio_bin && -x $localstack_py ]] || die "localstack/services.sh did not install MinIO and LocalStack"
 
 # --- the binary: wait while a build replaces it, then test a private copy -------
-waited=0
-until [[ -x $bin ]]; do
-  ((waited < bin_wait)) || die "no shoplake binary at $bin after ${bin_wait}s"
-  ((waited % 60)) || log "waiting for $bin (being built?)"
-  sleep 5
-  waited=$((waited + 5))
-done
+tier_wait_for_binary "$bin" "$bin_wait"
 
 tmp="$(mktemp -d "${TMPDIR:-/tmp}/shoplake-security.XXXXXX")"
 pids=()
