@@ -138,17 +138,10 @@ cleanup() {
     pid="$(cat "$f")"
     if kill -0 -- "-$pid" 2>/dev/null; then
       log "stopping $(basename "$f" .pid) (pid $pid), left running"
-      kill -TERM -- "-$pid" 2>/dev/null || true
       left+=("$pid")
     fi
   done
-  for pid in "${left[@]}"; do
-    for _ in $(seq 1 40); do
-      kill -0 -- "-$pid" 2>/dev/null || break
-      sleep 0.25
-    done
-    kill -KILL -- "-$pid" 2>/dev/null || true
-  done
+  tier_stop_groups "${left[@]}"
   if [[ $rc -ne 0 ]]; then
     for f in "$tmp"/logs/*.log; do
       [[ -f $f ]] || continue

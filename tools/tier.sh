@@ -6,6 +6,7 @@
 #   TIER=catalog-test source tools/tier.sh
 #   tier_install_venv VENV REQUIREMENTS     # rebuilt when Python or the requirements change
 #   tier_wait_for_binary BIN WAIT_SECS      # BIN may be mid-build: wait until it is there
+#   tier_stop_groups PID...                 # servers started with setsid, stopped for good
 
 log() { printf '[%s] %s\n' "$TIER" "$*" >&2; }
 die() {
@@ -34,5 +35,21 @@ tier_wait_for_binary() {
     ((waited % 60)) || log "waiting for $bin (being built?)"
     sleep 5
     waited=$((waited + 5))
+  done
+}
+
+# tier_stop_groups PID...: ends each server's process group (each runs in a
+# session of its own): SIGTERM to all, up to 10 s each to exit, then SIGKILL.
+tier_stop_groups() {
+  local pid
+  for pid in "$@"; do
+    kill -TERM -- "-$pid" 2>/dev/null || true
+  done
+  for pid in "$@"; do
+    for _ in $(seq 1 40); do
+      kill -0 -- "-$pid" 2>/dev/null || break
+      sleep 0.25
+    done
+    kill -KILL -- "-$pid" 2>/dev/null || true
   done
 }

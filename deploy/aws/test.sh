@@ -63,18 +63,7 @@ pids=()
 rc=1
 # shellcheck disable=SC2317 # run by the EXIT trap
 cleanup() {
-  local pid
-  for pid in "${pids[@]}"; do
-    # Each server runs in its own session: end its whole process group.
-    kill -TERM -- "-$pid" 2>/dev/null || true
-  done
-  for pid in "${pids[@]}"; do
-    for _ in $(seq 1 40); do
-      kill -0 -- "-$pid" 2>/dev/null || break
-      sleep 0.25
-    done
-    kill -KILL -- "-$pid" 2>/dev/null || true
-  done
+  tier_stop_groups "${pids[@]}"
   if [[ $rc -eq 0 && -z ${KEEP_TMP:-} ]]; then
     rm -rf "$tmp"
   else
