@@ -324,8 +324,7 @@ macro_rules! scenario_tests {
             every_table_lands_reloads_backfills_and_audits,
             a_column_added_evolves_the_table,
             an_identical_rerun_downloads_nothing,
-            a_changing_reload_lists_the_log_at_open_and_commit,
-            history_and_a_query_list_one_log_once
+            every_command_keeps_its_request_budget
         );
         $crate::scenario_tests!(@each $backend; erasure;
             an_erased_shop_leaves_the_table_and_does_not_come_back,

@@ -252,57 +252,78 @@ pub async fn an_identical_rerun_downloads_nothing(backend: Backend) {
     assert!(requests.len() <= 20, "{} requests: {requests:#?}", requests.len());
 }
 
-/// A re-load that changes rows on S3 lists the table's log twice: once when
-/// the table is opened (its snapshot is passed down to the diff, the
-/// rewrite and the commit), once by the commit's check for newer versions.
-/// delta-rs's post-commit reload and expired-log listing are skipped.
-pub async fn a_changing_reload_lists_the_log_at_open_and_commit(backend: Backend) {
-    let case = Case::new(backend, "relist").await;
-    case.generate(DAYS[0], DAYS[0], 500, &[]);
-    assert_eq!(case.ingest(DAYS[0]).0, 0);
-    // A shorter export of the same seed: the rows it no longer has go.
-    case.generate(DAYS[0], DAYS[0], 450, &[]);
+/// Issue #30's request budgets, counted through the proxy (requests are
+/// deterministic, times are not): a first load (the table and its rejects
+/// table created, both committed), a new day and a corrected re-load list
+/// each log once (the command keeps the listing and its own commits,
+/// `shoplake::storage::log_cache`); `history` and a query of one table list
+/// one log once; no command downloads a commit file twice. The S3 table
+/// ends as the same loads leave the local one.
+pub async fn every_command_keeps_its_request_budget(backend: Backend) {
+    let case = Case::new(backend, "budget").await;
+    case.generate(DAYS[0], DAYS[1], 500, &["--dirty"]);
     let proxy = Proxy::start(&case.service.endpoint).await;
-    let out = case
-        .command(&["ingest", "--date", DAYS[0], "--format", "json", "--max-delete-ratio", "1"])
-        .env("AWS_ENDPOINT_URL", &proxy.endpoint)
-        .output()
-        .unwrap();
-    let (code, report) = report_of(out);
-    assert_eq!((code, report["status"].as_str()), (0, Some("committed")), "{report}");
-    let changed =
-        ["rows_inserted", "rows_updated", "rows_deleted"].iter().map(|k| report[k].as_u64().unwrap()).sum::<u64>();
-    assert!(changed > 0, "{report}");
-    let requests = proxy.requests();
-    let log_listings = requests
-        .iter()
-        .filter(|r| {
-            r.method == "GET" && r.path.contains("list-type=2") && r.path.contains("shopify_configuration%2F_delta_log")
-        })
-        .count();
-    assert_eq!(log_listings, 2, "the table's log is listed at open and at commit: {requests:#?}");
-}
-
-/// `history` and a query of one table list that table's log once and no
-/// other log: the table is opened once, and `history` takes the commits'
-/// times from that listing; a query opens only the tables its SQL names.
-pub async fn history_and_a_query_list_one_log_once(backend: Backend) {
-    let case = Case::new(backend, "lists").await;
-    case.generate(DAYS[0], DAYS[1], 300, &[]);
-    for day in &DAYS[..2] {
-        assert_eq!(case.ingest(day).0, 0);
-    }
-    let proxy = Proxy::start(&case.service.endpoint).await;
-    let count = "SELECT count(*) FROM shopify_configuration";
-    for args in [&["history"][..], &["query", "--sql", count][..]] {
+    let run = |args: &[&str]| {
         proxy.clear();
         let out = case.command(args).env("AWS_ENDPOINT_URL", &proxy.endpoint).output().unwrap();
         assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
-        let listings: Vec<_> = proxy
-            .requests()
-            .into_iter()
-            .filter(|r| r.method == "GET" && r.path.contains("list-type=2") && r.path.contains("_delta_log"))
-            .collect();
-        assert_eq!(listings.len(), 1, "{args:?}: one listing of one log: {listings:#?}");
+        (String::from_utf8_lossy(&out.stdout).into_owned(), proxy.requests())
+    };
+    let local = |args: &[&str]| assert!(case.local_shoplake(args).status.success(), "local {args:?}");
+    let loads: [(&str, &[&str], u64); 3] = [
+        ("first load", &["--date", DAYS[0]], 2),
+        ("a new day", &["--date", DAYS[1]], 2),
+        ("corrected re-load", &["--date", DAYS[0], "--max-delete-ratio", "1"], 2),
+    ];
+    for (i, (what, args, budget)) in loads.into_iter().enumerate() {
+        if i == 2 {
+            // A shorter export of the same seed: rows go, the rest stay.
+            case.generate(DAYS[0], DAYS[0], 450, &["--dirty"]);
+        }
+        let ingest = [&["ingest", "--format", "json"][..], args].concat();
+        let (stdout, requests) = run(&ingest);
+        local(&ingest);
+        let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        assert_eq!(report["status"], "committed", "{what}: {report}");
+        if i == 0 {
+            assert!(
+                report["rows_rejected"].as_u64().unwrap() > 0,
+                "{what}: the rejects table is written too: {report}"
+            );
+        }
+        let listings = log_listings(&requests);
+        assert!(listings.values().all(|n| *n == 1), "{what}: each log listed once: {listings:?}");
+        assert!(listings.len() as u64 <= budget, "{what}: {listings:?}");
+        assert_commits_read_once(what, &requests);
     }
+    assert_eq!(case.snapshot().await.rows, case.local_snapshot().await.rows, "the S3 table is the local one");
+    let count = "SELECT count(*) FROM shopify_configuration";
+    for args in [&["history"][..], &["query", "--sql", count][..]] {
+        let (_, requests) = run(args);
+        let listings = log_listings(&requests);
+        assert_eq!(listings.values().sum::<usize>(), 1, "{args:?}: one listing of one log: {listings:?}");
+        assert_commits_read_once(&format!("{args:?}"), &requests);
+    }
+}
+
+/// Listings of a Delta log, by the log's prefix.
+fn log_listings(requests: &[crate::proxy::Seen]) -> std::collections::BTreeMap<String, usize> {
+    let mut listings = std::collections::BTreeMap::new();
+    for request in requests.iter().filter(|r| r.method == "GET" && r.path.contains("list-type=2")) {
+        let prefix = request.path.split(['?', '&']).find_map(|p| p.strip_prefix("prefix=")).unwrap_or_default();
+        if prefix.contains("_delta_log") {
+            *listings.entry(prefix.to_string()).or_default() += 1;
+        }
+    }
+    listings
+}
+
+fn assert_commits_read_once(what: &str, requests: &[crate::proxy::Seen]) {
+    let mut reads = std::collections::BTreeMap::<&str, usize>::new();
+    for request in requests.iter().filter(|r| r.method == "GET" && r.path.contains("/_delta_log/")) {
+        if request.path.ends_with(".json") {
+            *reads.entry(request.path.as_str()).or_default() += 1;
+        }
+    }
+    assert!(reads.values().all(|n| *n == 1), "{what}: a commit file downloaded twice: {reads:?}");
 }

@@ -60,7 +60,7 @@ pub fn run() -> Result<ExitCode> {
     crate::session::set_memory_limit(memory_limit)
         .map_err(|e| Error::internal(Stage::CommandLine, "--memory-limit", e))?;
     let encryption = crate::storage::Encryption::from_flags(cli.s3_sse.as_deref(), cli.s3_kms_key_id.as_deref())?;
-    let storage = Storage::with_s3_options(crate::storage::S3Options { encryption, ..Default::default() });
+    let storage = Storage::for_one_command(crate::storage::S3Options { encryption, ..Default::default() });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

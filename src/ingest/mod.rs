@@ -28,6 +28,10 @@ pub async fn run(storage: &Storage, config: &IngestConfig, run_id: &str) -> (Run
     let def = config.target.def;
     let mut attempt = 1;
     loop {
+        // Each attempt reads the logs as they are now (a backfill's later
+        // dates, a retry after a conflict), not as this process last listed them.
+        storage.refresh_log(&config.target.table);
+        storage.refresh_log(&config.target.rejects);
         let mut report = RunReport::for_target(
             &config.target,
             config.date.to_string(),

@@ -31,6 +31,12 @@ pub async fn open_or_create(storage: &Storage, location: &Location, spec: &Table
             return Ok(table);
         }
         if let Some(found) = storage.foreign_content(location).await? {
+            // The log this command kept may predate another writer's new
+            // table (whose files these are): look again before refusing.
+            storage.refresh_log(location);
+            if storage.open_table(location).await?.is_some() {
+                continue;
+            }
             return Err(Error::usage(
                 Stage::Write,
                 location,

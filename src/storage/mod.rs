@@ -9,6 +9,7 @@
 //! ([`Storage::check_commits_are_safe`]).
 
 pub mod aws_json;
+pub mod log_cache;
 pub mod s3;
 pub mod versions;
 
@@ -43,6 +44,9 @@ pub struct Storage {
     options: S3Options,
     s3: OnceCell<S3Settings>,
     buckets: std::sync::Mutex<HashMap<String, Arc<dyn ObjectStore>>>,
+    /// Set for one command: each bucket's store keeps the Delta logs it
+    /// read ([`log_cache`]); these are those stores.
+    log_caches: Option<std::sync::Mutex<HashMap<String, Arc<log_cache::LogCache>>>>,
     /// Tables whose store was checked for conditional writes in this process.
     checked: tokio::sync::Mutex<HashSet<Location>>,
 }
@@ -113,6 +117,14 @@ impl Storage {
 
     pub fn with_s3_options(options: S3Options) -> Self {
         Storage { options, ..Storage::default() }
+    }
+
+    /// The storage of one command: what it learns of a Delta log on S3 is
+    /// kept ([`log_cache`]), so a table's log is listed once and each commit
+    /// downloaded once however often its stages reload it. Not for a
+    /// long-lived handle reading tables other processes write (tests).
+    pub fn for_one_command(options: S3Options) -> Self {
+        Storage { options, log_caches: Some(std::sync::Mutex::default()), ..Storage::default() }
     }
 
     /// The store holding `location`, and the location's path inside it.
@@ -256,10 +268,30 @@ impl Storage {
             Some(Encryption::Kms { key_id: Some(key_id) }) => builder = builder.with_sse_kms_encryption(key_id),
             Some(Encryption::Kms { key_id: None }) => builder = builder.with_config(sse_key(), "aws:kms"),
         }
-        let store: Arc<dyn ObjectStore> =
-            Arc::new(builder.build().map_err(|e| Error::object_store(Stage::Storage, format!("s3://{bucket}"), e))?);
+        let s3 = builder.build().map_err(|e| Error::object_store(Stage::Storage, format!("s3://{bucket}"), e))?;
+        let store: Arc<dyn ObjectStore> = match &self.log_caches {
+            Some(caches) => {
+                let cache = Arc::new(log_cache::LogCache::new(Arc::new(s3)));
+                caches.lock().expect("log caches").insert(bucket.to_string(), cache.clone());
+                cache
+            }
+            None => Arc::new(s3),
+        };
         self.buckets.lock().expect("bucket stores").insert(bucket.to_string(), store.clone());
         Ok(store)
+    }
+
+    /// Forgets the listing of the table's log this command kept (not the
+    /// commits' bytes, which never change): a load starts from the log as
+    /// it is, even the second date of a backfill or an attempt after a
+    /// conflict.
+    pub fn refresh_log(&self, location: &Location) {
+        if let Location::S3 { bucket, prefix } = location {
+            let cache = self.log_caches.as_ref().and_then(|c| c.lock().expect("log caches").get(bucket).cloned());
+            if let Some(store) = cache {
+                store.forget_listing(&StorePath::from(prefix.as_str()).join("_delta_log"));
+            }
+        }
     }
 
     /// The custom S3 endpoint in use, if any (for messages).
