@@ -249,6 +249,7 @@ pub async fn an_identical_rerun_downloads_nothing(backend: Backend) {
     let rejects_listings =
         requests.iter().filter(|r| r.path.contains("list-type=2") && r.path.contains("_rejects%2F_delta_log")).count();
     assert_eq!(rejects_listings, 0, "the rejects table's log is not listed: {requests:#?}");
+    assert_commits_read_once("identical re-run", &requests);
     assert!(requests.len() <= 20, "{} requests: {requests:#?}", requests.len());
 }
 
