@@ -208,7 +208,7 @@ fn log_dir(prefix: Option<&Path>) -> Option<Path> {
     prefix.filter(|p| p.filename() == Some(LOG_DIR)).cloned()
 }
 
-fn is_commit(path: &Path) -> bool {
+pub(crate) fn is_commit(path: &Path) -> bool {
     path.filename()
         .and_then(|name| name.strip_suffix(".json"))
         .is_some_and(|version| version.len() == 20 && version.bytes().all(|b| b.is_ascii_digit()))

@@ -324,7 +324,7 @@ pub async fn check_conditional_writes(
                 let mut commits: Vec<StorePath> = store
                     .list(Some(&log))
                     .try_filter_map(|meta| async move {
-                        let is_commit = meta.location.filename().is_some_and(|n| n.ends_with(".json") && n.len() == 25);
+                        let is_commit = log_cache::is_commit(&meta.location);
                         Ok(is_commit.then_some(meta.location))
                     })
                     .try_collect()
