@@ -126,11 +126,17 @@ fn split(record: &[u8]) -> Result<Vec<Vec<u8>>, String> {
     Ok((0..fields.len()).map(|i| fields.get(record, i).to_vec()).collect())
 }
 
-/// Any record either splits or is refused with a reason; what splits,
-/// written back as RFC 4180, splits to the same fields; a record without
-/// quotes is its fields joined by commas; and any list of fields, written
-/// as RFC 4180, splits back to itself.
+/// Any record either splits or is refused with a reason, the same fields
+/// or reason as the field-by-field split gives; what splits, written back
+/// as RFC 4180, splits to the same fields; a record without quotes is its
+/// fields joined by commas; and any list of fields, written as RFC 4180,
+/// splits back to itself.
 pub fn split_fields(data: &[u8]) {
+    let mut reference = Fields::default();
+    let by_field = reference
+        .split_one_field_at_a_time(data)
+        .map(|()| (0..reference.len()).map(|i| reference.get(data, i).to_vec()).collect::<Vec<_>>());
+    assert_eq!(split(data), by_field, "the block split and the field-by-field split agree");
     if let Ok(fields) = split(data) {
         assert!(!fields.is_empty(), "a record has at least one field");
         if !data.contains(&b'"') {

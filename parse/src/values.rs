@@ -9,16 +9,21 @@ pub type Parsed<T> = Result<Option<T>, String>;
 
 /// Booleans as the exporter writes them (`True`/`False`), in any case, or `1`/`0`.
 pub fn flag(text: &str) -> Parsed<bool> {
-    match text {
-        "" => Ok(None),
-        "True" => Ok(Some(true)),
-        "False" => Ok(Some(false)),
-        "1" => Ok(Some(true)),
-        "0" => Ok(Some(false)),
-        t if t.eq_ignore_ascii_case("true") => Ok(Some(true)),
-        t if t.eq_ignore_ascii_case("false") => Ok(Some(false)),
-        t => Err(format!("{} is not a boolean", quoted(t))),
-    }
+    // Compared a word at a time: most columns of a wide export are flags.
+    // OR-ing 0x20 into a byte gives a lowercase letter only from that
+    // letter in either case, so this is `eq_ignore_ascii_case`.
+    const LOWER: u32 = 0x2020_2020;
+    let word = |four: &[u8]| u32::from_le_bytes([four[0], four[1], four[2], four[3]]) | LOWER;
+    let bytes = text.as_bytes();
+    let parsed = match bytes.len() {
+        0 => return Ok(None),
+        1 if bytes[0] == b'1' => Some(true),
+        1 if bytes[0] == b'0' => Some(false),
+        4 if word(bytes) == u32::from_le_bytes(*b"true") => Some(true),
+        5 if word(bytes) == u32::from_le_bytes(*b"fals") && bytes[4] | 0x20 == b'e' => Some(false),
+        _ => None,
+    };
+    parsed.map(Some).ok_or_else(|| format!("{} is not a boolean", quoted(text)))
 }
 
 /// An integer, or a float with a zero fraction (`17.0`): pandas writes
@@ -330,8 +335,32 @@ mod tests {
             assert_eq!(flag(text), Ok(Some(want)), "{text}");
         }
         assert_eq!(flag(""), Ok(None));
-        for bad in ["yes", "T", " True", "2", "nan", "None"] {
+        for bad in ["yes", "T", " True", "2", "nan", "None", "Truee", "Fals", "t\u{e9}e"] {
             assert!(flag(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn flags_are_spelled_as_eq_ignore_ascii_case_says() {
+        let reference = |text: &str| match text {
+            "" => Ok(None),
+            "1" => Ok(Some(true)),
+            "0" => Ok(Some(false)),
+            t if t.eq_ignore_ascii_case("true") => Ok(Some(true)),
+            t if t.eq_ignore_ascii_case("false") => Ok(Some(false)),
+            t => Err(format!("{} is not a boolean", quoted(t))),
+        };
+        // Every ASCII byte in every position of each spelling (the bytes
+        // 0x20 apart from a letter among them).
+        for word in ["true", "false", "1", "0", "TRUE", "False"] {
+            for at in 0..word.len() {
+                for byte in 0u8..128 {
+                    let mut text = word.as_bytes().to_vec();
+                    text[at] = byte;
+                    let text = String::from_utf8(text).unwrap();
+                    assert_eq!(flag(&text), reference(&text), "{text:?}");
+                }
+            }
         }
     }
 
