@@ -286,7 +286,7 @@ impl ChangeFiles {
     ) -> Result<()> {
         let Some(writer) = &mut self.writer else { return Ok(()) };
         let changes = layout.as_changes(rows, types, location)?;
-        writer.write(&changes).await.map_err(|e| Error::delta(Stage::Write, location, e))
+        layout.write(writer, &changes, location).await
     }
 
     pub(super) async fn finish(self, location: &Location) -> Result<Vec<deltalake::kernel::AddCDCFile>> {

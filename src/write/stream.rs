@@ -166,7 +166,7 @@ async fn write_files(
         }
         let conformed = layout.to_file(&batch.rows, location)?;
         let (writer, in_file, bytes) = open.get_or_insert_with(|| (layout.data_writer(), Vec::new(), 0));
-        writer.write(&conformed).await.map_err(|e| Error::delta(Stage::Write, location, e))?;
+        layout.write(writer, &conformed, location).await?;
         in_file.push((batch.seq, rows));
         *bytes += arrow_bytes(&conformed);
         if *bytes >= TARGET_FILE_BYTES * ARROW_PER_PARQUET_BYTE {
@@ -224,10 +224,7 @@ impl ReadAgain<'_> {
                     in_batch.iter().map(|name| Some(self.superseded.binary_search(name).is_err())).collect();
                 let kept = filter_record_batch(&rows, &keep).map_err(|e| fail(e.to_string()))?;
                 if kept.num_rows() > 0 {
-                    writer
-                        .write(&layout.to_file(&kept, location)?)
-                        .await
-                        .map_err(|e| Error::delta(Stage::Write, location, e))?;
+                    layout.write(writer, &layout.to_file(&kept, location)?, location).await?;
                     written += kept.num_rows();
                 }
             }
