@@ -17,7 +17,7 @@ use object_store::{GetOptions, GetResultPayload, ObjectStore, ObjectStoreExt};
 
 use crate::definition::TableDefinition;
 use crate::error::{Error, Kind, Result, Stage};
-use crate::storage::{Location, Storage};
+use crate::storage::{ranged, Location, Storage};
 
 /// The export found for a date.
 #[derive(Debug, Clone)]
@@ -143,7 +143,10 @@ pub async fn digest(storage: &Storage, file: &SourceFile) -> Result<u128> {
     })
     .await
     .map_err(|e| Error::internal(Stage::Source, &location, e))?
-    .map_err(|e| Error::unavailable(Stage::Source, &location, format!("reading failed: {e}")))?;
+    .map_err(|e| {
+        carried_error(e)
+            .unwrap_or_else(|e| Error::unavailable(Stage::Source, &location, format!("reading failed: {e}")))
+    })?;
     digest.get().ok_or_else(|| Error::internal(Stage::Source, &file.location, "the export was not read to its end"))
 }
 
@@ -156,26 +159,60 @@ pub async fn open(storage: &Storage, file: &SourceFile) -> Result<(Box<dyn Read 
 }
 
 /// The export's stored bytes (compressed if it is), hashed as they are read.
+/// An export on S3 larger than a part is read as ranged GETs side by side
+/// ([`crate::storage::ranged`]); a smaller one, or a local file, as one.
 async fn open_raw(storage: &Storage, file: &SourceFile) -> Result<(Box<dyn Read + Send>, ExportDigest)> {
     let (store, path) = storage.object_store(&file.location).await?;
     let pinned = GetOptions { if_match: file.e_tag.clone(), version: file.version.clone(), ..GetOptions::default() };
-    let fetched = store.get_opts(&path, pinned).await.map_err(|e| match e {
-        object_store::Error::NotFound { .. } => {
-            Error::new(Stage::Source, Kind::SourceMissing, &file.location, "the export disappeared while loading")
+    let bytes: Box<dyn Read + Send> = match file.location {
+        Location::S3 { .. } if file.size > ranged::PART_BYTES => {
+            let failed = file.clone();
+            let map_err = Box::new(move |e| std::io::Error::other(fetch_failed(&failed, e)));
+            Box::new(ranged::read_in_parts(store, path, pinned, file.size, map_err))
         }
-        object_store::Error::Precondition { .. } => changed(file),
-        e => Error::object_store(Stage::Source, &file.location, e),
-    })?;
-    let bytes: Box<dyn Read + Send> = match fetched.payload {
+        _ => open_whole(store.as_ref(), &path, pinned, file).await?,
+    };
+    let digest = ExportDigest::default();
+    let hashing = Hashing { inner: bytes, hasher: xxhash_rust::xxh3::Xxh3::new(), digest: digest.clone() };
+    Ok((Box::new(hashing), digest))
+}
+
+/// The export as one GET (a local file: the file itself).
+async fn open_whole(
+    store: &dyn ObjectStore,
+    path: &object_store::path::Path,
+    pinned: GetOptions,
+    file: &SourceFile,
+) -> Result<Box<dyn Read + Send>> {
+    let fetched = store.get_opts(path, pinned).await.map_err(|e| fetch_failed(file, e))?;
+    Ok(match fetched.payload {
         GetResultPayload::File(local, _) => Box::new(local),
         GetResultPayload::Stream(stream) => {
             let stream = stream.map_err(std::io::Error::other);
             Box::new(tokio_util::io::SyncIoBridge::new(tokio_util::io::StreamReader::new(stream)))
         }
-    };
-    let digest = ExportDigest::default();
-    let hashing = Hashing { inner: bytes, hasher: xxhash_rust::xxh3::Xxh3::new(), digest: digest.clone() };
-    Ok((Box::new(hashing), digest))
+    })
+}
+
+/// A GET of the export that failed: gone, replaced, or the store's error.
+fn fetch_failed(file: &SourceFile, e: object_store::Error) -> Error {
+    match e {
+        object_store::Error::NotFound { .. } => {
+            Error::new(Stage::Source, Kind::SourceMissing, &file.location, "the export disappeared while loading")
+        }
+        object_store::Error::Precondition { .. } => changed(file),
+        e => Error::object_store(Stage::Source, &file.location, e),
+    }
+}
+
+/// The stage's own error a read of the export failed with (a ranged GET's,
+/// carried through `std::io::Read`), if that is what `e` holds.
+pub fn carried_error(e: std::io::Error) -> std::result::Result<Error, std::io::Error> {
+    if e.get_ref().is_some_and(|inner| inner.is::<Error>()) {
+        let inner = e.into_inner().expect("checked above");
+        return Ok(*inner.downcast::<Error>().expect("checked above"));
+    }
+    Err(e)
 }
 
 /// A gzip decoder made on the first read: making one reads the gzip header,

@@ -263,32 +263,57 @@ pub async fn slow_downloads_finish_and_stalled_ones_fail(backend: Backend) {
 
 /// Item 9: an export replaced between being found and being read fails the
 /// load (exit 5) rather than loading a mix; the next run loads the new file.
+/// Both ways an export is read: one GET (a small export) and ranged GETs
+/// side by side (an export of more than one part, issue #30 item 4), every
+/// GET pinned to the object found; the held one is the first part.
 pub async fn an_export_replaced_mid_load_is_refused(backend: Backend) {
     let case = Case::new(backend, "replaced").await;
-    case.put_export(D1, export(&good_lines(500, "True", D1))).await;
-    let proxy = Proxy::start(&case.service.endpoint).await;
-    proxy.hold("GET", &format!("/{D1}.csv"));
-    let child = case
-        .command(&["ingest", "--date", D1, "--format", "json"])
-        .env("AWS_ENDPOINT_URL", &proxy.endpoint)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    assert!(proxy.wait_held(Duration::from_secs(60)).await, "the export is read");
-    case.put_export(D1, export(&good_lines(400, "False", D1))).await;
-    proxy.release();
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
-    assert!(stderr(&out).contains("replaced while it was being loaded"), "{}", stderr(&out));
-    let gets: Vec<_> = proxy.requests().into_iter().filter(|r| r.method == "GET" && r.path.contains(D1)).collect();
-    assert!(gets.iter().all(|r| r.if_match), "the export is read pinned to what was found: {gets:?}");
-    let rows = case.snapshot().await.rows;
-    assert!(rows.is_empty(), "nothing was loaded: {:?}", rows.keys().collect::<Vec<_>>());
+    let part = shoplake::storage::ranged::PART_BYTES as usize;
+    for (date, lines) in [(D1, 500), ("2019-06-02", 80_000)] {
+        let first = export(&good_lines(lines, "True", date));
+        let in_parts = first.len() > part;
+        assert_eq!(in_parts, lines > 500, "{} bytes", first.len());
+        case.put_export(date, first).await;
+        let proxy = Proxy::start(&case.service.endpoint).await;
+        proxy.hold("GET", &format!("/{date}.csv"));
+        let child = case
+            .command(&["ingest", "--date", date, "--format", "json"])
+            .env("AWS_ENDPOINT_URL", &proxy.endpoint)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        assert!(proxy.wait_held(Duration::from_secs(60)).await, "the export is read");
+        case.put_export(date, export(&good_lines(lines - 100, "False", date))).await;
+        proxy.release();
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+        assert!(stderr(&out).contains("replaced while it was being loaded"), "{}", stderr(&out));
+        let gets: Vec<_> =
+            proxy.requests().into_iter().filter(|r| r.method == "GET" && r.path.contains(date)).collect();
+        assert!(gets.iter().all(|r| r.if_match), "the export is read pinned to what was found: {gets:?}");
+        match in_parts {
+            true => assert!(gets.len() >= 2 && gets.iter().all(|r| r.range), "read in ranged parts: {gets:?}"),
+            false => assert!(gets.len() == 1 && !gets[0].range, "read whole: {gets:?}"),
+        }
+        let rows = case.snapshot().await.rows;
+        assert!(!rows.contains_key(date), "nothing of {date} was loaded: {:?}", rows.keys().collect::<Vec<_>>());
 
-    let (code, report) = case.ingest(D1);
-    assert_eq!(code, 0, "{report}");
-    assert_eq!(report["rows_valid"], 400, "the new export, whole");
+        proxy.clear();
+        let out = case
+            .command(&["ingest", "--date", date, "--format", "json"])
+            .env("AWS_ENDPOINT_URL", &proxy.endpoint)
+            .output()
+            .unwrap();
+        let (code, report) = report_of(out);
+        assert_eq!(code, 0, "{report}");
+        assert_eq!(report["rows_valid"], lines as u64 - 100, "the new export, whole");
+        let parts = proxy.requests().into_iter().filter(|r| r.method == "GET" && r.path.contains(date)).count();
+        let size = export(&good_lines(lines - 100, "False", date)).len();
+        assert_eq!(parts, if in_parts { size.div_ceil(part) } else { 1 }, "one GET per part of the new export");
+        assert_eq!(case.local_ingest(date).0, 0);
+    }
+    assert_eq!(case.snapshot().await.rows, case.local_snapshot().await.rows, "the S3 table is the local one");
 }
 
 /// Item 13: the conditional-write probe leaves no object, sends no DELETE,

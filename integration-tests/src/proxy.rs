@@ -27,6 +27,8 @@ pub struct Seen {
     pub path: String,
     pub if_none_match: bool,
     pub if_match: bool,
+    /// A ranged GET (`Range:`).
+    pub range: bool,
 }
 
 #[derive(Default)]
@@ -176,6 +178,7 @@ async fn requests(
             path: path.clone(),
             if_none_match: header("if-none-match").is_some(),
             if_match: header("if-match").is_some(),
+            range: header("range").is_some(),
         };
         shared.requests.lock().unwrap().push(seen);
         let matches_hold =

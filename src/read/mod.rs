@@ -154,6 +154,11 @@ fn read_export(
     expected: &ExpectedLines,
 ) -> Result<ReadSummary> {
     let io_error = |e: std::io::Error| {
+        // A GET of the export that failed says what went wrong itself.
+        let e = match crate::source::carried_error(e) {
+            Ok(error) => return error,
+            Err(e) => e,
+        };
         // Corrupt compressed data is a bad file; anything else is the store.
         if matches!(e.kind(), std::io::ErrorKind::InvalidData | std::io::ErrorKind::InvalidInput) {
             Error::rejected(Stage::Read, source_uri, format!("the file cannot be read: {e}"))

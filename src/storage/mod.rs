@@ -10,6 +10,7 @@
 
 pub mod aws_json;
 pub mod log_cache;
+pub mod ranged;
 pub mod s3;
 pub mod versions;
 
