@@ -301,6 +301,9 @@ impl ChunkParser {
         let mut batch = BatchBuilder::new(self.def, self.schema.clone());
         let mut fields = Fields::default();
         let mut reasons: Vec<String> = Vec::new();
+        // Checked once for the whole chunk (a record is cut from it at line
+        // ends, so it is valid too); line by line only when it is not.
+        let all_utf8 = std::str::from_utf8(&chunk.bytes[chunk.start..]).is_ok();
         for record in chunk.records() {
             summary.rows_read += 1;
             summary.lines_read += u64::from(record.lines);
@@ -322,7 +325,9 @@ impl ChunkParser {
             }
             reasons.clear();
             let read = match &self.shape {
-                Shape::Csv(layout) => self.csv_values(layout, &mut fields, record.bytes, &mut batch, &mut reasons),
+                Shape::Csv(layout) => {
+                    self.csv_values(layout, &mut fields, record.bytes, all_utf8, &mut batch, &mut reasons)
+                }
                 Shape::Jsonl(layout) => self.json_values(layout, record.bytes, &mut batch, &mut reasons),
             };
             match read {
@@ -366,6 +371,7 @@ impl ChunkParser {
         layout: &HeaderLayout,
         fields: &mut Fields,
         bytes: &[u8],
+        known_utf8: bool,
         batch: &mut BatchBuilder,
         reasons: &mut Vec<String>,
     ) -> std::result::Result<bool, String> {
@@ -373,14 +379,16 @@ impl ChunkParser {
         if fields.len() != layout.field_count {
             return Err(format!("expected {} fields, found {}", layout.field_count, fields.len()));
         }
-        if let Err(e) = std::str::from_utf8(bytes) {
+        let utf8 = if known_utf8 { Ok(()) } else { std::str::from_utf8(bytes).map(drop) };
+        if let Err(e) = utf8 {
             return Err(format!("not valid UTF-8 (byte {} of the line)", e.valid_up_to() + 1));
         }
         for (builder, source) in batch.columns.iter_mut().zip(&layout.sources) {
             match *source {
                 ValueSource::Field(position) => {
                     let field = fields.get(bytes, position);
-                    // SAFETY: the whole record is valid UTF-8 (checked above), and a
+                    // SAFETY: the whole record is valid UTF-8 (checked above, or with its
+                    // whole chunk, which records are cut from at ASCII line ends), and a
                     // field is a slice of it cut at ASCII commas and quotes (or such a
                     // slice with ASCII quotes removed), so it is valid UTF-8 too.
                     let text = unsafe { std::str::from_utf8_unchecked(field) };
