@@ -62,13 +62,18 @@ pub fn read_in_parts(
             }
         }
     });
-    PartsReader { parts, current: Bytes::new(), fetch: fetch.abort_handle(), map_err }
+    PartsReader { parts, current: Bytes::new(), remaining: size, failed: false, fetch: fetch.abort_handle(), map_err }
 }
 
 /// The blocking end of [`read_in_parts`].
 pub struct PartsReader {
     parts: mpsc::Receiver<object_store::Result<Bytes>>,
     current: Bytes,
+    /// Bytes not handed over yet: the parts ending before the object's
+    /// size (the fetching stopped) is an error, never an early end.
+    remaining: u64,
+    /// A part failed: every later read fails too.
+    failed: bool,
     fetch: tokio::task::AbortHandle,
     map_err: ErrorMapper,
 }
@@ -76,10 +81,24 @@ pub struct PartsReader {
 impl Read for PartsReader {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         while self.current.is_empty() {
+            if self.failed {
+                return Err(std::io::Error::other("an earlier part of the download failed"));
+            }
             match self.parts.blocking_recv() {
-                None => return Ok(0),
-                Some(Ok(part)) => self.current = part,
-                Some(Err(e)) => return Err((self.map_err)(e)),
+                None if self.remaining == 0 => return Ok(0),
+                None => {
+                    self.failed = true;
+                    let message = format!("the download stopped {} bytes before the end", self.remaining);
+                    return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, message));
+                }
+                Some(Ok(part)) => {
+                    self.remaining = self.remaining.saturating_sub(part.len() as u64);
+                    self.current = part;
+                }
+                Some(Err(e)) => {
+                    self.failed = true;
+                    return Err((self.map_err)(e));
+                }
             }
         }
         let n = buf.len().min(self.current.len());
@@ -127,6 +146,32 @@ mod tests {
             let read = read_all(store.clone(), path, pinned, size).await.unwrap();
             assert!(read == bytes, "{size} bytes read back as {} bytes, or in another order", read.len());
         }
+    }
+
+    #[tokio::test]
+    async fn parts_that_stop_short_are_an_error_not_an_early_end() {
+        let (tx, parts) = mpsc::channel(4);
+        tx.send(Ok(Bytes::from_static(b"first part"))).await.unwrap();
+        drop(tx); // The fetching ended (a panic, a runtime going away) before the last part.
+        let fetch = tokio::spawn(async {}).abort_handle();
+        let mut reader = PartsReader {
+            parts,
+            current: Bytes::new(),
+            remaining: 20,
+            failed: false,
+            fetch,
+            map_err: Box::new(std::io::Error::other),
+        };
+        let read = tokio::task::spawn_blocking(move || {
+            let mut out = Vec::new();
+            let first = reader.read_to_end(&mut out);
+            (out, first, reader.read(&mut [0u8; 4]))
+        })
+        .await
+        .unwrap();
+        assert_eq!(read.0, b"first part");
+        assert_eq!(read.1.unwrap_err().kind(), std::io::ErrorKind::UnexpectedEof);
+        assert!(read.2.is_err(), "a read after the failure fails too");
     }
 
     #[tokio::test]
