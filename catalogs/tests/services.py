@@ -24,10 +24,21 @@ import trino
 REGION = "us-east-1"
 
 
+_HANDED_OUT = set()
+
+
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port of 127.0.0.1 that is free now and was not handed out before in
+    this process. Servers start side by side, and one that is not listening
+    yet leaves its port free for the kernel to give out again: MinIO and
+    Trino once got the same one, and Trino failed to bind."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 def http_get(url, timeout=2):

@@ -77,3 +77,12 @@ def test_change_data_feed(table, trino, shoplake):
     )
     by_date = shoplake_rows(shoplake, f"SELECT export_date, count(*) AS n FROM {TABLE} GROUP BY 1 ORDER BY 1")
     assert changes == [["insert", version, day["n"]] for version, day in enumerate(by_date, start=1)]
+
+
+def test_servers_started_side_by_side_get_ports_of_their_own():
+    """free_port never hands out a port twice: a server not listening yet
+    leaves its port free, and Trino once got MinIO's (it failed to bind)."""
+    from services import free_port
+
+    ports = [free_port() for _ in range(3000)]
+    assert len(set(ports)) == len(ports)
