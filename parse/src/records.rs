@@ -375,9 +375,7 @@ impl Fields {
         if !cursor.any_quote || (cursor.inside == 0 && self.unquote(record)) {
             return Ok(());
         }
-        self.spans.clear();
-        self.unescaped.clear();
-        self.split_quoted(record)
+        self.split_one_field_at_a_time(record)
     }
 
     /// Ends a field at every comma of a block outside quotes.

@@ -301,9 +301,10 @@ impl ChunkParser {
         let mut batch = BatchBuilder::new(self.def, self.schema.clone());
         let mut fields = Fields::default();
         let mut reasons: Vec<String> = Vec::new();
-        // Checked once for the whole chunk (a record is cut from it at line
-        // ends, so it is valid too); line by line only when it is not.
-        let all_utf8 = std::str::from_utf8(&chunk.bytes[chunk.start..]).is_ok();
+        // A CSV chunk's UTF-8 is checked once for the whole chunk (a record
+        // is cut from it at line ends, so it is valid too); line by line only
+        // when it is not. A JSONL line is checked as it is parsed.
+        let all_utf8 = matches!(self.shape, Shape::Csv(_)) && std::str::from_utf8(&chunk.bytes[chunk.start..]).is_ok();
         for record in chunk.records() {
             summary.rows_read += 1;
             summary.lines_read += u64::from(record.lines);

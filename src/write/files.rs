@@ -145,17 +145,11 @@ impl FileLayout {
     /// partition value is the one the split would give (the same function
     /// reads it from the first row).
     pub async fn write(&self, writer: &mut DeltaWriter, batch: &RecordBatch, location: &Location) -> Result<()> {
-        let written = match self.one_date(batch) {
+        let written = match one_date(batch, &self.file_partition) {
             Some(values) => writer.write_partition(batch.clone(), &values).await,
             None => writer.write(batch).await,
         };
         written.map_err(|e| Error::delta(Stage::Write, location, e))
-    }
-
-    /// The partition value of `batch` when all its rows hold the same,
-    /// non-null date.
-    fn one_date(&self, batch: &RecordBatch) -> Option<IndexMap<String, Scalar>> {
-        one_date(batch, &self.file_partition)
     }
 
     /// A data file's rows in the file's order (as written, batch after
