@@ -109,50 +109,67 @@ impl ColumnBuilder {
 
     /// Appends the field's value, or a null and the reason it breaks its rule.
     pub fn append(&mut self, text: &str, file_date: &values::FileDate) -> std::result::Result<(), String> {
-        fn put<T>(parsed: values::Parsed<T>, mut append: impl FnMut(Option<T>)) -> std::result::Result<bool, String> {
-            parsed.map(|v| {
-                let present = v.is_some();
-                append(v);
-                present
-            })
-        }
+        let mut outcome = Ok(());
+        self.append_texts(std::iter::once(text), file_date, |_, reason| outcome = Err(reason));
+        outcome
+    }
+
+    /// Appends each text's value, or a null where it breaks the column's
+    /// rule, calling `broken` with the text's index and the reason: one loop
+    /// per kind, so a value costs no call and no match on the kind.
+    pub fn append_texts<'t>(
+        &mut self,
+        texts: impl Iterator<Item = &'t str>,
+        file_date: &values::FileDate,
+        mut broken: impl FnMut(usize, String),
+    ) {
         let conventions = self.conventions;
-        let text = conventions.prepare(text);
-        let outcome = match &mut self.values {
-            Values::Text(b) => {
+        let rule = Rule { conventions, nullable: self.nullable };
+        let broken = &mut broken;
+        match &mut self.values {
+            Values::Text(b) => rule.each(b, texts, broken, |b, text| {
                 b.append_option(values::text(text));
                 Ok(!text.is_empty())
-            }
-            Values::Flag(b) => put(conventions.flag(text), |v| b.append_option(v)),
-            Values::Count(b) => put(values::count(text), |v| b.append_option(v)),
-            Values::CountList(b, items) => values::count_list_into(text, items).inspect(|&present| {
-                if present {
-                    b.values().append_slice(items);
-                }
-                b.append(present);
             }),
-            Values::Float(b) => put(values::float(text), |v| b.append_option(v)),
-            Values::Decimal(b, p, s) => put(values::decimal(text, *p, *s), |v| b.append_option(v)),
-            Values::Date(b) => put(values::date_value(text), |v| b.append_option(v.map(super::days_since_epoch))),
-            Values::FileDate(b) => put(file_date.parse(text), |v| b.append_option(v.map(super::days_since_epoch))),
-            Values::Timestamp(b, zone) => put(conventions.timestamp(text, *zone), |v| b.append_option(v)),
-            Values::TextList(b, items) => values::text_list_into(text, items).inspect(|&present| {
-                if present {
-                    for item in items.iter() {
-                        b.values().append_value(item);
+            Values::Flag(b) => {
+                rule.each(b, texts, broken, |b, text| put(conventions.flag(text), |v| b.append_option(v)))
+            }
+            Values::Count(b) => rule.each(b, texts, broken, |b, text| put(values::count(text), |v| b.append_option(v))),
+            Values::CountList(b, items) => rule.each(b, texts, broken, |b, text| {
+                values::count_list_into(text, items).inspect(|&present| {
+                    if present {
+                        b.values().append_slice(items);
                     }
-                }
-                b.append(present);
+                    b.append(present);
+                })
             }),
-        };
-        match outcome {
-            Ok(true) => Ok(()),
-            Ok(false) if self.nullable => Ok(()),
-            Ok(false) => Err("is empty".into()),
-            Err(reason) => {
-                self.append_null();
-                Err(reason)
+            Values::Float(b) => rule.each(b, texts, broken, |b, text| put(values::float(text), |v| b.append_option(v))),
+            Values::Decimal(b, p, s) => {
+                let (precision, scale) = (*p, *s);
+                rule.each(b, texts, broken, |b, text| {
+                    put(values::decimal(text, precision, scale), |v| b.append_option(v))
+                })
             }
+            Values::Date(b) => rule.each(b, texts, broken, |b, text| {
+                put(values::date_value(text), |v| b.append_option(v.map(super::days_since_epoch)))
+            }),
+            Values::FileDate(b) => rule.each(b, texts, broken, |b, text| {
+                put(file_date.parse(text), |v| b.append_option(v.map(super::days_since_epoch)))
+            }),
+            Values::Timestamp(b, zone) => {
+                let zone = *zone;
+                rule.each(b, texts, broken, |b, text| put(conventions.timestamp(text, zone), |v| b.append_option(v)))
+            }
+            Values::TextList(b, items) => rule.each(b, texts, broken, |b, text| {
+                values::text_list_into(text, items).inspect(|&present| {
+                    if present {
+                        for item in items.iter() {
+                            b.values().append_value(item);
+                        }
+                    }
+                    b.append(present);
+                })
+            }),
         }
     }
 
@@ -192,6 +209,75 @@ impl ColumnBuilder {
         }
     }
 }
+
+/// What a column asks of each of its values besides its kind's rule.
+#[derive(Clone, Copy)]
+struct Rule {
+    conventions: &'static values::Conventions,
+    nullable: bool,
+}
+
+impl Rule {
+    /// Appends each text with `one` (`Ok(true)` when it held a value), and a
+    /// null with [`Nullable::append_null`] where it breaks the rule.
+    #[inline(always)]
+    fn each<'t, B: Nullable>(
+        self,
+        builder: &mut B,
+        texts: impl Iterator<Item = &'t str>,
+        broken: &mut impl FnMut(usize, String),
+        mut one: impl FnMut(&mut B, &str) -> std::result::Result<bool, String>,
+    ) {
+        for (index, text) in texts.enumerate() {
+            match one(builder, self.conventions.prepare(text)) {
+                Ok(true) => {}
+                Ok(false) if self.nullable => {}
+                Ok(false) => broken(index, "is empty".into()),
+                Err(reason) => {
+                    builder.append_null();
+                    broken(index, reason);
+                }
+            }
+        }
+    }
+}
+
+/// Appends the parsed value, when there is one; whether there was.
+#[inline(always)]
+fn put<T>(parsed: values::Parsed<T>, append: impl FnOnce(Option<T>)) -> std::result::Result<bool, String> {
+    parsed.map(|v| {
+        let present = v.is_some();
+        append(v);
+        present
+    })
+}
+
+/// A builder that can append a null (each Arrow builder can, by its own method).
+trait Nullable {
+    fn append_null(&mut self);
+}
+
+macro_rules! nullable {
+    ($($builder:ty),*) => {
+        $(impl Nullable for $builder {
+            fn append_null(&mut self) {
+                <$builder>::append_null(self)
+            }
+        })*
+    };
+}
+
+nullable!(
+    StringBuilder,
+    BooleanBuilder,
+    Int64Builder,
+    ListBuilder<Int64Builder>,
+    Float64Builder,
+    Decimal128Builder,
+    Date32Builder,
+    TimestampMicrosecondBuilder,
+    ListBuilder<StringBuilder>
+);
 
 fn item(data_type: DataType) -> Field {
     Field::new(LIST_ITEM, data_type, true)

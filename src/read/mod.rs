@@ -7,6 +7,7 @@
 //! first (PRODUCT.md, "What happens to each input line").
 
 mod columns;
+mod group;
 pub mod header;
 mod jsonl;
 use shoplake_parse::records;
@@ -24,6 +25,7 @@ use tokio::task::JoinHandle;
 use crate::definition::{Column, Kind, SourceFormat, TableDefinition};
 use crate::error::{Error, Result, Stage};
 use columns::{BatchBuilder, BATCH_ROWS};
+use group::{FieldGroup, GROUP_ROWS};
 use header::{HeaderLayout, ValueSource};
 use jsonl::{JsonLayout, JsonLine};
 use records::{Chunk, Chunker, Fields};
@@ -297,10 +299,18 @@ struct ChunkParser {
 impl ChunkParser {
     /// Parses one chunk, sending full batches on `tx`. `Ok(false)` when the
     /// consumer has stopped (it failed; its error is the one to report).
+    ///
+    /// A CSV record's fields are gathered into a [`FieldGroup`] and its
+    /// values parsed with the group's, column by column; a JSONL line's
+    /// values are parsed as the line is.
     fn parse(&self, chunk: &Chunk, summary: &mut ReadSummary, tx: &mpsc::Sender<RecordBatch>) -> Result<bool> {
         let mut batch = BatchBuilder::new(self.def, self.schema.clone());
         let mut fields = Fields::default();
         let mut reasons: Vec<String> = Vec::new();
+        let mut group = FieldGroup::new(match &self.shape {
+            Shape::Csv(layout) => &layout.sources,
+            Shape::Jsonl(_) => &[],
+        });
         // A CSV chunk's UTF-8 is checked once for the whole chunk (a record
         // is cut from it at line ends, so it is valid too); line by line only
         // when it is not. A JSONL line is checked as it is parsed.
@@ -324,39 +334,42 @@ impl ChunkParser {
                 summary.blank_lines += 1;
                 continue;
             }
-            reasons.clear();
-            let read = match &self.shape {
-                Shape::Csv(layout) => {
-                    self.csv_values(layout, &mut fields, record.bytes, all_utf8, &mut batch, &mut reasons)
+            match &self.shape {
+                Shape::Csv(layout) => match split_csv(layout, &mut fields, record.bytes, all_utf8) {
+                    Ok(text) => {
+                        group.push(&chunk.bytes, record.line, text, &fields);
+                        // A group never takes a batch past its size.
+                        if group.rows() < GROUP_ROWS.min(BATCH_ROWS - batch.rows()) {
+                            continue;
+                        }
+                        self.add_group(&mut group, &chunk.bytes, &mut batch);
+                    }
+                    Err(reason) => {
+                        summary.line_rejects.push(line_reject(reason));
+                        continue;
+                    }
+                },
+                Shape::Jsonl(layout) => {
+                    reasons.clear();
+                    match self.json_values(layout, record.bytes, &mut batch, &mut reasons) {
+                        Ok(true) => self.add_row(&mut batch, record.line, record.bytes, &reasons),
+                        Ok(false) => {
+                            summary.other_type += 1;
+                            continue;
+                        }
+                        Err(reason) => {
+                            summary.line_rejects.push(line_reject(reason));
+                            continue;
+                        }
+                    }
                 }
-                Shape::Jsonl(layout) => self.json_values(layout, record.bytes, &mut batch, &mut reasons),
-            };
-            match read {
-                Ok(true) => {}
-                Ok(false) => {
-                    summary.other_type += 1;
-                    continue;
-                }
-                Err(reason) => {
-                    summary.line_rejects.push(line_reject(reason));
-                    continue;
-                }
-            }
-            batch.lines.append_value(record.line);
-            if reasons.is_empty() {
-                batch.rejects.append_null();
-                // A row the fill of its group may still reject keeps its text (`crate::transform`).
-                match self.keep_raw {
-                    true => batch.raws.append_value(String::from_utf8_lossy(record.bytes)),
-                    false => batch.raws.append_null(),
-                }
-            } else {
-                batch.rejects.append_value(reasons.join("; "));
-                batch.raws.append_value(String::from_utf8_lossy(record.bytes));
             }
             if batch.rows() >= BATCH_ROWS && tx.blocking_send(batch.finish()?).is_err() {
                 return Ok(false);
             }
+        }
+        if group.rows() > 0 {
+            self.add_group(&mut group, &chunk.bytes, &mut batch);
         }
         if batch.rows() > 0 && tx.blocking_send(batch.finish()?).is_err() {
             return Ok(false);
@@ -364,44 +377,61 @@ impl ChunkParser {
         Ok(true)
     }
 
-    /// Appends a CSV record's values to `batch` (a value breaking its rule
-    /// adds its reason); `Err` when its fields cannot be told apart, and
-    /// then nothing is appended.
-    fn csv_values(
-        &self,
-        layout: &HeaderLayout,
-        fields: &mut Fields,
-        bytes: &[u8],
-        known_utf8: bool,
-        batch: &mut BatchBuilder,
-        reasons: &mut Vec<String>,
-    ) -> std::result::Result<bool, String> {
-        fields.split(bytes)?;
-        if fields.len() != layout.field_count {
-            return Err(format!("expected {} fields, found {}", layout.field_count, fields.len()));
-        }
-        let utf8 = if known_utf8 { Ok(()) } else { std::str::from_utf8(bytes).map(drop) };
-        if let Err(e) = utf8 {
-            return Err(format!("not valid UTF-8 (byte {} of the line)", e.valid_up_to() + 1));
-        }
-        for (builder, source) in batch.columns.iter_mut().zip(&layout.sources) {
-            match *source {
-                ValueSource::Field(position) => {
-                    let field = fields.get(bytes, position);
-                    // SAFETY: the whole record is valid UTF-8 (checked above, or with its
-                    // whole chunk, which records are cut from at ASCII line ends), and a
-                    // field is a slice of it cut at ASCII commas and quotes (or such a
-                    // slice with ASCII quotes removed), so it is valid UTF-8 too.
-                    let text = unsafe { std::str::from_utf8_unchecked(field) };
-                    if let Err(reason) = builder.append(text, &self.file_date) {
-                        reasons.push(format!("{}: {reason}", builder.name));
-                    }
-                }
-                ValueSource::FileDate => builder.append_date(self.date),
-                ValueSource::Missing => builder.append_null(),
+    /// Appends the group's values to `batch`, column by column (a value
+    /// breaking its rule adds its reason to its row), then each row's
+    /// bookkeeping; empties the group.
+    fn add_group(&self, group: &mut FieldGroup, chunk: &[u8], batch: &mut BatchBuilder) {
+        let rows = group.rows();
+        let mut broken: Vec<(usize, String)> = Vec::new();
+        for (column, builder) in batch.columns.iter_mut().enumerate() {
+            let name = builder.name;
+            match group.texts(chunk, column) {
+                Some(texts) => builder.append_texts(texts, &self.file_date, |row, reason| {
+                    broken.push((row, format!("{name}: {reason}")));
+                }),
+                None if self.is_file_date(column) => (0..rows).for_each(|_| builder.append_date(self.date)),
+                None => (0..rows).for_each(|_| builder.append_null()),
             }
         }
-        Ok(true)
+        // Stable: a row's reasons stay in the order of its columns.
+        broken.sort_by_key(|(row, _)| *row);
+        let mut broken = broken.into_iter().peekable();
+        let mut reasons = Vec::new();
+        for row in 0..rows {
+            reasons.clear();
+            while let Some((_, reason)) = broken.next_if(|(broken_row, _)| *broken_row == row) {
+                reasons.push(reason);
+            }
+            self.add_row(batch, group.line(row), group.record(chunk, row), &reasons);
+        }
+        group.clear();
+    }
+
+    /// Whether the reader's column `column` is a file date the export does
+    /// not hold (a column that is not a field otherwise is missing: null).
+    fn is_file_date(&self, column: usize) -> bool {
+        match &self.shape {
+            Shape::Csv(layout) => layout.sources[column] == ValueSource::FileDate,
+            Shape::Jsonl(_) => false,
+        }
+    }
+
+    /// A row's bookkeeping, once its values are appended: its line, why its
+    /// values break their rules (none when they do not), and its raw text
+    /// when it may be rejected.
+    fn add_row(&self, batch: &mut BatchBuilder, line: u64, raw: &[u8], reasons: &[String]) {
+        batch.lines.append_value(line);
+        if reasons.is_empty() {
+            batch.rejects.append_null();
+            // A row the fill of its group may still reject keeps its text (`crate::transform`).
+            match self.keep_raw {
+                true => batch.raws.append_value(String::from_utf8_lossy(raw)),
+                false => batch.raws.append_null(),
+            }
+        } else {
+            batch.rejects.append_value(reasons.join("; "));
+            batch.raws.append_value(String::from_utf8_lossy(raw));
+        }
     }
 
     /// Appends a JSONL line's values to `batch`; `Ok(false)` for an object
@@ -431,151 +461,30 @@ impl ChunkParser {
     }
 }
 
+/// A CSV record's fields, into `fields`, and the record as text; why not
+/// when its fields cannot be told apart or it is not UTF-8 (`known_utf8`:
+/// its chunk was checked whole).
+fn split_csv<'r>(
+    layout: &HeaderLayout,
+    fields: &mut Fields,
+    bytes: &'r [u8],
+    known_utf8: bool,
+) -> std::result::Result<&'r str, String> {
+    fields.split(bytes)?;
+    if fields.len() != layout.field_count {
+        return Err(format!("expected {} fields, found {}", layout.field_count, fields.len()));
+    }
+    if known_utf8 {
+        // SAFETY: the whole chunk is valid UTF-8 (checked by the caller), and
+        // records are cut from it at ASCII line ends.
+        return Ok(unsafe { std::str::from_utf8_unchecked(bytes) });
+    }
+    std::str::from_utf8(bytes).map_err(|e| format!("not valid UTF-8 (byte {} of the line)", e.valid_up_to() + 1))
+}
+
 pub fn days_since_epoch(date: NaiveDate) -> i32 {
     (date - NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid date")).num_days() as i32
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use datafusion::arrow::array::{Array, AsArray};
-
-    fn def() -> &'static TableDefinition {
-        crate::catalog::built_in("shopify_configuration")
-    }
-
-    const GOOD: &str = "a1,shop.myshopify.com,APP,True,False,3,\"[0, 4]\",true,false,1,0,2.0,True,False,True,False,True,False,shopify_,False,app_store,2019-04-01";
-
-    fn header() -> String {
-        def().export_columns().map(|c| c.name.as_str()).collect::<Vec<_>>().join(",")
-    }
-
-    fn day() -> NaiveDate {
-        NaiveDate::from_ymd_opt(2019, 4, 1).unwrap()
-    }
-
-    #[tokio::test]
-    async fn a_consumer_that_stops_early_does_not_hang_the_reader() {
-        // Far more chunks than the queues between the reading thread and the parsers hold.
-        let mut input = header();
-        input.push('\n');
-        for i in 0..400_000 {
-            input.push_str(&GOOD.replacen("a1,", &format!("s{i},"), 1));
-            input.push('\n');
-        }
-        let (mut rx, handle) =
-            start(def(), day(), "big.csv".into(), Box::new(std::io::Cursor::new(input.into_bytes())));
-        assert!(rx.recv().await.is_some());
-        drop(rx); // A later stage failed.
-        let finished = tokio::time::timeout(std::time::Duration::from_secs(60), handle).await;
-        assert!(finished.is_ok(), "the reader is still blocked a minute after its consumer went away");
-    }
-
-    #[tokio::test]
-    async fn the_lines_are_estimated_from_the_first_chunk_before_a_batch_is_sent() {
-        let export = |lines: usize, width: usize| {
-            let mut input = header();
-            input.push('\n');
-            for i in 0..lines {
-                input.push_str(&GOOD.replacen("a1,", &format!("s{i:0width$},"), 1));
-                input.push('\n');
-            }
-            input.into_bytes()
-        };
-        // Smaller than a chunk: the count is exact (the header is a line).
-        let small = export(1_000, 6);
-        let expected = ExpectedLines::of_size(Some(small.len() as u64));
-        let (mut rx, handle) =
-            start_sized(def(), day(), "t.csv".into(), Box::new(std::io::Cursor::new(small)), expected.clone());
-        assert!(rx.recv().await.is_some());
-        assert_eq!(expected.get(), Some(1_001), "known when the first batch comes");
-        while rx.recv().await.is_some() {}
-        handle.await.unwrap().unwrap();
-        // Several chunks (lines of one width, the header's aside): within 0.1%.
-        let big = export(200_000, 6);
-        let expected = ExpectedLines::of_size(Some(big.len() as u64));
-        let (mut rx, handle) =
-            start_sized(def(), day(), "t.csv".into(), Box::new(std::io::Cursor::new(big)), expected.clone());
-        while rx.recv().await.is_some() {}
-        handle.await.unwrap().unwrap();
-        let estimate = expected.get().unwrap();
-        assert!(estimate.abs_diff(200_001) <= 200, "{estimate}");
-        // Blank lines first: the estimate stays within what lines of every
-        // column could number (a byte a column at least).
-        let columns = def().export_columns().count();
-        let rows = export(10, 2);
-        let header_end = rows.iter().position(|b| *b == b'\n').unwrap() + 1;
-        let mut blank_first = rows[..header_end].to_vec();
-        blank_first.extend(vec![b'\n'; 1 << 20]);
-        blank_first.extend(&rows[header_end..]);
-        let expected = ExpectedLines::of_size(Some(blank_first.len() as u64));
-        let (mut rx, handle) = start_sized(
-            def(),
-            day(),
-            "t.csv".into(),
-            Box::new(std::io::Cursor::new(blank_first.clone())),
-            expected.clone(),
-        );
-        while rx.recv().await.is_some() {}
-        handle.await.unwrap().unwrap();
-        assert_eq!(expected.get(), Some(blank_first.len() as u64 / columns as u64 + 1));
-        // No size (a compressed export): no estimate.
-        let no_size = ExpectedLines::of_size(None);
-        let (mut rx, handle) =
-            start_sized(def(), day(), "t.csv".into(), Box::new(std::io::Cursor::new(export(10, 2))), no_size.clone());
-        while rx.recv().await.is_some() {}
-        handle.await.unwrap().unwrap();
-        assert_eq!(no_size.get(), None);
-    }
-
-    #[tokio::test]
-    async fn blank_lines_are_counted_and_an_open_quote_breaks_only_its_line() {
-        let input = format!(
-            "{h}\n{GOOD}\n\n  \t\n{open}\n{next}\n\r\n",
-            h = header(),
-            open = GOOD.replacen("a1,", "a2,", 1).replacen("\"[0, 4]\"", "\"[0, 4", 1),
-            next = GOOD.replacen("a1,", "a3,", 1)
-        );
-        let (mut rx, handle) = start(def(), day(), "t.csv".into(), Box::new(std::io::Cursor::new(input.into_bytes())));
-        let mut rows = 0;
-        while let Some(batch) = rx.recv().await {
-            rows += batch.num_rows();
-        }
-        let summary = handle.await.unwrap().unwrap();
-        assert_eq!(summary.rows_read, 6, "every line after the header");
-        assert_eq!(summary.blank_lines, 3);
-        assert_eq!(summary.line_rejects.len(), 1);
-        assert_eq!(summary.line_rejects[0].line, 5);
-        assert!(summary.line_rejects[0].reason.contains("unterminated quote"), "{:?}", summary.line_rejects);
-        assert_eq!(rows, 2, "the lines before and after the open quote are read");
-    }
-
-    #[tokio::test]
-    async fn reads_values_and_keeps_bad_ones_for_later() {
-        let header = def().export_columns().map(|c| c.name.as_str()).collect::<Vec<_>>().join(",");
-        let good = "a1,shop.myshopify.com,APP,True,False,3,\"[0, 4]\",true,false,1,0,2.0,True,False,True,False,True,False,shopify_,False,app_store,2019-04-01";
-        let bad_flag = good.replacen("a1,", "a2,", 1).replacen("True,False,3", "Maybe,False,3", 1);
-        let short = "a3,too,short";
-        let input = format!("\u{feff}{header}\r\n{good}\r\n{bad_flag}\r\n{short}\r\n");
-        let day = NaiveDate::from_ymd_opt(2019, 4, 1).unwrap();
-        let (mut rx, handle) = start(def(), day, "test.csv".into(), Box::new(std::io::Cursor::new(input.into_bytes())));
-        let batch = rx.recv().await.unwrap();
-        assert!(rx.recv().await.is_none());
-        let summary = handle.await.unwrap().unwrap();
-        assert_eq!(summary.rows_read, 3);
-        assert_eq!(summary.line_rejects.len(), 1);
-        assert_eq!(summary.line_rejects[0].line, 4);
-        assert_eq!(summary.line_rejects[0].reason, "expected 22 fields, found 3");
-        assert_eq!(batch.num_rows(), 2);
-        let reject = batch.column_by_name(REJECT).unwrap().as_string::<i32>();
-        assert!(reject.is_null(0));
-        assert_eq!(reject.value(1), "autocomplete_enabled: 'Maybe' is not a boolean");
-        let raw = batch.column_by_name(RAW).unwrap().as_string::<i32>();
-        assert!(raw.value(1).starts_with("a2,shop"));
-        let lists = batch.column_by_name("nbrs_pinned_items").unwrap().as_list::<i32>();
-        assert_eq!(lists.value(0).as_primitive::<datafusion::arrow::datatypes::Int64Type>().values(), &[0, 4]);
-        let counts =
-            batch.column_by_name("nbr_metafields").unwrap().as_primitive::<datafusion::arrow::datatypes::Int64Type>();
-        assert_eq!(counts.value(0), 2);
-    }
-}
+mod tests;
