@@ -22,7 +22,8 @@ struct Place {
 const COPIED: u32 = 1 << 31;
 
 /// The field texts of up to [`GROUP_ROWS`] records of one chunk.
-pub struct FieldGroup {
+pub struct FieldGroup<'c> {
+    chunk: &'c [u8],
     /// For each column the reader produces, the position of its field in a
     /// record (none for a file date not in the export, or a missing column).
     positions: Vec<Option<usize>>,
@@ -34,8 +35,8 @@ pub struct FieldGroup {
     records: Vec<Place>,
 }
 
-impl FieldGroup {
-    pub fn new(sources: &[ValueSource]) -> Self {
+impl<'c> FieldGroup<'c> {
+    pub fn new(chunk: &'c [u8], sources: &[ValueSource]) -> Self {
         let positions: Vec<Option<usize>> = sources
             .iter()
             .map(|source| match *source {
@@ -44,6 +45,7 @@ impl FieldGroup {
             })
             .collect();
         FieldGroup {
+            chunk,
             places: vec![Place::default(); positions.len() * GROUP_ROWS],
             positions,
             copies: String::new(),
@@ -56,24 +58,29 @@ impl FieldGroup {
         self.lines.len()
     }
 
-    /// Adds `record` (a slice of `chunk`, on line `line`), whose fields
-    /// `fields` holds. Taking the record as `&str` is what makes every text
-    /// of the group valid UTF-8: a field is a slice of it cut at ASCII commas
-    /// and quotes, or such a slice with ASCII quotes removed.
-    pub fn push(&mut self, chunk: &[u8], line: u64, record: &str, fields: &Fields) {
+    /// Adds `record` (a slice of the chunk, on line `line`), whose fields
+    /// `fields` holds. Taking the record as `&str`, and checking that each
+    /// field is cut from it at character boundaries (it is: at ASCII commas
+    /// and quotes), is what makes every text of the group valid UTF-8.
+    pub fn push(&mut self, line: u64, record: &str, fields: &Fields) {
         assert!(self.rows() < GROUP_ROWS, "the group is full");
         let row = self.rows();
         let record_bytes = record.as_bytes();
-        let base = offset_in(chunk, record_bytes).expect("a record is a slice of its chunk");
+        let base = offset_in(self.chunk, record_bytes).expect("a record is a slice of its chunk");
         for (column, position) in self.positions.iter().enumerate() {
             let Some(position) = *position else { continue };
             let field = fields.get(record_bytes, position);
             let place = match offset_in(record_bytes, field) {
-                Some(offset) => place(base + offset, base + offset + field.len()),
+                Some(offset) => {
+                    let end = offset + field.len();
+                    assert!(record.is_char_boundary(offset) && record.is_char_boundary(end), "fields of this record");
+                    place(base + offset, base + end)
+                }
                 None => {
+                    // Rare (a quoted field with doubled quotes): checked as it is copied.
+                    let text = std::str::from_utf8(field).expect("a field of a UTF-8 record without its quotes");
                     let start = self.copies.len();
-                    // SAFETY: see above: the field is UTF-8 because its record is.
-                    self.copies.push_str(unsafe { std::str::from_utf8_unchecked(field) });
+                    self.copies.push_str(text);
                     let copied = place(start, self.copies.len());
                     Place { start: copied.start | COPIED, end: copied.end }
                 }
@@ -86,14 +93,14 @@ impl FieldGroup {
 
     /// The texts of `column`'s field, row by row; none for a column that
     /// is not a field of the export.
-    pub fn texts<'g>(&'g self, chunk: &'g [u8], column: usize) -> Option<impl Iterator<Item = &'g str> + 'g> {
+    pub fn texts(&self, column: usize) -> Option<impl Iterator<Item = &str> + '_> {
         self.positions[column]?;
         let places = &self.places[column * GROUP_ROWS..column * GROUP_ROWS + self.rows()];
         Some(places.iter().map(move |place| match place.start & COPIED {
             0 => {
-                let bytes = &chunk[place.start as usize..place.end as usize];
+                let bytes = &self.chunk[place.start as usize..place.end as usize];
                 // SAFETY: `push` took this slice of the chunk from a `&str`
-                // (its record), cut at ASCII bytes: it is valid UTF-8.
+                // (its record), between character boundaries it checked.
                 unsafe { std::str::from_utf8_unchecked(bytes) }
             }
             _ => &self.copies[(place.start & !COPIED) as usize..place.end as usize],
@@ -105,9 +112,9 @@ impl FieldGroup {
     }
 
     /// Row `row`'s whole record, as read.
-    pub fn record<'g>(&self, chunk: &'g [u8], row: usize) -> &'g [u8] {
+    pub fn record(&self, row: usize) -> &'c [u8] {
         let place = self.records[row];
-        &chunk[place.start as usize..place.end as usize]
+        &self.chunk[place.start as usize..place.end as usize]
     }
 
     pub fn clear(&mut self) {
@@ -139,25 +146,35 @@ mod tests {
     fn texts_come_back_column_by_column_from_the_chunk_or_the_copies() {
         let chunk = "a,\"b\"\"c\",d\n\"x\",,z\n";
         let sources = [ValueSource::Field(2), ValueSource::Missing, ValueSource::Field(0), ValueSource::Field(1)];
-        let mut group = FieldGroup::new(&sources);
+        let mut group = FieldGroup::new(chunk.as_bytes(), &sources);
         let mut fields = Fields::default();
         let mut start = 0;
         for (line, record) in chunk.split_terminator('\n').enumerate() {
             let record = &chunk[start..start + record.len()];
             start += record.len() + 1;
             fields.split(record.as_bytes()).unwrap();
-            group.push(chunk.as_bytes(), line as u64 + 1, record, &fields);
+            group.push(line as u64 + 1, record, &fields);
         }
-        fn texts<'g>(group: &'g FieldGroup, chunk: &'g str, column: usize) -> Option<Vec<&'g str>> {
-            group.texts(chunk.as_bytes(), column).map(|texts| texts.collect())
+        fn texts<'g>(group: &'g FieldGroup, column: usize) -> Option<Vec<&'g str>> {
+            group.texts(column).map(|texts| texts.collect())
         }
-        assert_eq!(texts(&group, chunk, 0), Some(vec!["d", "z"]));
-        assert_eq!(texts(&group, chunk, 1), None, "a missing column has no field");
-        assert_eq!(texts(&group, chunk, 2), Some(vec!["a", "x"]));
-        assert_eq!(texts(&group, chunk, 3), Some(vec!["b\"c", ""]), "the doubled quote undone, in the copies");
-        assert_eq!((group.line(1), group.record(chunk.as_bytes(), 1)), (2, &b"\"x\",,z"[..]));
+        assert_eq!(texts(&group, 0), Some(vec!["d", "z"]));
+        assert_eq!(texts(&group, 1), None, "a missing column has no field");
+        assert_eq!(texts(&group, 2), Some(vec!["a", "x"]));
+        assert_eq!(texts(&group, 3), Some(vec!["b\"c", ""]), "the doubled quote undone, in the copies");
+        assert_eq!((group.line(1), group.record(1)), (2, &b"\"x\",,z"[..]));
         group.clear();
         assert_eq!(group.rows(), 0);
-        assert_eq!(texts(&group, chunk, 0), Some(vec![]));
+        assert_eq!(texts(&group, 0), Some(vec![]));
+    }
+
+    #[test]
+    #[should_panic(expected = "fields of this record")]
+    fn fields_of_another_record_cannot_cut_a_character() {
+        let chunk = "\u{e9}a,b\n";
+        let mut fields = Fields::default();
+        fields.split(b"a,bc").unwrap();
+        let mut group = FieldGroup::new(chunk.as_bytes(), &[ValueSource::Field(0)]);
+        group.push(1, &chunk[..chunk.len() - 1], &fields);
     }
 }

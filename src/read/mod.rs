@@ -300,17 +300,20 @@ impl ChunkParser {
     /// Parses one chunk, sending full batches on `tx`. `Ok(false)` when the
     /// consumer has stopped (it failed; its error is the one to report).
     ///
-    /// A CSV record's fields are gathered into a [`FieldGroup`] and its
-    /// values parsed with the group's, column by column; a JSONL line's
-    /// values are parsed as the line is.
+    /// A CSV record's fields are gathered into a [`FieldGroup`], whose
+    /// values are parsed column by column; a JSONL line's values are parsed
+    /// as the line is.
     fn parse(&self, chunk: &Chunk, summary: &mut ReadSummary, tx: &mpsc::Sender<RecordBatch>) -> Result<bool> {
         let mut batch = BatchBuilder::new(self.def, self.schema.clone());
         let mut fields = Fields::default();
         let mut reasons: Vec<String> = Vec::new();
-        let mut group = FieldGroup::new(match &self.shape {
-            Shape::Csv(layout) => &layout.sources,
-            Shape::Jsonl(_) => &[],
-        });
+        let mut group = FieldGroup::new(
+            &chunk.bytes,
+            match &self.shape {
+                Shape::Csv(layout) => &layout.sources,
+                Shape::Jsonl(_) => &[],
+            },
+        );
         // A CSV chunk's UTF-8 is checked once for the whole chunk (a record
         // is cut from it at line ends, so it is valid too); line by line only
         // when it is not. A JSONL line is checked as it is parsed.
@@ -337,12 +340,12 @@ impl ChunkParser {
             match &self.shape {
                 Shape::Csv(layout) => match split_csv(layout, &mut fields, record.bytes, all_utf8) {
                     Ok(text) => {
-                        group.push(&chunk.bytes, record.line, text, &fields);
+                        group.push(record.line, text, &fields);
                         // A group never takes a batch past its size.
                         if group.rows() < GROUP_ROWS.min(BATCH_ROWS - batch.rows()) {
                             continue;
                         }
-                        self.add_group(&mut group, &chunk.bytes, &mut batch);
+                        self.add_group(&mut group, &mut batch);
                     }
                     Err(reason) => {
                         summary.line_rejects.push(line_reject(reason));
@@ -369,7 +372,7 @@ impl ChunkParser {
             }
         }
         if group.rows() > 0 {
-            self.add_group(&mut group, &chunk.bytes, &mut batch);
+            self.add_group(&mut group, &mut batch);
         }
         if batch.rows() > 0 && tx.blocking_send(batch.finish()?).is_err() {
             return Ok(false);
@@ -380,12 +383,12 @@ impl ChunkParser {
     /// Appends the group's values to `batch`, column by column (a value
     /// breaking its rule adds its reason to its row), then each row's
     /// bookkeeping; empties the group.
-    fn add_group(&self, group: &mut FieldGroup, chunk: &[u8], batch: &mut BatchBuilder) {
+    fn add_group(&self, group: &mut FieldGroup, batch: &mut BatchBuilder) {
         let rows = group.rows();
         let mut broken: Vec<(usize, String)> = Vec::new();
         for (column, builder) in batch.columns.iter_mut().enumerate() {
             let name = builder.name;
-            match group.texts(chunk, column) {
+            match group.texts(column) {
                 Some(texts) => builder.append_texts(texts, &self.file_date, |row, reason| {
                     broken.push((row, format!("{name}: {reason}")));
                 }),
@@ -402,7 +405,7 @@ impl ChunkParser {
             while let Some((_, reason)) = broken.next_if(|(broken_row, _)| *broken_row == row) {
                 reasons.push(reason);
             }
-            self.add_row(batch, group.line(row), group.record(chunk, row), &reasons);
+            self.add_row(batch, group.line(row), group.record(row), &reasons);
         }
         group.clear();
     }
