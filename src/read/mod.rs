@@ -345,7 +345,7 @@ impl ChunkParser {
                         if group.rows() < GROUP_ROWS.min(BATCH_ROWS - batch.rows()) {
                             continue;
                         }
-                        self.add_group(&mut group, &mut batch);
+                        self.add_group(layout, &mut group, &mut batch);
                     }
                     Err(reason) => {
                         summary.line_rejects.push(line_reject(reason));
@@ -371,8 +371,11 @@ impl ChunkParser {
                 return Ok(false);
             }
         }
-        if group.rows() > 0 {
-            self.add_group(&mut group, &mut batch);
+        // Only CSV records are grouped.
+        if let Shape::Csv(layout) = &self.shape {
+            if group.rows() > 0 {
+                self.add_group(layout, &mut group, &mut batch);
+            }
         }
         if batch.rows() > 0 && tx.blocking_send(batch.finish()?).is_err() {
             return Ok(false);
@@ -383,17 +386,17 @@ impl ChunkParser {
     /// Appends the group's values to `batch`, column by column (a value
     /// breaking its rule adds its reason to its row), then each row's
     /// bookkeeping; empties the group.
-    fn add_group(&self, group: &mut FieldGroup, batch: &mut BatchBuilder) {
+    fn add_group(&self, layout: &HeaderLayout, group: &mut FieldGroup, batch: &mut BatchBuilder) {
         let rows = group.rows();
         let mut broken: Vec<(usize, String)> = Vec::new();
-        for (column, builder) in batch.columns.iter_mut().enumerate() {
+        for ((column, builder), source) in batch.columns.iter_mut().enumerate().zip(&layout.sources) {
             let name = builder.name;
-            match group.texts(column) {
-                Some(texts) => builder.append_texts(texts, &self.file_date, |row, reason| {
+            match (source, group.texts(column)) {
+                (_, Some(texts)) => builder.append_texts(texts, &self.file_date, |row, reason| {
                     broken.push((row, format!("{name}: {reason}")));
                 }),
-                None if self.is_file_date(column) => (0..rows).for_each(|_| builder.append_date(self.date)),
-                None => (0..rows).for_each(|_| builder.append_null()),
+                (ValueSource::FileDate, None) => (0..rows).for_each(|_| builder.append_date(self.date)),
+                (_, None) => (0..rows).for_each(|_| builder.append_null()),
             }
         }
         // Stable: a row's reasons stay in the order of its columns.
@@ -408,15 +411,6 @@ impl ChunkParser {
             self.add_row(batch, group.line(row), group.record(row), &reasons);
         }
         group.clear();
-    }
-
-    /// Whether the reader's column `column` is a file date the export does
-    /// not hold (a column that is not a field otherwise is missing: null).
-    fn is_file_date(&self, column: usize) -> bool {
-        match &self.shape {
-            Shape::Csv(layout) => layout.sources[column] == ValueSource::FileDate,
-            Shape::Jsonl(_) => false,
-        }
     }
 
     /// A row's bookkeeping, once its values are appended: its line, why its
