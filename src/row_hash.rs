@@ -214,6 +214,31 @@ pub fn key_fingerprint(key: &str) -> u128 {
     xxhash_rust::xxh3::xxh3_128(key.as_bytes())
 }
 
+/// A 128-bit fingerprint as two halves: 8-byte aligned, a key index's
+/// entry of one and 8 bytes more takes 24 bytes, not the 32 a `u128`
+/// (16-byte aligned) pads it to.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Fingerprint([u64; 2]);
+
+impl From<u128> for Fingerprint {
+    fn from(hash: u128) -> Self {
+        Fingerprint([hash as u64, (hash >> 64) as u64])
+    }
+}
+
+impl From<Fingerprint> for u128 {
+    fn from(fingerprint: Fingerprint) -> Self {
+        fingerprint.0[0] as u128 | (fingerprint.0[1] as u128) << 64
+    }
+}
+
+impl Fingerprint {
+    /// The index's hash: a fingerprint's bits are already uniform.
+    pub fn bucket(&self) -> u64 {
+        self.0[0]
+    }
+}
+
 /// Fingerprints as the table stores them.
 pub fn to_array(hashes: &[u128]) -> ArrayRef {
     let bytes: Vec<[u8; 16]> = hashes.iter().map(|h| h.to_be_bytes()).collect();

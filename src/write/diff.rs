@@ -4,7 +4,7 @@
 //! keys to delete. Merging only the changed rows keeps a 1%-changed re-export cheap
 //! (delta-rs #4422) and an identical re-run free (no commit at all).
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use chrono::NaiveDate;
@@ -23,7 +23,7 @@ use super::spilled::{self, Probe, Stored};
 use crate::definition::TableDefinition;
 use crate::error::{Error, Result, Stage};
 use crate::read::days_since_epoch;
-use crate::row_hash::{self, key_fingerprint, ValueHasher};
+use crate::row_hash::{self, key_fingerprint, Fingerprint, ValueHasher};
 use crate::spill::{Claim, Spilled, Spilling};
 use crate::storage::Location;
 use crate::validate::ValidBatch;
@@ -137,7 +137,12 @@ impl<'a> Classifier<'a> {
         let ids =
             batch.rows.column_by_name(self.def.day_key()).expect("validated batch has the key").as_string::<i32>();
         for (row, hash) in hashes.iter().enumerate() {
-            let probe = Probe { key: key_fingerprint(ids.value(row)), hash: *hash, seq: batch.seq, row: row as u32 };
+            let probe = Probe {
+                key: key_fingerprint(ids.value(row)),
+                hash: value_bits(*hash),
+                seq: batch.seq,
+                row: row as u32,
+            };
             probes.push(&probe).map_err(io)?;
         }
         Ok(())
@@ -190,49 +195,55 @@ impl<'a> Classifier<'a> {
         }
         // A superseded row that was not a change was counted unchanged.
         diff.unchanged -= (superseded.len() as u64).saturating_sub(dropped).min(diff.unchanged);
-        diff.deleted_keys =
-            self.current.index.iter().filter(|e| !e.seen.load(Ordering::Relaxed)).map(|e| e.key.into()).collect();
+        diff.deleted_keys = self.current.index.iter().filter(|e| !e.seen()).map(|e| e.key.into()).collect();
         diff.deleted = diff.deleted_keys.len() as u64;
         Ok(diff)
     }
 }
 
-/// One stored row: fingerprints only. Keeping the keys themselves (a UUID
-/// is 36 bytes and its offset 4) cost 190 MB more at 5M rows.
+/// One stored row: fingerprints only, 24 bytes. Keeping the keys
+/// themselves (a UUID is 36 bytes and its offset 4) cost 190 MB more at 5M
+/// rows; the whole value fingerprint and two flags, 16 bytes more (128 MiB
+/// at 5M: the index has 8Mi buckets).
 struct Held {
     /// The fingerprint of the row's key ([`key_fingerprint`]).
     key: Fingerprint,
-    /// The fingerprint of the row's values as the table holds them.
-    hash: Fingerprint,
-    /// The stored fingerprint is not the one of the row's values (another
-    /// engine changed the row, or wrote it without one): the row is
-    /// rewritten even if the export has the same values.
-    stale: bool,
-    /// Set when the export has the key; the keys never seen are deleted.
-    seen: AtomicBool,
+    /// 62 bits of the fingerprint of the row's values as the table holds
+    /// them (bits 2 to 63), and two flags ([`STALE`], [`SEEN`]) in the
+    /// lowest two. 62 bits suffice: a row is compared only with its own
+    /// key's stored row, so a change goes unseen only if its fingerprint
+    /// agrees in those bits by chance (once in 2^62 changed rows), not
+    /// among all the day's rows as keys are.
+    state: AtomicU64,
 }
 
-/// A 128-bit fingerprint as two halves: 8-byte aligned, an index entry
-/// takes 40 bytes instead of the 48 a `u128` (16-byte aligned) pads it to.
-#[derive(Clone, Copy, PartialEq, Eq)]
-struct Fingerprint([u64; 2]);
+/// The stored fingerprint is not the one of the row's values (another
+/// engine changed the row, or wrote it without one): the row is rewritten
+/// even if the export has the same values.
+const STALE: u64 = 1;
+/// The export has the key; the keys never seen are deleted.
+const SEEN: u64 = 2;
+/// The bits of a [`Held`]'s state that are the value fingerprint's.
+const VALUE_BITS: u64 = !(STALE | SEEN);
 
-impl From<u128> for Fingerprint {
-    fn from(hash: u128) -> Self {
-        Fingerprint([hash as u64, (hash >> 64) as u64])
+/// The bits of a value fingerprint the comparison uses, in memory or on disk.
+pub(super) fn value_bits(hash: u128) -> u64 {
+    hash as u64 & VALUE_BITS
+}
+
+impl Held {
+    fn new(key: Fingerprint, hash: u128, stale: bool) -> Held {
+        Held { key, state: AtomicU64::new(value_bits(hash) | if stale { STALE } else { 0 }) }
     }
-}
 
-impl From<Fingerprint> for u128 {
-    fn from(fingerprint: Fingerprint) -> Self {
-        fingerprint.0[0] as u128 | (fingerprint.0[1] as u128) << 64
+    /// Marks the key seen in the export; whether the row it has (`hash`) must be written.
+    fn changed_by(&self, hash: u128) -> bool {
+        let state = self.state.fetch_or(SEEN, Ordering::Relaxed);
+        state & STALE != 0 || state & VALUE_BITS != value_bits(hash)
     }
-}
 
-impl Fingerprint {
-    /// The index's hash: a fingerprint's bits are already uniform.
-    fn bucket(&self) -> u64 {
-        self.0[0]
+    fn seen(&self) -> bool {
+        self.state.load(Ordering::Relaxed) & SEEN != 0
     }
 }
 
@@ -277,10 +288,7 @@ impl CurrentPartition {
                 let key = Fingerprint::from(key_fingerprint(ids.value(row)));
                 match self.index.find(key.bucket(), |e| e.key == key) {
                     None => Some(OP_INSERT),
-                    Some(entry) => {
-                        entry.seen.store(true, Ordering::Relaxed);
-                        (entry.hash != Fingerprint::from(*hash) || entry.stale).then_some(OP_UPDATE)
-                    }
+                    Some(entry) => entry.changed_by(*hash).then_some(OP_UPDATE),
                 }
             })
             .collect()
@@ -386,7 +394,7 @@ impl CurrentPartition {
         spill.room_for(&mut self.index, ids.len(), location)?;
         if let Some(spilling) = &mut spill.spilling {
             for (row, (hash, stale)) in hashes.into_iter().zip(stale).enumerate() {
-                let stored = Stored { key: key_fingerprint(ids.value(row)), hash, stale };
+                let stored = Stored { key: key_fingerprint(ids.value(row)), hash: value_bits(hash), stale };
                 spilling.push(&stored).map_err(|e| spill_error(location, e))?;
             }
             return Ok(());
@@ -405,7 +413,7 @@ impl CurrentPartition {
                     ))
                 }
                 hashbrown::hash_table::Entry::Vacant(slot) => {
-                    slot.insert(Held { key, hash: hash.into(), stale, seen: AtomicBool::new(false) });
+                    slot.insert(Held::new(key, hash, stale));
                 }
             }
         }
@@ -442,7 +450,8 @@ impl DateSpill {
     fn start(&mut self, index: &mut HashTable<Held>, location: &Location) -> Result<()> {
         let mut spilling = Spilling::new().map_err(|e| spill_error(location, e))?;
         for held in std::mem::take(index) {
-            let stored = Stored { key: held.key.into(), hash: held.hash.into(), stale: held.stale };
+            let state = held.state.into_inner();
+            let stored = Stored { key: held.key.into(), hash: state & VALUE_BITS, stale: state & STALE != 0 };
             spilling.push(&stored).map_err(|e| spill_error(location, e))?;
         }
         self.claim.free();
@@ -494,8 +503,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn an_index_entry_takes_40_bytes() {
-        // 5M keys: 8Mi buckets of 40 bytes, not of 48.
-        assert_eq!(std::mem::size_of::<Held>(), 40);
+    fn an_index_entry_takes_24_bytes() {
+        // 5M keys: 8Mi buckets of 24 bytes, not of 40.
+        assert_eq!(std::mem::size_of::<Held>(), 24);
+    }
+
+    #[test]
+    fn a_row_is_changed_by_any_other_value_fingerprint_and_always_when_stale() {
+        let key = Fingerprint::from(key_fingerprint("k"));
+        let hash: u128 = 0x0123_4567_89ab_cdef_fedc_ba98_7654_3210;
+        let held = Held::new(key, hash, false);
+        assert!(!held.seen());
+        assert!(!held.changed_by(hash), "the same values are unchanged");
+        assert!(held.seen(), "comparing marks the key seen");
+        assert!(!held.changed_by(hash ^ 1 << 64), "the high half is not held");
+        assert!(!held.changed_by(hash ^ 3), "the two lowest bits are the flags'");
+        for bit in 2..64 {
+            assert!(held.changed_by(hash ^ 1 << bit), "bit {bit} of the value fingerprint is compared");
+        }
+        let stale = Held::new(key, hash, true);
+        assert!(stale.changed_by(hash), "a stale row is written even with the same values");
+        assert!(stale.seen());
     }
 }

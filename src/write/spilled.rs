@@ -16,15 +16,16 @@ use crate::error::{Error, Result, Stage};
 use crate::spill::{self, Fields, Record, Spilled};
 use crate::storage::Location;
 
-/// One of the date's rows, on disk: its key's and its values' fingerprints.
+/// One of the date's rows, on disk: its key's fingerprint and the bits of
+/// its values' the comparison uses ([`value_bits`]).
 pub(super) struct Stored {
     pub(super) key: u128,
-    pub(super) hash: u128,
+    pub(super) hash: u64,
     pub(super) stale: bool,
 }
 
 impl Record for Stored {
-    const BYTES: usize = 33;
+    const BYTES: usize = 25;
     fn key(&self) -> u128 {
         self.key
     }
@@ -35,20 +36,21 @@ impl Record for Stored {
     }
     fn read(bytes: &[u8]) -> Self {
         let mut fields = Fields(bytes);
-        Stored { key: fields.u128(), hash: fields.u128(), stale: fields.u8() != 0 }
+        Stored { key: fields.u128(), hash: fields.u64(), stale: fields.u8() != 0 }
     }
 }
 
-/// One of the export's valid rows, on disk: its fingerprints and its name.
+/// One of the export's valid rows, on disk: its fingerprints (of its
+/// values, the bits the comparison uses) and its name.
 pub(super) struct Probe {
     pub(super) key: u128,
-    pub(super) hash: u128,
+    pub(super) hash: u64,
     pub(super) seq: u32,
     pub(super) row: u32,
 }
 
 impl Record for Probe {
-    const BYTES: usize = 40;
+    const BYTES: usize = 32;
     fn key(&self) -> u128 {
         self.key
     }
@@ -60,7 +62,7 @@ impl Record for Probe {
     }
     fn read(bytes: &[u8]) -> Self {
         let mut fields = Fields(bytes);
-        Probe { key: fields.u128(), hash: fields.u128(), seq: fields.u32(), row: fields.u32() }
+        Probe { key: fields.u128(), hash: fields.u64(), seq: fields.u32(), row: fields.u32() }
     }
 }
 
